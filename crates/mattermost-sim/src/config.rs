@@ -1,0 +1,29 @@
+//! `SimConfig`: the handful of server settings parley's behaviour depends on.
+
+/// Server settings, named after the Mattermost settings they mirror.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// `ServiceSettings.EnableAPIChannelDeletion` (default false): gates `?permanent=true`.
+    pub enable_api_channel_deletion: bool,
+    /// Maximum post message length in runes (`MaxPostSize`, 16383 on modern schemas).
+    pub max_post_size: usize,
+    /// `FileSettings.MaxFileSize` in bytes (default 100 MiB).
+    pub max_file_size: u64,
+    /// `ServiceSettings.AllowedUntrustedInternalConnections`: space/comma separated
+    /// hosts, IPs or CIDRs that action callbacks may reach although they are internal.
+    pub allowed_untrusted_internal_connections: String,
+    /// Reported as `Version` in the client config and in the WebSocket `hello`.
+    pub server_version: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            enable_api_channel_deletion: false,
+            max_post_size: 16383,
+            max_file_size: 104_857_600,
+            allowed_untrusted_internal_connections: String::new(),
+            server_version: "10.5.0".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The single in-memory store behind the sim, with the permission rules and the
+//! write paths shared by REST handlers, seeding helpers and system messages.
+//!
+//! Lives in one `std::sync::Mutex`; nothing here is async so the lock is never held
+//! across an `.await`.
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use crate::config::SimConfig;
+use crate::model::{
+    Channel, ChannelMember, FileInfo, Post, Status, Team, User, new_id, now_ms, strip_integrations,
+};
+use crate::ws::{Audience, Broadcast, Hub, WsEvent};
+
+/// Fault injection knobs read by the HTTP middleware.
+#[derive(Debug, Default)]
+pub struct Faults {
+    pub fail_next: usize,
+    pub fail_status: u16,
+    pub rate_limit_next: usize,
+    pub retry_after_secs: u64,
+    pub down: bool,
+    pub delay: Duration,
+}
+
+pub struct StoredFile {
+    pub info: FileInfo,
+    pub bytes: Bytes,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub config: SimConfig,
+    pub users: HashMap<String, User>,
+    pub tokens: HashMap<String, String>,
+    pub teams: HashMap<String, Team>,
+    /// team id -> member user ids, in join order.
+    pub team_members: HashMap<String, Vec<String>>,
+    pub channels: HashMap<String, Channel>,
+    /// Channel ids in creation order (for stable listings).
+    pub channel_order: Vec<String>,
+    pub channel_members: HashMap<String, Vec<ChannelMember>>,
+    pub posts: HashMap<String, Post>,
+    /// Post ids in creation order.
+    pub post_order: Vec<String>,
+    /// pending_post_id -> (post id, when) for the 30 s dedup window.
+    pub pending_posts: HashMap<String, (String, Instant)>,
+    pub files: HashMap<String, StoredFile>,
+    pub statuses: HashMap<String, Status>,
+    /// (recipient user id, post JSON) of every ephemeral post delivered.
+    pub ephemeral: Vec<(String, Value)>,
+    pub integration_requests: Vec<Value>,
+    pub request_log: Vec<(String, String, u16)>,
+    pub faults: Faults,
+    pub hub: Hub,
+}
+
+/// How long a pending_post_id maps to its post (`PendingPostIDsCacheTTL`).
+const PENDING_POST_TTL: Duration = Duration::from_secs(30);
+
+impl State {
+    pub fn new(config: SimConfig) -> Self {
+        State {
+            config,
+            ..State::default()
+        }
+    }
+
+    /// `server_version` as the real server reports it in `hello` and `X-Version-Id`:
+    /// version, build number, config hash, licensed flag.
+    pub fn full_version(&self) -> String {
+        let v = &self.config.server_version;
+        format!("{v}.{v}.sim.false")
+    }
+
+    pub fn user_by_token(&self, token: &str) -> Option<User> {
+        self.tokens
+            .get(token)
+            .and_then(|id| self.users.get(id))
+            .cloned()
+    }
+
+    pub fn is_team_member(&self, team_id: &str, user_id: &str) -> bool {
+        self.team_members
+            .get(team_id)
+            .is_some_and(|m| m.iter().any(|u| u == user_id))
+    }
+
+    pub fn is_channel_member(&self, channel_id: &str, user_id: &str) -> bool {
+        self.channel_members
+            .get(channel_id)
+            .is_some_and(|m| m.iter().any(|cm| cm.user_id == user_id))
+    }
+
+    /// `read_channel`: members always; public channels for any team member
+    /// (`read_public_channel` is in `team_user`); system admins everywhere.
+    pub fn can_read_channel(&self, user: &User, channel: &Channel) -> bool {
+        user.system_admin
+            || self.is_channel_member(&channel.id, &user.id)
+            || (!channel.is_private() && self.is_team_member(&channel.team_id, &user.id))
+    }
+
+    /// Permissions granted through `channel_user` (post, manage members/properties,
+    /// delete the channel): members and system admins.
+    pub fn has_channel_role(&self, user: &User, channel_id: &str) -> bool {
+        user.system_admin || self.is_channel_member(channel_id, &user.id)
+    }
+
+    pub fn channel_by_name(&self, team_id: &str, name: &str) -> Option<&Channel> {
+        self.channels
+            .values()
+            .find(|c| c.team_id == team_id && c.name == name)
+    }
+
+    pub fn username(&self, user_id: &str) -> String {
+        self.users
+            .get(user_id)
+            .map(|u| u.username.clone())
+            .unwrap_or_default()
+    }
+
+    /// Adds a member without any side effect; true when newly added.
+    pub fn add_channel_member_raw(&mut self, channel_id: &str, user_id: &str, admin: bool) -> bool {
+        let members = self
+            .channel_members
+            .entry(channel_id.to_owned())
+            .or_default();
+        if members.iter().any(|m| m.user_id == user_id) {
+            return false;
+        }
+        members.push(ChannelMember {
+            user_id: user_id.to_owned(),
+            scheme_admin: admin,
+            last_update_at: now_ms(),
+        });
+        true
+    }
+
+    pub fn channel_member_json(&self, channel_id: &str, user_id: &str) -> Option<Value> {
+        self.channel_members
+            .get(channel_id)?
+            .iter()
+            .find(|m| m.user_id == user_id)
+            .map(|m| m.to_json(channel_id))
+    }
+
+    /// A post as JSON with `metadata` (attached files) filled in; `strip` removes action
+    /// integrations, which every client-facing rendering must do.
+    pub fn render_post(&self, post: &Post, strip: bool) -> Value {
+        let mut v = serde_json::to_value(post).unwrap_or(Value::Null);
+        if strip {
+            strip_integrations(&mut v);
+        }
+        let files: Vec<Value> = post
+            .file_ids
+            .iter()
+            .filter_map(|id| self.files.get(id))
+            .map(|f| f.info.to_json())
+            .collect();
+        let mut metadata = Map::new();
+        if !files.is_empty() {
+            metadata.insert("files".into(), Value::Array(files));
+        }
+        v["metadata"] = Value::Object(metadata);
+        v
+    }
+
+    /// Returns the post previously created with this pending_post_id within 30 s.
+    pub fn dedup_pending(&mut self, pending_post_id: &str) -> Option<Post> {
+        if pending_post_id.is_empty() {
+            return None;
+        }
+        self.pending_posts
+            .retain(|_, (_, at)| at.elapsed() < PENDING_POST_TTL);
+        let (post_id, _) = self.pending_posts.get(pending_post_id)?;
+        self.posts.get(post_id).cloned()
+    }
+
+    /// Stores a new post, bumps the channel's counters and broadcasts `posted`.
+    pub fn insert_post(&mut self, post: Post) -> Post {
+        if !post.pending_post_id.is_empty() {
+            self.pending_posts.insert(
+                post.pending_post_id.clone(),
+                (post.id.clone(), Instant::now()),
+            );
+        }
+        if let Some(ch) = self.channels.get_mut(&post.channel_id) {
+            ch.last_post_at = post.create_at;
+            ch.total_msg_count += 1;
+        }
+        self.posts.insert(post.id.clone(), post.clone());
+        self.post_order.push(post.id.clone());
+        self.emit_posted(&post);
+        post
+    }
+
+    /// Writes a `system_*` post (join, add, header change, archive...).
+    pub fn system_post(
+        &mut self,
+        channel_id: &str,
+        user_id: &str,
+        post_type: &str,
+        message: String,
+        props: Value,
+    ) {
+        let mut post = Post::new(user_id, channel_id, &message, post_type);
+        if let Value::Object(map) = props {
+            post.props = map;
+        }
+        self.insert_post(post);
+    }
+
+    fn emit_posted(&mut self, post: &Post) {
+        let Some(channel) = self.channels.get(&post.channel_id) else {
+            return;
+        };
+        let rendered = self.render_post(post, true);
+        let mut data = json!({
+            "channel_display_name": channel.display_name,
+            "channel_name": channel.name,
+            "channel_type": channel.channel_type,
+            "post": rendered.to_string(),
+            "sender_name": format!("@{}", self.username(&post.user_id)),
+            "set_online": true,
+            "team_id": channel.team_id,
+        });
+        if !post.file_ids.is_empty() {
+            data["otherFile"] = json!("true");
+        }
+        let ev = WsEvent::new(
+            "posted",
+            data,
+            Broadcast {
+                channel_id: post.channel_id.clone(),
+                ..Broadcast::default()
+            },
+        );
+        self.publish(&ev);
+    }
+
+    /// Broadcasts `post_edited` / `post_deleted` (data.post is a JSON string).
+    pub fn emit_post_event(&mut self, event: &str, post: &Post) {
+        let data = json!({ "post": self.render_post(post, true).to_string() });
+        let ev = WsEvent::new(
+            event,
+            data,
+            Broadcast {
+                channel_id: post.channel_id.clone(),
+                ..Broadcast::default()
+            },
+        );
+        self.publish(&ev);
+    }
+
+    /// Records and delivers an ephemeral post to one user only.
+    pub fn send_ephemeral(&mut self, recipient: &str, post: &Post) -> Value {
+        let rendered = self.render_post(post, true);
+        self.ephemeral
+            .push((recipient.to_owned(), rendered.clone()));
+        let ev = WsEvent::new(
+            "ephemeral_message",
+            json!({ "post": rendered.to_string() }),
+            Broadcast {
+                user_id: recipient.to_owned(),
+                channel_id: post.channel_id.clone(),
+                ..Broadcast::default()
+            },
+        );
+        self.publish(&ev);
+        rendered
+    }
+
+    /// Resolves the broadcast scope (user > channel members > team members > all) and
+    /// hands the event to the hub.
+    pub fn publish(&mut self, ev: &WsEvent) {
+        let b = &ev.broadcast;
+        let audience = if !b.user_id.is_empty() {
+            Audience::Everyone // the hub filters on broadcast.user_id itself
+        } else if !b.channel_id.is_empty() {
+            Audience::Users(
+                self.channel_members
+                    .get(&b.channel_id)
+                    .map(|m| m.iter().map(|cm| cm.user_id.clone()).collect())
+                    .unwrap_or_default(),
+            )
+        } else if !b.team_id.is_empty() {
+            Audience::Users(
+                self.team_members
+                    .get(&b.team_id)
+                    .map(|m| m.iter().cloned().collect::<HashSet<_>>())
+                    .unwrap_or_default(),
+            )
+        } else {
+            Audience::Everyone
+        };
+        self.hub.publish(ev, &audience);
+    }
+
+    /// Marks a user online after activity unless they chose their status by hand.
+    pub fn touch_online(&mut self, user_id: &str) {
+        let now = now_ms();
+        let status = self
+            .statuses
+            .entry(user_id.to_owned())
+            .or_insert_with(|| Status {
+                status: "offline".into(),
+                manual: false,
+                last_activity_at: 0,
+            });
+        status.last_activity_at = now;
+        if !status.manual {
+            status.status = "online".into();
+        }
+    }
+
+    pub fn new_user(
+        &mut self,
+        username: &str,
+        first: &str,
+        last: &str,
+        is_bot: bool,
+    ) -> (User, String) {
+        let now = now_ms();
+        let user = User {
+            id: new_id(),
+            username: username.to_owned(),
+            first_name: if is_bot {
+                String::new()
+            } else {
+                first.to_owned()
+            },
+            last_name: last.to_owned(),
+            nickname: String::new(),
+            email: if is_bot {
+                format!("{username}@localhost")
+            } else {
+                format!("{username}@example.com")
+            },
+            is_bot,
+            bot_display_name: if is_bot {
+                first.to_owned()
+            } else {
+                String::new()
+            },
+            system_admin: false,
+            create_at: now,
+            update_at: now,
+        };
+        let token = new_id();
+        self.tokens.insert(token.clone(), user.id.clone());
+        self.users.insert(user.id.clone(), user.clone());
+        (user, token)
+    }
+}
+
+/// The new content of a post for [`State::update_post`] (what `UpdatePost` receives
+/// with `SafeUpdate: false`).
+pub struct PostUpdate {
+    pub message: String,
+    pub props: Map<String, Value>,
+    /// `None` keeps the current attachments.
+    pub file_ids: Option<Vec<String>>,
+    pub is_pinned: bool,
+}
+
+impl State {
+    /// Overwrites a post like the real `UpdatePost`: `edit_at` moves only when the
+    /// message, the files or the attachments change; `update_at` always moves; a
+    /// `post_edited` event follows.
+    pub fn update_post(
+        &mut self,
+        post_id: &str,
+        update: PostUpdate,
+    ) -> Result<Post, crate::error::ApiError> {
+        use crate::error::ApiError;
+        let old = self
+            .posts
+            .get(post_id)
+            .filter(|p| p.delete_at == 0)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "api.post.update_post.find.app_error",
+                    "We couldn't find the existing post or comment to update.",
+                )
+            })?;
+        if old.post_type.starts_with("system_") {
+            return Err(ApiError::new(
+                400,
+                "api.post.update_post.system_message.app_error",
+                "Unable to update system message.",
+            ));
+        }
+        if self
+            .channels
+            .get(&old.channel_id)
+            .is_none_or(|c| c.delete_at != 0)
+        {
+            return Err(ApiError::new(
+                400,
+                "api.post.update_post.can_not_update_post_in_deleted.error",
+                "Can not update a post in a deleted channel.",
+            ));
+        }
+        let now = now_ms();
+        let mut new = old.clone();
+        if new.message != update.message {
+            new.message = update.message;
+            new.edit_at = now;
+        }
+        new.is_pinned = update.is_pinned;
+        new.props = update.props;
+        crate::model::generate_action_ids(&mut new.props);
+        if let Some(file_ids) = update.file_ids {
+            new.file_ids = file_ids;
+        }
+        if new.edit_at == old.edit_at
+            && (new.file_ids != old.file_ids
+                || new.props.get("attachments") != old.props.get("attachments"))
+        {
+            new.edit_at = now;
+        }
+        new.update_at = now;
+        self.posts.insert(new.id.clone(), new.clone());
+        self.emit_post_event("post_edited", &new);
+        Ok(new)
+    }
+}

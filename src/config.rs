@@ -1,0 +1,420 @@
+//! Deployment settings: compiled defaults, then an optional `parley.toml`, then `PARLEY_*`
+//! environment variables; validated once at start. Owns nothing else.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Errors found while loading or validating the settings; each says which key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read the settings: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("{key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// The raw settings as written by the admin (file or environment), before validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawSettings {
+    listen: String,
+    public_url: Option<String>,
+    database_url: Option<String>,
+    data_dir: PathBuf,
+    mattermost_url: Option<String>,
+    #[serde(skip_serializing)]
+    mattermost_token: Option<SecretString>,
+    mattermost_team: Option<String>,
+    mattermost_channel: Option<String>,
+    allowed_origins: String,
+    delete_after_hours: u64,
+    max_message_chars: usize,
+    max_field_chars: usize,
+    rate_limit_chats_per_minute: u32,
+    rate_limit_messages_per_minute: u32,
+    trust_proxy_headers: bool,
+    log_format: String,
+    config: Option<PathBuf>,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            database_url: None,
+            data_dir: PathBuf::from("./data"),
+            mattermost_url: None,
+            mattermost_token: None,
+            mattermost_team: None,
+            mattermost_channel: None,
+            allowed_origins: "*".into(),
+            delete_after_hours: 24,
+            max_message_chars: 4000,
+            max_field_chars: 200,
+            rate_limit_chats_per_minute: 5,
+            rate_limit_messages_per_minute: 30,
+            trust_proxy_headers: false,
+            log_format: "pretty".into(),
+            config: None,
+        }
+    }
+}
+
+/// Where parley's database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite file (created when missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (not yet supported by the storage layer).
+    Postgres(String),
+}
+
+/// How parley reaches Mattermost. Present only when every part is configured.
+#[derive(Debug, Clone)]
+pub struct MattermostSettings {
+    /// Base URL of the server, without a trailing slash.
+    pub url: Url,
+    /// The bot's access token; `Debug` prints it redacted.
+    pub token: SecretString,
+    /// Team name (the URL slug) where chat channels are created.
+    pub team: String,
+    /// Name of the requests channel in that team.
+    pub channel: String,
+}
+
+/// Which web pages may embed the widget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+/// Log output style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Limits that protect Mattermost and the database from abuse.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_chars: usize,
+    pub max_field_chars: usize,
+    pub chats_per_minute_per_ip: u32,
+    pub messages_per_minute: u32,
+}
+
+/// Validated settings for one parley process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// Where browsers and Mattermost reach parley, without a trailing slash.
+    pub public_url: Url,
+    pub database: DatabaseUrl,
+    pub data_dir: PathBuf,
+    pub mattermost: Option<MattermostSettings>,
+    pub allowed_origins: AllowedOrigins,
+    pub delete_after: Duration,
+    pub limits: Limits,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_proxy_headers: bool,
+    pub log_format: LogFormat,
+    /// Background loops (outbox worker, Mattermost events); tests drive them by hand when off.
+    pub run_background_jobs: bool,
+}
+
+impl Settings {
+    /// Loads defaults < `parley.toml` (or the file named by `PARLEY_CONFIG`) < `PARLEY_*` variables.
+    pub fn load() -> Result<Self, ConfigError> {
+        let env = Env::prefixed("PARLEY_");
+        let file = std::env::var_os("PARLEY_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("parley.toml"));
+        let raw: RawSettings = Figment::from(Serialized::defaults(RawSettings::default()))
+            .merge(Toml::file(&file))
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        raw.validate()
+    }
+
+    /// Settings for tests and embedding: defaults with the given data dir, no Mattermost.
+    pub fn for_data_dir(data_dir: PathBuf) -> Self {
+        RawSettings {
+            data_dir,
+            listen: "127.0.0.1:0".into(),
+            ..RawSettings::default()
+        }
+        .validate()
+        .expect("the defaults are valid")
+    }
+}
+
+impl RawSettings {
+    fn validate(self) -> Result<Settings, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            invalid(
+                "PARLEY_LISTEN",
+                format!("`{}` is not an address like 127.0.0.1:8080", self.listen),
+            )
+        })?;
+        let public_url = match &self.public_url {
+            Some(u) => parse_http_url("PARLEY_PUBLIC_URL", u)?,
+            None => Url::parse(&format!("http://{listen}")).expect("socket address forms a URL"),
+        };
+        let database = match &self.database_url {
+            None => DatabaseUrl::Sqlite(self.data_dir.join("parley.db")),
+            Some(u) if u.starts_with("sqlite:") => {
+                let path = u.trim_start_matches("sqlite:").trim_start_matches("//");
+                let path = path.split('?').next().unwrap_or_default();
+                if path.is_empty() {
+                    return Err(invalid(
+                        "PARLEY_DATABASE_URL",
+                        "a SQLite URL needs a file path, e.g. sqlite://./data/parley.db",
+                    ));
+                }
+                DatabaseUrl::Sqlite(PathBuf::from(path))
+            }
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                DatabaseUrl::Postgres(u.clone())
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "PARLEY_DATABASE_URL",
+                    "must start with sqlite:// or postgres://",
+                ));
+            }
+        };
+        let mattermost = self.mattermost_settings()?;
+        let allowed_origins = parse_origins(&self.allowed_origins)?;
+        if self.max_message_chars == 0 || self.max_message_chars > 16_000 {
+            return Err(invalid(
+                "PARLEY_MAX_MESSAGE_CHARS",
+                "must be between 1 and 16000",
+            ));
+        }
+        if self.max_field_chars == 0 || self.max_field_chars > 2000 {
+            return Err(invalid(
+                "PARLEY_MAX_FIELD_CHARS",
+                "must be between 1 and 2000",
+            ));
+        }
+        if self.rate_limit_chats_per_minute == 0 {
+            return Err(invalid(
+                "PARLEY_RATE_LIMIT_CHATS_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
+        if self.rate_limit_messages_per_minute == 0 {
+            return Err(invalid(
+                "PARLEY_RATE_LIMIT_MESSAGES_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
+        let log_format = match self.log_format.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "PARLEY_LOG_FORMAT",
+                    format!("`{other}` is neither `pretty` nor `json`"),
+                ));
+            }
+        };
+        Ok(Settings {
+            listen,
+            public_url,
+            database,
+            data_dir: self.data_dir,
+            mattermost,
+            allowed_origins,
+            delete_after: Duration::from_secs(self.delete_after_hours.saturating_mul(3600)),
+            limits: Limits {
+                max_message_chars: self.max_message_chars,
+                max_field_chars: self.max_field_chars,
+                chats_per_minute_per_ip: self.rate_limit_chats_per_minute,
+                messages_per_minute: self.rate_limit_messages_per_minute,
+            },
+            trust_proxy_headers: self.trust_proxy_headers,
+            log_format,
+            run_background_jobs: true,
+        })
+    }
+
+    fn mattermost_settings(&self) -> Result<Option<MattermostSettings>, ConfigError> {
+        let present = [
+            self.mattermost_url.is_some(),
+            self.mattermost_token.is_some(),
+            self.mattermost_team.is_some(),
+            self.mattermost_channel.is_some(),
+        ];
+        if present.iter().all(|p| !p) {
+            return Ok(None);
+        }
+        let missing: Vec<&str> = [
+            "PARLEY_MATTERMOST_URL",
+            "PARLEY_MATTERMOST_TOKEN",
+            "PARLEY_MATTERMOST_TEAM",
+            "PARLEY_MATTERMOST_CHANNEL",
+        ]
+        .into_iter()
+        .zip(present)
+        .filter(|(_, p)| !p)
+        .map(|(k, _)| k)
+        .collect();
+        if !missing.is_empty() {
+            return Err(invalid(
+                "PARLEY_MATTERMOST_*",
+                format!(
+                    "Mattermost is partly configured; also set {} (or unset them all to run offline)",
+                    missing.join(", ")
+                ),
+            ));
+        }
+        let url = parse_http_url(
+            "PARLEY_MATTERMOST_URL",
+            self.mattermost_url.as_deref().unwrap_or_default(),
+        )?;
+        let team = self.mattermost_team.clone().unwrap_or_default();
+        let channel = self.mattermost_channel.clone().unwrap_or_default();
+        if team.trim().is_empty() {
+            return Err(invalid("PARLEY_MATTERMOST_TEAM", "must not be empty"));
+        }
+        if channel.trim().is_empty() {
+            return Err(invalid("PARLEY_MATTERMOST_CHANNEL", "must not be empty"));
+        }
+        Ok(Some(MattermostSettings {
+            url,
+            token: self.mattermost_token.clone().expect("checked above"),
+            team: team.trim().to_owned(),
+            channel: channel.trim().trim_start_matches('~').to_owned(),
+        }))
+    }
+}
+
+fn parse_http_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value.trim().trim_end_matches('/'))
+        .map_err(|e| invalid(key, format!("`{value}` is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(key, format!("`{value}` must be an http(s) URL")));
+    }
+    Ok(url)
+}
+
+fn parse_origins(value: &str) -> Result<AllowedOrigins, ConfigError> {
+    let value = value.trim();
+    if value == "*" || value.is_empty() {
+        return Ok(AllowedOrigins::Any);
+    }
+    let mut origins = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let url = parse_http_url("PARLEY_ALLOWED_ORIGINS", part)?;
+        origins.push(url.origin().ascii_serialization());
+    }
+    Ok(AllowedOrigins::List(origins))
+}
+
+/// Base URL without a trailing slash, for joining paths.
+pub fn base(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawSettings {
+        RawSettings::default()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_offline() {
+        let s = raw().validate().unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert!(s.mattermost.is_none());
+        assert_eq!(s.allowed_origins, AllowedOrigins::Any);
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite(PathBuf::from("./data/parley.db"))
+        );
+    }
+
+    #[test]
+    fn partial_mattermost_settings_name_what_is_missing() {
+        let mut r = raw();
+        r.mattermost_url = Some("https://chat.example.com".into());
+        let err = r.validate().unwrap_err().to_string();
+        assert!(err.contains("PARLEY_MATTERMOST_TOKEN"), "{err}");
+        assert!(err.contains("PARLEY_MATTERMOST_CHANNEL"), "{err}");
+    }
+
+    #[test]
+    fn token_never_appears_in_debug_output() {
+        let mut r = raw();
+        r.mattermost_url = Some("https://chat.example.com/".into());
+        r.mattermost_token = Some(SecretString::from("very-secret-token"));
+        r.mattermost_team = Some("support".into());
+        r.mattermost_channel = Some("~requests".into());
+        let s = r.validate().unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("very-secret-token"), "{printed}");
+        assert_eq!(s.mattermost.unwrap().channel, "requests");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        type Mutation = fn(&mut RawSettings);
+        let cases: Vec<(Mutation, &str)> = vec![
+            (|r| r.listen = "nonsense".into(), "PARLEY_LISTEN"),
+            (
+                |r| r.public_url = Some("ftp://x".into()),
+                "PARLEY_PUBLIC_URL",
+            ),
+            (
+                |r| r.database_url = Some("mysql://x".into()),
+                "PARLEY_DATABASE_URL",
+            ),
+            (
+                |r| r.allowed_origins = "not a url".into(),
+                "PARLEY_ALLOWED_ORIGINS",
+            ),
+            (|r| r.log_format = "xml".into(), "PARLEY_LOG_FORMAT"),
+            (|r| r.max_message_chars = 0, "PARLEY_MAX_MESSAGE_CHARS"),
+        ];
+        for (mutate, key) in cases {
+            let mut r = raw();
+            mutate(&mut r);
+            let err = r.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "expected {key} in `{err}`");
+        }
+    }
+
+    #[test]
+    fn origins_are_normalised() {
+        let o = parse_origins("https://shop.example.com/, http://localhost:3000").unwrap();
+        assert_eq!(
+            o,
+            AllowedOrigins::List(vec![
+                "https://shop.example.com".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+    }
+}

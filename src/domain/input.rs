@@ -1,0 +1,169 @@
+//! Parsing of untrusted visitor input (names, e-mails, message text, URLs) into clean values,
+//! with an error that names the field and a stable code.
+
+/// Why a field was refused; `code` is part of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn field_error(field: &'static str, code: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        code,
+        message: message.into(),
+    }
+}
+
+/// Normalises line endings, refuses control characters other than newline and tab, and trims.
+fn clean(field: &'static str, raw: &str, multiline: bool) -> Result<String, FieldError> {
+    let text = raw.replace("\r\n", "\n").replace('\r', "\n");
+    if let Some(c) = text
+        .chars()
+        .find(|&c| c.is_control() && !(multiline && (c == '\n' || c == '\t')) && c != ' ')
+    {
+        let what = if c == '\n' {
+            "line breaks".to_owned()
+        } else {
+            format!("the control character U+{:04X}", c as u32)
+        };
+        return Err(field_error(
+            field,
+            "invalid_characters",
+            format!("`{field}` must not contain {what}"),
+        ));
+    }
+    Ok(text.trim().to_owned())
+}
+
+/// A required message text of at most `max` characters.
+pub fn message_text(field: &'static str, raw: &str, max: usize) -> Result<String, FieldError> {
+    let text = clean(field, raw, true)?;
+    if text.is_empty() {
+        return Err(field_error(
+            field,
+            "message_required",
+            format!("`{field}` must not be empty"),
+        ));
+    }
+    let len = text.chars().count();
+    if len > max {
+        return Err(field_error(
+            field,
+            "message_too_long",
+            format!("`{field}` has {len} characters; the limit is {max}"),
+        ));
+    }
+    Ok(text)
+}
+
+/// An optional one-line field; blank becomes `None`.
+pub fn optional_line(
+    field: &'static str,
+    raw: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, FieldError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = clean(field, raw, false)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.chars().count() > max {
+        return Err(field_error(
+            field,
+            "field_too_long",
+            format!("`{field}` is longer than {max} characters"),
+        ));
+    }
+    Ok(Some(text))
+}
+
+/// An optional e-mail address, checked for shape only (the visitor is not verified).
+pub fn optional_email(
+    field: &'static str,
+    raw: Option<&str>,
+) -> Result<Option<String>, FieldError> {
+    let Some(email) = optional_line(field, raw, 254)? else {
+        return Ok(None);
+    };
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.contains(char::is_whitespace)
+                && !domain.contains('@')
+        }
+        None => false,
+    };
+    if !valid {
+        return Err(field_error(
+            field,
+            "email_invalid",
+            format!("`{field}` is not an e-mail address"),
+        ));
+    }
+    Ok(Some(email))
+}
+
+/// An optional http(s) URL such as the page the visitor is on.
+pub fn optional_url(
+    field: &'static str,
+    raw: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, FieldError> {
+    let Some(text) = optional_line(field, raw, max)? else {
+        return Ok(None);
+    };
+    match url::Url::parse(&text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(Some(u.to_string())),
+        _ => Err(field_error(
+            field,
+            "url_invalid",
+            format!("`{field}` must be an http(s) URL"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_text_rules() {
+        let cases = [
+            ("  hi  ", Ok("hi".to_owned()), "trimmed"),
+            ("a\r\nb", Ok("a\nb".to_owned()), "CRLF normalised"),
+            ("   ", Err("message_required"), "blank refused"),
+            ("a\u{0}b", Err("invalid_characters"), "NUL refused"),
+            ("a\u{1b}[31m", Err("invalid_characters"), "escape refused"),
+            ("ääääää", Err("message_too_long"), "counted in characters"),
+        ];
+        for (input, want, why) in cases {
+            let got = message_text("text", input, 5).map_err(|e| e.code);
+            assert_eq!(got, want.map_err(|c: &str| c), "{why}");
+        }
+    }
+
+    #[test]
+    fn one_line_fields_refuse_line_breaks() {
+        assert_eq!(
+            optional_line("name", Some("a\nb"), 10).unwrap_err().code,
+            "invalid_characters"
+        );
+        assert_eq!(optional_line("name", Some("  "), 10).unwrap(), None);
+    }
+
+    #[test]
+    fn emails_and_urls() {
+        assert!(optional_email("email", Some("erika@example.com")).is_ok());
+        for bad in ["erika", "@example.com", "erika@example", "a b@example.com"] {
+            assert!(optional_email("email", Some(bad)).is_err(), "{bad}");
+        }
+        assert!(optional_url("page_url", Some("https://shop.example.com/x"), 100).is_ok());
+        assert!(optional_url("page_url", Some("javascript:alert(1)"), 100).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! `POST /mattermost/actions`: Mattermost's call when an operator clicks Accept. Mattermost
+//! does not sign these calls, so each button carries an HMAC of its chat id in `context`,
+//! which Mattermost never shows to clients (mattermost-api.md §4).
+
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use serde_json::Value;
+
+use crate::{
+    chats,
+    domain::ChatStatus,
+    http::{error::ApiError, extract::ApiJson},
+    mattermost::{
+        format,
+        wire::{ActionCallback, ActionResponse, PostUpdate},
+    },
+    state::AppState,
+    storage::chats::{AcceptOutcome, Operator},
+};
+
+/// Handles a button click.
+pub async fn handle_action(
+    State(state): State<AppState>,
+    ApiJson(call): ApiJson<ActionCallback>,
+) -> Result<impl IntoResponse, ApiError> {
+    let context = &call.context;
+    let action = context
+        .get("action")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let chat_id = context
+        .get("chat_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let signature = context
+        .get("signature")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if action != format::ACCEPT_ACTION || !state.signer.verify(action, chat_id, signature) {
+        tracing::warn!(user_id = %call.user_id, "refused an unsigned or forged button callback");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this callback is not signed by parley",
+        ));
+    }
+    let Some(bridge) = state.bridge.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "offline",
+            "Mattermost is not configured",
+        ));
+    };
+    let chat = state
+        .store
+        .get_chat(chat_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("chat"))?;
+    // The signature binds the chat; the post must be that chat's request as well.
+    if chat
+        .request_post_id
+        .as_deref()
+        .is_some_and(|p| !call.post_id.is_empty() && p != call.post_id)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this button does not belong to that post",
+        ));
+    }
+    let user = match bridge.user(&call.user_id).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not look up the operator who clicked");
+            return Ok(Json(ActionResponse {
+                ephemeral_text: Some(
+                    "parley could not look up your account in Mattermost; please try again.".into(),
+                ),
+                ..Default::default()
+            }));
+        }
+    };
+    if user.is_bot {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "bots cannot accept chats",
+        ));
+    }
+    let operator = Operator {
+        user_id: user.id.clone(),
+        username: user.username.clone(),
+        name: user.display_name(),
+    };
+    let response = match chats::accept(&state, &chat.id, &operator).await? {
+        AcceptOutcome::Accepted { chat, .. } => {
+            let ctx = bridge.context().await.ok();
+            let channel = chat.channel_name.clone().unwrap_or_default();
+            let link = ctx
+                .map(|c| bridge.channel_link(&c.team_name, &channel))
+                .unwrap_or_default();
+            let (message, props) =
+                format::settled_request(&chat, &format!("accepted by @{}", operator.username));
+            ActionResponse {
+                update: Some(PostUpdate { message, props }),
+                ephemeral_text: Some(format!(
+                    "You accepted the chat with {}. It continues in ~{channel} ({link}); the channel opens in a moment.",
+                    format::visitor_name(&chat)
+                )),
+            }
+        }
+        AcceptOutcome::NotPending(chat) => {
+            let (status_line, text) = match chat.status() {
+                ChatStatus::Closed => (
+                    "ended".to_owned(),
+                    "This chat has already ended.".to_owned(),
+                ),
+                _ => {
+                    let by = chat.operator_username.clone().unwrap_or_default();
+                    (
+                        format!("accepted by @{by}"),
+                        format!("This chat was already accepted by @{by}."),
+                    )
+                }
+            };
+            let (message, props) = format::settled_request(&chat, &status_line);
+            ActionResponse {
+                update: Some(PostUpdate { message, props }),
+                ephemeral_text: Some(text),
+            }
+        }
+    };
+    Ok(Json(response))
+}

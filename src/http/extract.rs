@@ -1,0 +1,136 @@
+//! Request extractors: JSON bodies whose every rejection becomes an `ApiError`, the client's
+//! address, and the visitor's chat authenticated by its bearer token.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::{
+    extract::{
+        ConnectInfo, FromRequest, FromRequestParts, Path, Request, rejection::JsonRejection,
+    },
+    http::{StatusCode, header, request::Parts},
+};
+use serde::de::DeserializeOwned;
+
+use crate::{
+    http::error::ApiError, security::token_hash, state::AppState, storage::chats::ChatRow,
+};
+
+/// A JSON body; malformed, mistyped, oversized or non-UTF-8 bodies get clear API errors.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_error(rejection)),
+        }
+    }
+}
+
+fn json_error(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_fields",
+            // serde names the field and the expected type; it never echoes the value back.
+            e.body_text().replace(
+                "Failed to deserialize the JSON body into the target type: ",
+                "",
+            ),
+        ),
+        JsonRejection::JsonSyntaxError(_) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body is not valid JSON (or not valid UTF-8)",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            )
+        }
+        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", other.body_text()),
+    }
+}
+
+/// The client's address: the socket peer, or the first `X-Forwarded-For` entry when
+/// `PARLEY_TRUST_PROXY_HEADERS` says a proxy in front sets it.
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.settings.trust_proxy_headers
+            && let Some(ip) = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse().ok())
+        {
+            return Ok(Self(ip));
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        Ok(Self(peer))
+    }
+}
+
+/// The chat named in the path, after its bearer token was checked.
+pub struct VisitorChat(pub ChatRow);
+
+impl FromRequestParts<AppState> for VisitorChat {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(params): Path<Vec<(String, String)>> = Path::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found("chat"))?;
+        let id = params
+            .into_iter()
+            .find(|(k, _)| k == "id")
+            .map(|(_, v)| v)
+            .ok_or_else(|| ApiError::not_found("chat"))?;
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        authenticate(state, &id, token).await.map(Self)
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Checks a visitor token against a chat. Chat ids are random UUIDs, so telling "unknown chat"
+/// (404) from "wrong token" (401) gives nothing away and helps client authors.
+pub async fn authenticate(
+    state: &AppState,
+    chat_id: &str,
+    token: &str,
+) -> Result<ChatRow, ApiError> {
+    if chat_id.len() > 64 || token.is_empty() || token.len() > 256 {
+        return Err(ApiError::unauthorized());
+    }
+    let chat = state
+        .store
+        .get_chat(chat_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("chat"))?;
+    if chat.token_hash != token_hash(token) {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(chat)
+}

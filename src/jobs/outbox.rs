@@ -1,0 +1,303 @@
+//! Delivers outbox tasks to Mattermost: in order per chat, chats in parallel, with backoff on
+//! failures, `Retry-After` on 429, and `pending_post_id` plus a `parley_key` prop so that no
+//! retry ever doubles a post.
+
+use std::time::Duration;
+
+use futures_util::{StreamExt, stream};
+use serde_json::{Value, json};
+
+use crate::{
+    mattermost::{
+        Bridge, Context, MmError, format,
+        wire::{CreateChannel, NewPost, Post, PostPatch},
+    },
+    state::AppState,
+    storage::{
+        StoreError,
+        chats::ChatRow,
+        now_ms,
+        outbox::{OutboxRow, OutboxTask},
+    },
+};
+
+/// What one pass of the worker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Some tasks were tried (delivered, failed or rescheduled).
+    Worked(usize),
+    /// Nothing is due; the earliest task waits until this time (ms), if any.
+    Idle { next_due: Option<i64> },
+}
+
+/// Tasks a single pass takes on; each chat contributes at most its head.
+const BATCH: i64 = 200;
+/// Chats delivered to at the same time.
+const PARALLEL: usize = 16;
+/// Mattermost remembers a `pending_post_id` for 30 s; after that a retry first looks for the
+/// post by its `parley_key` prop.
+const DEDUP_WINDOW_MS: i64 = 25_000;
+
+/// One pass: tries every chat's due head task once.
+pub async fn run_once(state: &AppState) -> Result<Outcome, StoreError> {
+    let Some(bridge) = state.bridge.as_ref() else {
+        return Ok(Outcome::Idle { next_due: None });
+    };
+    let now = now_ms();
+    let heads = state.store.list_outbox_heads(BATCH).await?;
+    let next_due = heads
+        .iter()
+        .filter(|r| r.next_attempt_at > now)
+        .map(|r| r.next_attempt_at)
+        .min();
+    let due: Vec<OutboxRow> = heads
+        .into_iter()
+        .filter(|r| r.next_attempt_at <= now)
+        .collect();
+    if due.is_empty() {
+        return Ok(Outcome::Idle { next_due });
+    }
+    let count = due.len();
+    let results: Vec<Result<(), StoreError>> = stream::iter(due)
+        .map(|row| async move { attempt(state, bridge, row).await })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    Ok(Outcome::Worked(count))
+}
+
+/// Tries one task and records the result.
+async fn attempt(state: &AppState, bridge: &Bridge, row: OutboxRow) -> Result<(), StoreError> {
+    let task = match row.task() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(outbox_id = row.id, error = %e, "unreadable outbox task");
+            return state.store.mark_failed(row.id, "unreadable task").await;
+        }
+    };
+    match deliver(state, bridge, &row, &task).await {
+        Ok(()) => state.store.mark_delivered(row.id).await,
+        Err(DeliveryError::Store(e)) => Err(e),
+        Err(DeliveryError::Mattermost(e)) if e.is_transient() => {
+            let wait = match &e {
+                MmError::RateLimited { retry_after } => *retry_after,
+                _ => backoff(row.attempts),
+            };
+            tracing::warn!(
+                outbox_id = row.id, chat_id = %row.chat_id, attempts = row.attempts + 1,
+                retry_in = ?wait, error = %e, "delivery to Mattermost failed; will retry"
+            );
+            let at = now_ms() + wait.as_millis() as i64;
+            state.store.reschedule(row.id, at, &e.to_string()).await
+        }
+        Err(DeliveryError::Mattermost(e)) => {
+            tracing::error!(
+                outbox_id = row.id, chat_id = %row.chat_id, error = %e, mattermost_error_id = ?e.id(),
+                "Mattermost refused a delivery; it will not be retried"
+            );
+            state.store.mark_failed(row.id, &e.to_string()).await
+        }
+    }
+}
+
+/// Exponential backoff from 1 s to 60 s with jitter.
+fn backoff(attempts: i64) -> Duration {
+    let base = 1000u64
+        .saturating_mul(1 << attempts.clamp(0, 6))
+        .min(60_000);
+    Duration::from_millis(base + rand::random_range(0..=base / 4))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Mattermost(#[from] MmError),
+}
+
+async fn deliver(
+    state: &AppState,
+    bridge: &Bridge,
+    row: &OutboxRow,
+    task: &OutboxTask,
+) -> Result<(), DeliveryError> {
+    let ctx = bridge.context().await?;
+    let chat = state
+        .store
+        .get_chat(&row.chat_id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    match task {
+        OutboxTask::RequestPost { key } => {
+            let first = state.store.list_messages(&chat.id, 0, 1).await?;
+            let text = first.first().map(|m| m.body.as_str()).unwrap_or_default();
+            let url = format!(
+                "{}/mattermost/actions",
+                crate::config::base(&state.settings.public_url)
+            );
+            let (message, props) = format::request_post(&chat, text, &url, &state.signer);
+            let post =
+                post_once(bridge, row, &ctx.requests_channel_id, &message, props, key).await?;
+            state.store.set_request_post(&chat.id, &post.id).await?;
+        }
+        OutboxTask::OpenChannel => open_channel(state, bridge, &ctx, &chat).await?,
+        OutboxTask::RelayMessage { message_id, key } => {
+            let message = state.store.get_message(*message_id).await?;
+            let author = message
+                .author
+                .clone()
+                .unwrap_or_else(|| format::visitor_name(&chat));
+            let body = format::relay_message(&author, &message.body);
+            let channel = chat.channel_id.as_deref().ok_or(StoreError::NotFound)?;
+            let mut first_post = None;
+            for (i, part) in format::split_for_post(&body, ctx.max_post_size)
+                .iter()
+                .enumerate()
+            {
+                let part_key = if i == 0 {
+                    key.clone()
+                } else {
+                    format!("{key}-{i}")
+                };
+                let props = json!({ format::CHAT_PROP: chat.id, "parley_message_id": message.id });
+                let post = post_once(bridge, row, channel, part, props, &part_key).await?;
+                first_post.get_or_insert(post.id);
+            }
+            if let Some(post_id) = first_post {
+                state.store.set_message_post(message.id, &post_id).await?;
+            }
+        }
+        OutboxTask::Notice { text, key } => {
+            let channel = chat.channel_id.as_deref().ok_or(StoreError::NotFound)?;
+            let props = json!({ format::CHAT_PROP: chat.id });
+            post_once(bridge, row, channel, &format::notice(text), props, key).await?;
+        }
+        OutboxTask::UpdateRequest { text } => {
+            if let Some(post_id) = &chat.request_post_id {
+                let (message, props) = format::settled_request(&chat, text);
+                let patch = PostPatch {
+                    message: &message,
+                    props,
+                };
+                bridge.client.patch_post(post_id, &patch).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates a post exactly once: `pending_post_id` covers quick retries, and after
+/// Mattermost's 30-second memory a retry first looks for a post carrying the same key.
+async fn post_once(
+    bridge: &Bridge,
+    row: &OutboxRow,
+    channel_id: &str,
+    message: &str,
+    mut props: Value,
+    key: &str,
+) -> Result<Post, DeliveryError> {
+    let now = now_ms();
+    if let Some(first) = row.first_attempt_at
+        && now - first > DEDUP_WINDOW_MS
+    {
+        let list = bridge.client.posts_since(channel_id, first - 5_000).await?;
+        if let Some(post) = list
+            .posts
+            .into_values()
+            .find(|p| p.props.get(format::KEY_PROP).and_then(Value::as_str) == Some(key))
+        {
+            return Ok(post);
+        }
+    }
+    props[format::KEY_PROP] = Value::String(key.to_owned());
+    let post = NewPost {
+        channel_id,
+        message,
+        pending_post_id: Some(key),
+        props,
+    };
+    Ok(bridge.client.create_post(&post).await?)
+}
+
+/// Creates the chat's private channel (or adopts the one an earlier attempt created), then
+/// adds the operator. A name already taken by another channel gets a fresh one.
+async fn open_channel(
+    state: &AppState,
+    bridge: &Bridge,
+    ctx: &Context,
+    chat: &ChatRow,
+) -> Result<(), DeliveryError> {
+    let operator = chat
+        .operator_user_id
+        .as_deref()
+        .ok_or(StoreError::NotFound)?;
+    let channel_id = match &chat.channel_id {
+        Some(id) => id.clone(),
+        None => {
+            let id = create_channel(state, bridge, ctx, chat).await?;
+            state.store.set_channel(&chat.id, &id).await?;
+            id
+        }
+    };
+    bridge
+        .client
+        .add_channel_member(&channel_id, operator)
+        .await?;
+    Ok(())
+}
+
+async fn create_channel(
+    state: &AppState,
+    bridge: &Bridge,
+    ctx: &Context,
+    chat: &ChatRow,
+) -> Result<String, DeliveryError> {
+    let purpose = format::channel_purpose(&chat.id);
+    let display_name = format::channel_display_name(chat);
+    let header = format::channel_header(chat);
+    let mut name = chat
+        .channel_name
+        .clone()
+        .unwrap_or_else(|| format::channel_name(&chat.id));
+    for _ in 0..5 {
+        let body = CreateChannel {
+            team_id: &ctx.team_id,
+            name: &name,
+            display_name: &display_name,
+            kind: "P",
+            purpose: &purpose,
+            header: &header,
+        };
+        match bridge.client.create_channel(&body).await {
+            Ok(channel) => return Ok(channel.id),
+            Err(e) if is_name_taken(&e) => {
+                let existing = bridge
+                    .client
+                    .channel_by_name(&ctx.team_id, &name, true)
+                    .await?;
+                if existing.delete_at == 0 && existing.purpose == purpose {
+                    // Created by an earlier attempt whose answer was lost.
+                    return Ok(existing.id);
+                }
+                name = format::channel_name(&chat.id);
+                state.store.set_channel_name(&chat.id, &name).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(MmError::Protocol("could not find a free channel name".into()).into())
+}
+
+/// Both error ids Mattermost has used for a taken name (older servers: `previously` when the
+/// holder is archived).
+fn is_name_taken(e: &MmError) -> bool {
+    matches!(
+        e.id(),
+        Some("store.sql_channel.save_channel.exists.app_error")
+            | Some("store.sql_channel.save_channel.previously.app_error")
+    )
+}

@@ -1,0 +1,26 @@
+//! parley: website live chat answered from Mattermost.
+
+/// The chat use cases shared by the API, the callback and the event stream.
+pub mod chats;
+/// Settings from `parley.toml` and `PARLEY_*` variables.
+pub mod config;
+/// Domain types and input rules, without I/O.
+pub mod domain;
+/// Views sent to visitors, and the live event hub.
+pub mod events;
+/// The HTTP routes and their handlers.
+pub mod http;
+/// Background jobs (the outbox worker).
+pub mod jobs;
+/// The bridge to Mattermost (REST client, event stream, post formats).
+pub mod mattermost;
+/// Visitor tokens and button signatures.
+pub mod security;
+/// Building and running the server.
+pub mod startup;
+/// State shared by handlers and jobs.
+pub mod state;
+/// All SQL.
+pub mod storage;
+/// Logging setup.
+pub mod telemetry;

@@ -1,0 +1,283 @@
+//! The Mattermost REST API v4 client: one method per endpoint parley uses, errors classified
+//! so callers know whether a retry can help. See ../shared/docs/mattermost-api.md.
+
+use std::{collections::HashMap, time::Duration};
+
+use reqwest::{Method, RequestBuilder, StatusCode, header};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::json;
+
+use super::wire::{
+    AppError, Channel, CreateChannel, NewPost, Post, PostList, PostPatch, Team, User,
+};
+
+/// A failed Mattermost call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MmError {
+    /// The server answered with an error; `id` is Mattermost's stable error id.
+    #[error("Mattermost answered {status} {id}: {message}")]
+    Api {
+        status: u16,
+        id: String,
+        message: String,
+    },
+    /// Rate limited: try again after the given time.
+    #[error("Mattermost is rate limiting parley (retry after {retry_after:?})")]
+    RateLimited { retry_after: Duration },
+    /// The server could not be reached or did not answer in time.
+    #[error("Mattermost is unreachable: {0}")]
+    Unreachable(String),
+    /// The answer was not what the API promises.
+    #[error("unexpected answer from Mattermost: {0}")]
+    Protocol(String),
+}
+
+impl MmError {
+    /// Whether trying again later can succeed (outages, limits, server errors, a token being
+    /// fixed). Other errors are the request's own fault.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => *status >= 500 || *status == 401 || *status == 408,
+            Self::RateLimited { .. } | Self::Unreachable(_) => true,
+            Self::Protocol(_) => false,
+        }
+    }
+
+    /// Mattermost's error id, when it sent one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Self::Api { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            Self::RateLimited { .. } => Some(429),
+            _ => None,
+        }
+    }
+}
+
+/// REST client bound to one server and token.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    api: String,
+    token: SecretString,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("api", &self.api)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// `base` is the server URL without `/api/v4`.
+    pub fn new(base: &str, token: SecretString) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds with static settings");
+        Self {
+            http,
+            api: format!("{}/api/v4", base.trim_end_matches('/')),
+            token,
+        }
+    }
+
+    /// The WebSocket URL of this server.
+    pub fn websocket_url(&self) -> String {
+        let ws = if let Some(rest) = self.api.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = self.api.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            self.api.clone()
+        };
+        format!("{ws}/websocket")
+    }
+
+    /// The bot token, for the WebSocket handshake.
+    pub fn token(&self) -> &SecretString {
+        &self.token
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.api))
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", self.token.expose_secret()),
+            )
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, MmError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| MmError::Unreachable(without_url(&e)))?;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(MmError::RateLimited {
+                retry_after: retry_after(response.headers()),
+            });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| MmError::Unreachable(without_url(&e)))?;
+        if !status.is_success() {
+            // The body is normally an AppError, but proxies answer with HTML or plain text.
+            let err: AppError = serde_json::from_slice(&bytes).unwrap_or(AppError {
+                id: String::new(),
+                message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            });
+            return Err(MmError::Api {
+                status: status.as_u16(),
+                id: err.id,
+                message: err.message,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| MmError::Protocol(e.to_string()))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, MmError> {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    async fn with_body<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, MmError> {
+        self.send(self.request(method, path).json(body)).await
+    }
+
+    /// `GET /users/me`: who the token belongs to.
+    pub async fn me(&self) -> Result<User, MmError> {
+        self.get("/users/me").await
+    }
+
+    /// `GET /users/{id}`.
+    pub async fn user(&self, id: &str) -> Result<User, MmError> {
+        self.get(&format!("/users/{}", seg(id))).await
+    }
+
+    /// `GET /teams/name/{name}`.
+    pub async fn team_by_name(&self, name: &str) -> Result<Team, MmError> {
+        self.get(&format!("/teams/name/{}", seg(name))).await
+    }
+
+    /// `GET /teams/{team_id}/channels/name/{name}?include_deleted=`.
+    pub async fn channel_by_name(
+        &self,
+        team_id: &str,
+        name: &str,
+        include_deleted: bool,
+    ) -> Result<Channel, MmError> {
+        self.get(&format!(
+            "/teams/{}/channels/name/{}?include_deleted={include_deleted}",
+            seg(team_id),
+            seg(name)
+        ))
+        .await
+    }
+
+    /// `POST /channels`.
+    pub async fn create_channel(&self, body: &CreateChannel<'_>) -> Result<Channel, MmError> {
+        self.with_body(Method::POST, "/channels", body).await
+    }
+
+    /// `POST /channels/{id}/members` (idempotent on the server).
+    pub async fn add_channel_member(&self, channel_id: &str, user_id: &str) -> Result<(), MmError> {
+        let _: serde_json::Value = self
+            .with_body(
+                Method::POST,
+                &format!("/channels/{}/members", seg(channel_id)),
+                &json!({ "user_id": user_id }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /posts`.
+    pub async fn create_post(&self, post: &NewPost<'_>) -> Result<Post, MmError> {
+        self.with_body(Method::POST, "/posts?set_online=false", post)
+            .await
+    }
+
+    /// `PUT /posts/{id}/patch`.
+    pub async fn patch_post(&self, id: &str, patch: &PostPatch<'_>) -> Result<Post, MmError> {
+        self.with_body(Method::PUT, &format!("/posts/{}/patch", seg(id)), patch)
+            .await
+    }
+
+    /// `GET /channels/{id}/posts?since=`: posts created or changed after `since` (ms).
+    pub async fn posts_since(&self, channel_id: &str, since: i64) -> Result<PostList, MmError> {
+        self.get(&format!(
+            "/channels/{}/posts?since={since}",
+            seg(channel_id)
+        ))
+        .await
+    }
+
+    /// `GET /config/client?format=old`: the public configuration (e.g. `MaxPostSize`).
+    pub async fn client_config(&self) -> Result<HashMap<String, serde_json::Value>, MmError> {
+        self.get("/config/client?format=old").await
+    }
+}
+
+/// Percent-encodes one path segment (names come from configuration).
+fn seg(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Reads `Retry-After` (seconds), falling back to `X-RateLimit-Reset` (also seconds, despite
+/// the spec's wording) and then to one second.
+fn retry_after(headers: &header::HeaderMap) -> Duration {
+    ["retry-after", "x-ratelimit-reset"]
+        .iter()
+        .find_map(|name| {
+            headers
+                .get(*name)?
+                .to_str()
+                .ok()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|s| Duration::from_secs(s.clamp(1, 3600)))
+        .unwrap_or(Duration::from_secs(1))
+}
+
+/// reqwest errors print the URL; ours carry no secrets, but keep messages short and stable.
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}

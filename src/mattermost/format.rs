@@ -1,0 +1,224 @@
+//! What parley's posts, channel names and headers look like in Mattermost. Every piece of
+//! visitor text passes through `escape_for_mattermost` here, and nowhere else builds posts.
+
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::{
+    domain::markdown::escape_for_mattermost, security::ActionSigner, storage::chats::ChatRow,
+};
+
+/// The id of the Accept button. Only `[A-Za-z0-9]`: the click route refuses anything else.
+pub const ACCEPT_ACTION_ID: &str = "accept";
+/// The context key saying what a button does.
+pub const ACCEPT_ACTION: &str = "accept";
+/// A prop on every parley post naming its chat, for support and debugging.
+pub const CHAT_PROP: &str = "parley_chat_id";
+/// A prop carrying the outbox key, to recognise an earlier delivery of the same task.
+pub const KEY_PROP: &str = "parley_key";
+
+/// The name shown for the visitor: what they typed, else "Visitor" and a short id.
+pub fn visitor_name(chat: &ChatRow) -> String {
+    chat.visitor_name
+        .clone()
+        .unwrap_or_else(|| format!("Visitor {}", &chat.id[..6.min(chat.id.len())]))
+}
+
+/// A channel name that no earlier, archived or later chat can have: a random part makes it
+/// new even for the same chat after a collision. Stays well below the 64-character limit and
+/// never looks like a 40-hex or `id__id` DM name.
+pub fn channel_name(chat_id: &str) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..6)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    let short: String = chat_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
+    format!("chat-{}-{suffix}", short.to_ascii_lowercase())
+}
+
+/// Display name of the chat's channel (at most 64 characters).
+pub fn channel_display_name(chat: &ChatRow) -> String {
+    truncate(&format!("Chat: {}", visitor_name(chat)), 64)
+}
+
+/// The channel header: the visitor's details, escaped (at most 1024 characters).
+pub fn channel_header(chat: &ChatRow) -> String {
+    let mut parts = vec![format!(
+        "**{}**",
+        escape_for_mattermost(&visitor_name(chat))
+    )];
+    if let Some(email) = &chat.visitor_email {
+        parts.push(escape_for_mattermost(email));
+    }
+    if let Some(page) = &chat.page_url {
+        parts.push(format!("page: {}", escape_for_mattermost(page)));
+    }
+    parts.push("type `!close` to end the chat".into());
+    truncate(&parts.join(" · "), 1024)
+}
+
+/// The channel purpose names the chat, so parley can recognise a channel it created earlier.
+pub fn channel_purpose(chat_id: &str) -> String {
+    format!("parley chat {chat_id}")
+}
+
+fn details_fields(chat: &ChatRow, first_message: Option<&str>) -> Vec<Value> {
+    let mut fields = vec![json!({
+        "title": "Visitor", "value": escape_for_mattermost(&visitor_name(chat)), "short": true
+    })];
+    if let Some(email) = &chat.visitor_email {
+        fields
+            .push(json!({"title": "E-mail", "value": escape_for_mattermost(email), "short": true}));
+    }
+    if let Some(page) = &chat.page_url {
+        fields.push(json!({"title": "Page", "value": escape_for_mattermost(page), "short": false}));
+    }
+    if let Some(text) = first_message {
+        fields.push(json!({
+            "title": "Message", "value": escape_for_mattermost(&truncate(text, 1000)), "short": false
+        }));
+    }
+    fields
+}
+
+/// The request post: who is asking, their first message, and the signed Accept button.
+pub fn request_post(
+    chat: &ChatRow,
+    first_message: &str,
+    actions_url: &str,
+    signer: &ActionSigner,
+) -> (String, Value) {
+    let name = escape_for_mattermost(&visitor_name(chat));
+    let message = format!("**New chat request** from {name}");
+    let props = json!({
+        CHAT_PROP: chat.id,
+        "attachments": [{
+            "fallback": format!("New chat request from {name}"),
+            "color": "#1f6feb",
+            "fields": details_fields(chat, Some(first_message)),
+            "actions": [{
+                "id": ACCEPT_ACTION_ID,
+                "type": "button",
+                "name": "Accept",
+                "style": "primary",
+                "integration": {
+                    "url": actions_url,
+                    "context": {
+                        "action": ACCEPT_ACTION,
+                        "chat_id": chat.id,
+                        "signature": signer.sign(ACCEPT_ACTION, &chat.id),
+                    }
+                }
+            }]
+        }]
+    });
+    (message, props)
+}
+
+/// The request post after the chat was settled: same details, a status line, no button.
+pub fn settled_request(chat: &ChatRow, status_line: &str) -> (String, Value) {
+    let name = escape_for_mattermost(&visitor_name(chat));
+    let message = format!("**Chat request** from {name}: {status_line}");
+    let props = json!({
+        CHAT_PROP: chat.id,
+        "attachments": [{
+            "fallback": format!("Chat request from {name}: {status_line}"),
+            "color": "#8b949e",
+            "fields": details_fields(chat, None),
+        }]
+    });
+    (message, props)
+}
+
+/// A visitor message as posted by the bot: the visitor's name in bold, then their text, both
+/// made inert.
+pub fn relay_message(visitor: &str, text: &str) -> String {
+    format!(
+        "**{}:** {}",
+        escape_for_mattermost(visitor),
+        escape_for_mattermost(text)
+    )
+}
+
+/// A notice from parley in the chat's channel.
+pub fn notice(text: &str) -> String {
+    format!(":information_source: _{}_", escape_for_mattermost(text))
+}
+
+/// Splits a post body into pieces of at most `max` characters (Mattermost refuses longer
+/// posts and the REST API does not split them), preferring line and word boundaries.
+pub fn split_for_post(message: &str, max: usize) -> Vec<String> {
+    let max = max.max(100);
+    let mut parts = Vec::new();
+    let mut rest: &str = message;
+    while rest.chars().count() > max {
+        let byte_limit = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
+        let window = &rest[..byte_limit];
+        let cut = window
+            .rfind('\n')
+            .or_else(|| window.rfind(' '))
+            .filter(|&i| i > byte_limit / 2)
+            .unwrap_or(byte_limit);
+        // Never end a piece on a lone backslash: it would escape the next piece's first char.
+        let cut = if window[..cut].ends_with('\\') && !window[..cut].ends_with("\\\\") {
+            cut - 1
+        } else {
+            cut
+        };
+        parts.push(rest[..cut].to_owned());
+        rest = rest[cut..].trim_start_matches(['\n', ' ']);
+    }
+    parts.push(rest.to_owned());
+    parts
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_are_valid_and_fresh() {
+        let a = channel_name("3f2a9c1b-aaaa-bbbb");
+        let b = channel_name("3f2a9c1b-aaaa-bbbb");
+        assert_ne!(a, b);
+        assert!(a.len() <= 64);
+        assert!(a.starts_with("chat-3f2a9c1b-"), "{a}");
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
+    }
+
+    #[test]
+    fn relay_message_neutralises_mentions_and_markup() {
+        let m = relay_message("@here Erika", "@channel ![x](http://t)");
+        assert!(!m.contains("@here"));
+        assert!(!m.contains("@channel"));
+        assert!(!m.contains("!["));
+    }
+
+    #[test]
+    fn long_posts_are_split_without_losing_text() {
+        let text = "word ".repeat(300);
+        let parts = split_for_post(&text, 200);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.chars().count() <= 200));
+        let joined: String = parts.join(" ");
+        assert_eq!(joined.split_whitespace().count(), 300);
+    }
+}

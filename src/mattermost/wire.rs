@@ -1,0 +1,179 @@
+//! Serde shapes of the Mattermost REST and WebSocket JSON parley reads and writes. Only the
+//! fields parley uses; unknown fields are ignored so newer servers keep working.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A Mattermost user.
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    #[serde(default)]
+    pub nickname: String,
+    #[serde(default)]
+    pub is_bot: bool,
+}
+
+impl User {
+    /// The name to show a visitor: full name, else nickname, else username.
+    pub fn display_name(&self) -> String {
+        let full = format!("{} {}", self.first_name.trim(), self.last_name.trim());
+        let full = full.trim();
+        if !full.is_empty() {
+            full.to_owned()
+        } else if !self.nickname.trim().is_empty() {
+            self.nickname.trim().to_owned()
+        } else {
+            self.username.clone()
+        }
+    }
+}
+
+/// A team.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+}
+
+/// A channel.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Channel {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub team_id: String,
+    #[serde(default)]
+    pub delete_at: i64,
+    #[serde(default)]
+    pub creator_id: String,
+    #[serde(default)]
+    pub purpose: String,
+}
+
+/// Body of `POST /channels`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateChannel<'a> {
+    pub team_id: &'a str,
+    pub name: &'a str,
+    pub display_name: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub purpose: &'a str,
+    pub header: &'a str,
+}
+
+/// A post as the server returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Post {
+    pub id: String,
+    pub channel_id: String,
+    pub user_id: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub create_at: i64,
+    #[serde(default)]
+    pub update_at: i64,
+    #[serde(default)]
+    pub delete_at: i64,
+    #[serde(default)]
+    pub props: Value,
+    #[serde(default)]
+    pub file_ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub pending_post_id: String,
+}
+
+impl Post {
+    /// Whether the post was made by a bot (the server sets `props.from_bot`).
+    pub fn from_bot(&self) -> bool {
+        self.props.get("from_bot").and_then(Value::as_str) == Some("true")
+    }
+}
+
+/// Body of `POST /posts`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewPost<'a> {
+    pub channel_id: &'a str,
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_post_id: Option<&'a str>,
+    pub props: Value,
+}
+
+/// Body of `PUT /posts/{id}/patch`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PostPatch<'a> {
+    pub message: &'a str,
+    pub props: Value,
+}
+
+/// Answer of `GET /channels/{id}/posts`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PostList {
+    #[serde(default)]
+    pub order: Vec<String>,
+    #[serde(default)]
+    pub posts: HashMap<String, Post>,
+}
+
+/// Mattermost's error body (`AppError`); parley branches on `id`, never on the localised
+/// message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppError {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// What Mattermost POSTs to the integration URL when a user clicks a button.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActionCallback {
+    pub user_id: String,
+    #[serde(default)]
+    pub user_name: String,
+    #[serde(default)]
+    pub post_id: String,
+    #[serde(default)]
+    pub channel_id: String,
+    #[serde(default)]
+    pub context: Value,
+}
+
+/// The answer parley gives to a button click.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ActionResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<PostUpdate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ephemeral_text: Option<String>,
+}
+
+/// `update` in an action response: replaces the message and (being present) all props.
+#[derive(Debug, Clone, Serialize)]
+pub struct PostUpdate {
+    pub message: String,
+    pub props: Value,
+}
+
+/// A WebSocket event envelope.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WsEvent {
+    #[serde(default)]
+    pub event: String,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default)]
+    pub seq: Option<i64>,
+}

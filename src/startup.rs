@@ -1,0 +1,121 @@
+//! Builds a running parley from settings: opens the database, binds the listener (port 0
+//! works, for tests), connects the Mattermost bridge and starts the background jobs.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Settings,
+    events::Hub,
+    http::{self, rate_limit::RateLimits},
+    jobs,
+    mattermost::{self, Bridge},
+    security::{ActionSigner, random_token},
+    state::AppState,
+    storage::Store,
+};
+
+/// A built application, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Opens storage (applying migrations) and binds `PARLEY_LISTEN`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    /// Like `build`, on a listener bound by the caller (tests bind first to learn the port
+    /// that goes into `public_url`).
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let store = Store::open(&settings.database).await?;
+        let key = store
+            .value_or_insert("action_signing_key", random_token)
+            .await?;
+        let bridge = settings
+            .mattermost
+            .clone()
+            .map(|m| Arc::new(Bridge::new(m)));
+        if bridge.is_none() {
+            tracing::warn!(
+                "Mattermost is not configured: the widget offers the offline form only. \
+                 Set PARLEY_MATTERMOST_URL, _TOKEN, _TEAM and _CHANNEL to connect."
+            );
+        }
+        let state = AppState {
+            rate_limits: Arc::new(RateLimits::new(&settings.limits)),
+            settings: Arc::new(settings),
+            store,
+            hub: Hub::default(),
+            bridge,
+            signer: ActionSigner::new(&key),
+            outbox_wakeup: Arc::new(Notify::new()),
+        };
+        Ok(Self {
+            listener,
+            state,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The shared state (tests use it to drive jobs).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A token that stops the server and its jobs when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then lets jobs finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            shutdown,
+        } = self;
+        let mut jobs = JoinSet::new();
+        if state.settings.run_background_jobs {
+            jobs.spawn(jobs::run_outbox(state.clone(), shutdown.clone()));
+            jobs.spawn(mattermost::stream::run(state.clone(), shutdown.clone()));
+            jobs.spawn(forget_idle_rate_limits(state.clone(), shutdown.clone()));
+        }
+        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let stop = shutdown.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await?;
+        shutdown.cancel();
+        while jobs.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+async fn forget_idle_rate_limits(state: AppState, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => state.rate_limits.forget_idle(),
+        }
+    }
+}

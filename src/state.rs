@@ -1,0 +1,42 @@
+//! The state every request handler and background job shares.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::{
+    config::Settings, events::Hub, http::rate_limit::RateLimits, mattermost::Bridge,
+    security::ActionSigner, storage::Store,
+};
+
+/// Cheap to clone; everything inside is shared.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub hub: Hub,
+    /// `None` when Mattermost is not configured: parley runs offline.
+    pub bridge: Option<Arc<Bridge>>,
+    pub signer: ActionSigner,
+    pub rate_limits: Arc<RateLimits>,
+    /// Wakes the outbox worker when a task is added.
+    pub outbox_wakeup: Arc<Notify>,
+}
+
+impl AppState {
+    /// Whether the widget should offer a live chat.
+    pub fn online(&self) -> bool {
+        self.bridge.as_ref().is_some_and(|b| b.is_online())
+    }
+
+    /// Whether a new chat can be taken: Mattermost is configured and was reached. A chat taken
+    /// during a short outage waits in the outbox.
+    pub fn accepting_chats(&self) -> bool {
+        self.bridge.as_ref().is_some_and(|b| b.is_resolved())
+    }
+
+    /// Tells the outbox worker there is work.
+    pub fn wake_outbox(&self) {
+        self.outbox_wakeup.notify_one();
+    }
+}

@@ -1,0 +1,111 @@
+//! All SQL lives here, one file per aggregate. Queries use the runtime API of sqlx's `Any`
+//! driver with `$n` placeholders and portable SQL, so PostgreSQL can be added by adding its
+//! migrations (see docs/decisions.md).
+
+pub mod chats;
+pub mod messages;
+pub mod offline;
+pub mod outbox;
+pub mod values;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    AnyPool, Executor,
+    any::{AnyConnectOptions, AnyPoolOptions},
+};
+
+use crate::config::DatabaseUrl;
+
+/// Storage failures. `NotFound` and `Conflict` are normal outcomes callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("the database refused the change: {0}")]
+    Conflict(String),
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Handle to the database. Cheap to clone.
+///
+/// SQLite allows one writer at a time; a dedicated single-connection pool for writes avoids
+/// `SQLITE_BUSY` when a read transaction would upgrade, while reads use a pool of their own.
+#[derive(Clone, Debug)]
+pub struct Store {
+    write: AnyPool,
+    read: AnyPool,
+}
+
+impl Store {
+    /// Opens (creating when needed) the database and applies pending migrations.
+    pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let path = match url {
+            DatabaseUrl::Sqlite(path) => path,
+            DatabaseUrl::Postgres(_) => {
+                return Err(StoreError::Unsupported(
+                    "PostgreSQL is not supported yet; use a SQLite database".into(),
+                ));
+            }
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unsupported(format!(
+                    "cannot create the data directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let options =
+            AnyConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))?;
+        let write = sqlite_pool(1).connect_with(options.clone()).await?;
+        sqlx::migrate!("migrations/sqlite").run(&write).await?;
+        let read = sqlite_pool(4).connect_with(options).await?;
+        Ok(Self { write, read })
+    }
+}
+
+fn sqlite_pool(size: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // WAL lets readers run while the writer writes; busy_timeout waits out the
+                // short moments when another connection holds the lock.
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA busy_timeout = 5000").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                Ok(())
+            })
+        })
+}
+
+/// The current time as Unix milliseconds, the unit of every stored time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Formats stored milliseconds as RFC 3339 for the API.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,188 @@
+//! The durable outbox to Mattermost: tasks written in the same transaction as the change that
+//! causes them, delivered in order per chat by `jobs::outbox`.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, FromRow};
+
+use super::{Store, StoreError, now_ms};
+
+/// One thing to do in Mattermost for a chat. `key` values are sent as `pending_post_id`, so a
+/// retried post is never doubled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutboxTask {
+    /// Post the request (with its Accept button) into the requests channel.
+    RequestPost { key: String },
+    /// Create the chat's channel and add the accepting operator.
+    OpenChannel,
+    /// Post a visitor message into the chat's channel.
+    RelayMessage { message_id: i64, key: String },
+    /// Post a notice from parley into the chat's channel.
+    Notice { text: String, key: String },
+    /// Rewrite the request post (without its button), e.g. when the visitor left before anyone
+    /// accepted.
+    UpdateRequest { text: String },
+}
+
+impl OutboxTask {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::RequestPost { .. } => "request_post",
+            Self::OpenChannel => "open_channel",
+            Self::RelayMessage { .. } => "relay_message",
+            Self::Notice { .. } => "notice",
+            Self::UpdateRequest { .. } => "update_request",
+        }
+    }
+
+    /// Tasks that can only run once the chat has its own channel.
+    pub fn needs_channel(&self) -> bool {
+        matches!(self, Self::RelayMessage { .. } | Self::Notice { .. })
+    }
+
+    /// A fresh idempotency key.
+    pub fn new_key() -> String {
+        format!("parley-{}", uuid::Uuid::new_v4().simple())
+    }
+}
+
+/// An undelivered task with what the worker needs to know about its chat.
+#[derive(Debug, Clone, FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub chat_id: String,
+    pub payload: String,
+    pub needs_channel: i64,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub first_attempt_at: Option<i64>,
+    pub chat_channel_id: Option<String>,
+}
+
+impl OutboxRow {
+    pub fn task(&self) -> Result<OutboxTask, StoreError> {
+        serde_json::from_str(&self.payload)
+            .map_err(|e| StoreError::Corrupt(format!("outbox entry {}: {e}", self.id)))
+    }
+}
+
+/// Adds a task inside the caller's transaction.
+pub(crate) async fn enqueue(
+    conn: &mut AnyConnection,
+    chat_id: &str,
+    task: &OutboxTask,
+    now: i64,
+) -> Result<(), StoreError> {
+    let payload = serde_json::to_string(task).expect("tasks serialise");
+    sqlx::query(
+        "INSERT INTO outbox (chat_id, kind, payload, needs_channel, next_attempt_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(chat_id)
+    .bind(task.kind())
+    .bind(payload)
+    .bind(i64::from(task.needs_channel()))
+    .bind(now)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Drops the channel tasks of a chat that will never have a channel (closed before acceptance);
+/// the messages themselves stay in the transcript.
+pub(crate) async fn drop_channel_tasks(
+    conn: &mut AnyConnection,
+    chat_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE outbox SET done_at = $1, last_error = 'chat ended before an operator accepted'
+         WHERE chat_id = $2 AND done_at IS NULL AND needs_channel = 1",
+    )
+    .bind(now)
+    .bind(chat_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The next task of every chat, oldest first: the lowest undelivered id among the tasks
+    /// that can run (a task needing a channel cannot run before the chat has one). Tasks are
+    /// strictly ordered per chat; different chats are independent.
+    pub async fn list_outbox_heads(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        Ok(sqlx::query_as::<_, OutboxRow>(
+            "SELECT o.id, o.chat_id, o.payload, o.needs_channel, o.attempts, o.next_attempt_at,
+                    o.first_attempt_at, c.channel_id AS chat_channel_id
+             FROM outbox o JOIN chats c ON c.id = o.chat_id
+             WHERE o.done_at IS NULL
+               AND (o.needs_channel = 0 OR c.channel_id IS NOT NULL)
+               AND NOT EXISTS (
+                   SELECT 1 FROM outbox p
+                   WHERE p.chat_id = o.chat_id AND p.done_at IS NULL AND p.id < o.id
+                     AND (p.needs_channel = 0 OR c.channel_id IS NOT NULL))
+             ORDER BY o.id
+             LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Records that a task is done.
+    pub async fn mark_delivered(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET done_at = $1, last_error = NULL WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a failure Mattermost will not get over by retrying (kept for the back office).
+    pub async fn mark_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET done_at = $1, failed = 1, last_error = $2 WHERE id = $3")
+            .bind(now_ms())
+            .bind(error)
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Schedules another attempt.
+    pub async fn reschedule(&self, id: i64, at: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2
+             WHERE id = $3",
+        )
+        .bind(at)
+        .bind(error)
+        .bind(id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Notes when a task was first tried, to know whether Mattermost's 30-second
+    /// `pending_post_id` memory still covers a retry.
+    pub async fn note_first_attempt(&self, id: i64, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET first_attempt_at = $1 WHERE id = $2 AND first_attempt_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Number of undelivered tasks (for health and tests).
+    pub async fn outbox_depth(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,288 @@
+//! `spawn_app()`: a real parley on a random port with a temporary SQLite database, connected
+//! to a fresh Mattermost simulator with a team, a requests channel, a bot and two operators.
+
+use std::{future::Future, time::Duration};
+
+use mattermost_sim::{MattermostSim, SimConfig, SimUser};
+use parley::{
+    config::{MattermostSettings, Settings},
+    startup::Application,
+    state::AppState,
+};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub sim: MattermostSim,
+    pub bot: SimUser,
+    pub alice: SimUser,
+    pub bob: SimUser,
+    pub team_id: String,
+    pub requests_channel_id: String,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A started visitor chat.
+pub struct VisitorChat {
+    pub id: String,
+    pub token: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let sim = MattermostSim::start_with(SimConfig {
+        allowed_untrusted_internal_connections: "127.0.0.1 localhost".into(),
+        ..SimConfig::default()
+    })
+    .await;
+    let team_id = sim.create_team("support", "Support");
+    let bot = sim.create_bot("parley", "Parley");
+    let alice = sim.create_user("alice", "Alice", "Operator");
+    let bob = sim.create_user("bob", "Bob", "Helper");
+    let requests_channel_id = sim.create_channel(&team_id, "requests", "Chat requests", false);
+    for user in [&bot, &alice, &bob] {
+        sim.add_team_member(&team_id, &user.id);
+        sim.add_channel_member(&requests_channel_id, &user.id);
+    }
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::for_data_dir(dir.path().to_path_buf());
+    settings.mattermost = Some(MattermostSettings {
+        url: sim.url().parse().unwrap(),
+        token: bot.token.clone().into(),
+        team: "support".into(),
+        channel: "requests".into(),
+    });
+    // Generous limits; the rate-limit test sets its own.
+    settings.limits.chats_per_minute_per_ip = 1000;
+    settings.limits.messages_per_minute = 1000;
+    customise(&mut settings);
+    let app = start(settings).await;
+    let state = app.state().clone();
+    let url = format!("http://{}", app.local_addr());
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+
+    let test = TestApp {
+        url,
+        http: reqwest::Client::new(),
+        sim,
+        bot,
+        alice,
+        bob,
+        team_id,
+        requests_channel_id,
+        state,
+        shutdown,
+        _dir: dir,
+    };
+    if test.state.bridge.is_some() {
+        wait_until("parley connects to Mattermost", || async {
+            test.state.online()
+        })
+        .await;
+    }
+    test
+}
+
+/// Binds first so `public_url` (the callback address Mattermost uses) has the real port.
+pub async fn start(mut settings: Settings) -> Application {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    settings.listen = addr;
+    settings.public_url = format!("http://{addr}").parse().unwrap();
+    Application::build_with_listener(settings, listener)
+        .await
+        .expect("parley builds")
+}
+
+/// Polls `condition` until it holds; fails the test after 10 s with `what`.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl TestApp {
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.url)
+    }
+
+    pub async fn start_chat(&self, body: Value) -> VisitorChat {
+        let response = self
+            .http
+            .post(self.api("/chats"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "starting a chat");
+        let body: Value = response.json().await.unwrap();
+        VisitorChat {
+            id: body["id"].as_str().unwrap().to_owned(),
+            token: body["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn start_simple_chat(&self, message: &str) -> VisitorChat {
+        self.start_chat(json!({"name": "Erika Visitor", "email": "erika@example.com", "message": message, "page_url": "https://shop.example.com/cart"}))
+            .await
+    }
+
+    pub async fn send(&self, chat: &VisitorChat, text: &str) -> reqwest::Response {
+        self.http
+            .post(self.api(&format!("/chats/{}/messages", chat.id)))
+            .bearer_auth(&chat.token)
+            .json(&json!({ "text": text }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn chat_state(&self, chat: &VisitorChat) -> Value {
+        self.http
+            .get(self.api(&format!("/chats/{}", chat.id)))
+            .bearer_auth(&chat.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn messages(&self, chat: &VisitorChat) -> Vec<Value> {
+        let body: Value = self
+            .http
+            .get(self.api(&format!("/chats/{}/messages?after=0", chat.id)))
+            .bearer_auth(&chat.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The request post of the chat in the requests channel, once it exists.
+    pub async fn request_post(&self, chat: &VisitorChat) -> Value {
+        let mut found = None;
+        wait_until("the request post appears", || {
+            let posts = self.sim.posts_in_channel(&self.requests_channel_id);
+            found = posts
+                .into_iter()
+                .find(|p| p["props"]["parley_chat_id"].as_str() == Some(&chat.id));
+            let done = found.is_some();
+            async move { done }
+        })
+        .await;
+        found.unwrap()
+    }
+
+    /// Clicks Accept as `user` and returns the chat's channel id once it exists.
+    pub async fn accept(&self, chat: &VisitorChat, user: &SimUser) -> String {
+        let post = self.request_post(chat).await;
+        let (status, _) = self
+            .sim
+            .click_button(user, post["id"].as_str().unwrap(), "accept")
+            .await;
+        assert_eq!(status, 200, "the click succeeds");
+        let channel_id = self.chat_channel(chat).await;
+        wait_until("the operator is added to the chat channel", || async {
+            self.sim.channel_members(&channel_id).contains(&user.id)
+        })
+        .await;
+        channel_id
+    }
+
+    /// The chat's Mattermost channel id, once parley created it.
+    pub async fn chat_channel(&self, chat: &VisitorChat) -> String {
+        let mut channel = None;
+        wait_until("the chat channel exists", || {
+            let purpose = format!("parley chat {}", chat.id);
+            channel = self
+                .sim
+                .channels_in_team(&self.team_id)
+                .into_iter()
+                .find(|c| c["purpose"].as_str() == Some(&purpose));
+            let done = channel.is_some();
+            async move { done }
+        })
+        .await;
+        channel.unwrap()["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Posts in a channel by the bot (parley), oldest first, without deleted or system posts.
+    pub fn bot_posts(&self, channel_id: &str) -> Vec<Value> {
+        self.sim
+            .posts_in_channel(channel_id)
+            .into_iter()
+            .filter(|p| p["user_id"] == self.bot.id.as_str())
+            .filter(|p| p["type"].as_str().unwrap_or_default().is_empty())
+            .collect()
+    }
+
+    /// Waits until the bot has posted a message containing `needle` in the channel.
+    pub async fn wait_for_bot_post(&self, channel_id: &str, needle: &str) -> Value {
+        let mut found = None;
+        wait_until(&format!("parley posts `{needle}`"), || {
+            found = self
+                .bot_posts(channel_id)
+                .into_iter()
+                .find(|p| p["message"].as_str().unwrap_or_default().contains(needle));
+            let done = found.is_some();
+            async move { done }
+        })
+        .await;
+        found.unwrap()
+    }
+
+    /// Waits until the visitor's transcript has a message matching `pred`.
+    pub async fn wait_for_message(
+        &self,
+        chat: &VisitorChat,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut found = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while found.is_none() {
+            found = self.messages(chat).await.into_iter().find(|m| pred(m));
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for a message"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        found.unwrap()
+    }
+
+    pub async fn outbox_empty(&self) -> bool {
+        self.state.store.outbox_depth().await.unwrap() == 0
+    }
+}

@@ -1,0 +1,5 @@
+//! Black-box tests: the real server on a random port against the Mattermost simulator.
+
+mod bridge;
+mod helpers;
+mod visitor_api;
