@@ -79,7 +79,14 @@ async fn attempt(state: &AppState, bridge: &Bridge, row: OutboxRow) -> Result<()
         }
     };
     match deliver(state, bridge, &row, &task).await {
-        Ok(()) => state.store.mark_delivered(row.id).await,
+        Ok(()) => {
+            state.store.mark_delivered(row.id).await?;
+            if row.attempts > 0 {
+                // This task had failed before and now went through: Mattermost is back.
+                state.store.retry_waiting_now().await?;
+            }
+            Ok(())
+        }
         Err(DeliveryError::Store(e)) => Err(e),
         Err(DeliveryError::Mattermost(e)) if e.is_transient() => {
             let wait = match &e {
@@ -103,11 +110,10 @@ async fn attempt(state: &AppState, bridge: &Bridge, row: OutboxRow) -> Result<()
     }
 }
 
-/// Exponential backoff from 1 s to 60 s with jitter.
+/// Exponential backoff from 250 ms to 30 s with jitter: quick for a passing error, and at
+/// most one try every half minute per chat during a long outage.
 fn backoff(attempts: i64) -> Duration {
-    let base = 1000u64
-        .saturating_mul(1 << attempts.clamp(0, 6))
-        .min(60_000);
+    let base = 250u64.saturating_mul(1 << attempts.clamp(0, 7)).min(30_000);
     Duration::from_millis(base + rand::random_range(0..=base / 4))
 }
 

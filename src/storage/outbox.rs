@@ -165,6 +165,20 @@ impl Store {
         Ok(())
     }
 
+    /// Makes every task waiting out a backoff due now: Mattermost answered again, so there is
+    /// no reason to let the rest of the queue sit out its (up to a minute long) backoff.
+    pub async fn retry_waiting_now(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1
+             WHERE done_at IS NULL AND attempts > 0 AND next_attempt_at > $1",
+        )
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Notes when a task was first tried, to know whether Mattermost's 30-second
     /// `pending_post_id` memory still covers a retry.
     pub async fn note_first_attempt(&self, id: i64, at: i64) -> Result<(), StoreError> {

@@ -43,6 +43,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    // `TEST_LOG=1 cargo nextest run --no-capture` shows parley's log.
+    if std::env::var_os("TEST_LOG").is_some() {
+        parley::telemetry::init(parley::config::LogFormat::Pretty);
+    }
     let sim = MattermostSim::start_with(SimConfig {
         allowed_untrusted_internal_connections: "127.0.0.1 localhost".into(),
         ..SimConfig::default()

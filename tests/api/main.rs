@@ -1,5 +1,6 @@
 //! Black-box tests: the real server on a random port against the Mattermost simulator.
 
 mod bridge;
+mod browser;
 mod helpers;
 mod visitor_api;

@@ -1,0 +1,128 @@
+//! The widget in real Chromium (Debian's, driven by playwright-core from
+//! `tests/browser/widget_flow.mjs`), embedded in a page of another origin, against the real
+//! server and the simulator. This test serves that page and acts as the operator when the
+//! script asks.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    response::Html,
+    routing::{get, post},
+};
+use mattermost_sim::{MattermostSim, SimUser};
+use serde_json::{Value, json};
+
+use crate::helpers::spawn_app;
+
+#[derive(Clone)]
+struct Operator {
+    sim: MattermostSim,
+    alice: SimUser,
+    team_id: String,
+    requests_channel_id: String,
+    parley_url: String,
+    channel: Arc<Mutex<Option<String>>>,
+}
+
+async fn host_page(State(op): State<Operator>) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Shop</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
+         <body style=\"font-family: Georgia, serif; background: #fdf6e3\"><h1>Example Shop</h1>\
+         <p>A customer's website on another origin.</p>\
+         <script src=\"{}/widget.js\" async></script></body></html>",
+        op.parley_url
+    ))
+}
+
+/// Alice clicks Accept on the newest request and waits for the chat's channel.
+async fn accept(State(op): State<Operator>) -> Json<Value> {
+    let request = op
+        .sim
+        .posts_in_channel(&op.requests_channel_id)
+        .into_iter()
+        .rev()
+        .find(|p| p["props"]["parley_chat_id"].is_string())
+        .expect("a request post exists");
+    let chat_id = request["props"]["parley_chat_id"].as_str().unwrap().to_owned();
+    let (status, _) = op.sim.click_button(&op.alice, request["id"].as_str().unwrap(), "accept").await;
+    assert_eq!(status, 200);
+    let purpose = format!("parley chat {chat_id}");
+    for _ in 0..500 {
+        let channel = op
+            .sim
+            .channels_in_team(&op.team_id)
+            .into_iter()
+            .find(|c| c["purpose"].as_str() == Some(&purpose));
+        if let Some(c) = channel {
+            let id = c["id"].as_str().unwrap().to_owned();
+            if op.sim.channel_members(&id).contains(&op.alice.id) {
+                *op.channel.lock().unwrap() = Some(id);
+                return Json(json!({"ok": true, "operator": "Alice Operator"}));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Json(json!({"ok": false, "error": "the chat channel never appeared"}))
+}
+
+/// Alice writes in the accepted chat's channel.
+async fn operator_message(State(op): State<Operator>, Json(body): Json<Value>) -> Json<Value> {
+    let channel = op.channel.lock().unwrap().clone().expect("accept came first");
+    op.sim
+        .post_as(&op.alice, &channel, body["text"].as_str().unwrap_or_default())
+        .await;
+    Json(json!({"ok": true}))
+}
+
+#[tokio::test]
+async fn the_widget_works_in_chromium_from_another_origin() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let browser_dir = root.join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test does it)"
+    );
+    let app = spawn_app().await;
+    let operator = Operator {
+        sim: app.sim.clone(),
+        alice: app.alice.clone(),
+        team_id: app.team_id.clone(),
+        requests_channel_id: app.requests_channel_id.clone(),
+        parley_url: app.url.clone(),
+        channel: Arc::default(),
+    };
+    let site = Router::new()
+        .route("/", get(host_page))
+        .route("/control/accept", post(accept))
+        .route("/control/operator-message", post(operator_message))
+        .with_state(operator);
+    // 127.0.0.2 is another origin than parley's 127.0.0.1, as a customer's site would be.
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let site_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, site).await.unwrap() });
+
+    let screenshots = root.join("target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let output = tokio::process::Command::new("node")
+        .arg(browser_dir.join("widget_flow.mjs"))
+        .current_dir(&browser_dir)
+        .env("HOST_PAGE_URL", format!("{site_url}/"))
+        .env("PARLEY_URL", &app.url)
+        .env("CONTROL_URL", format!("{site_url}/control"))
+        .env("SCREENSHOT_DIR", &screenshots)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs (install Node.js and Debian's chromium)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(output.status.success(), "the browser flow failed:\n{stdout}\n{stderr}");
+    assert!(screenshots.join("widget-chat.png").exists());
+}
