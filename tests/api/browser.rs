@@ -49,8 +49,14 @@ async fn accept(State(op): State<Operator>) -> Json<Value> {
         .rev()
         .find(|p| p["props"]["parley_chat_id"].is_string())
         .expect("a request post exists");
-    let chat_id = request["props"]["parley_chat_id"].as_str().unwrap().to_owned();
-    let (status, _) = op.sim.click_button(&op.alice, request["id"].as_str().unwrap(), "accept").await;
+    let chat_id = request["props"]["parley_chat_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = op
+        .sim
+        .click_button(&op.alice, request["id"].as_str().unwrap(), "accept")
+        .await;
     assert_eq!(status, 200);
     let purpose = format!("parley chat {chat_id}");
     for _ in 0..500 {
@@ -73,9 +79,18 @@ async fn accept(State(op): State<Operator>) -> Json<Value> {
 
 /// Alice writes in the accepted chat's channel.
 async fn operator_message(State(op): State<Operator>, Json(body): Json<Value>) -> Json<Value> {
-    let channel = op.channel.lock().unwrap().clone().expect("accept came first");
+    let channel = op
+        .channel
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("accept came first");
     op.sim
-        .post_as(&op.alice, &channel, body["text"].as_str().unwrap_or_default())
+        .post_as(
+            &op.alice,
+            &channel,
+            body["text"].as_str().unwrap_or_default(),
+        )
         .await;
     Json(json!({"ok": true}))
 }
@@ -123,6 +138,9 @@ async fn the_widget_works_in_chromium_from_another_origin() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
-    assert!(output.status.success(), "the browser flow failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "the browser flow failed:\n{stdout}\n{stderr}"
+    );
     assert!(screenshots.join("widget-chat.png").exists());
 }
