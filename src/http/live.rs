@@ -9,15 +9,17 @@ use axum::{
         Path, State,
         ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
     },
-    response::Response,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
+    config::AllowedOrigins,
     events::{ChatView, LiveEvent, MessageView},
-    http::extract::authenticate,
+    http::{error::ApiError, extract::authenticate},
     state::AppState,
 };
 
@@ -35,12 +37,25 @@ struct AuthFrame {
     after: i64,
 }
 
-/// Upgrades to the live socket.
+/// Upgrades to the live socket. Browsers do not apply CORS to WebSockets, so the allowed
+/// origins are checked here.
 pub async fn live(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let AllowedOrigins::List(allowed) = &state.settings.allowed_origins
+        && let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
+        && !allowed.iter().any(|a| a == origin)
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this website may not use the chat (PARLEY_ALLOWED_ORIGINS)",
+        )
+        .into_response();
+    }
     ws.max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
         .on_upgrade(move |socket| serve(state, id, socket))

@@ -388,6 +388,18 @@ async fn the_widget_api_answers_other_origins_and_documents_itself() {
         "unlisted sites get no CORS grant"
     );
 
+    let live = format!("{}/chats/x/live", app.api("").replace("http://", "ws://"));
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            live.as_str(),
+        )
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example.net".parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(request).await;
+    assert!(refused.is_err(), "the live socket refuses unlisted sites");
+
     let doc: Value = app
         .http
         .get(app.api("/openapi.json"))
