@@ -155,15 +155,21 @@ pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError>
     let Some(chat) = state.store.get_chat_by_channel(&post.channel_id).await? else {
         return Ok(());
     };
-    if chat.status() != crate::domain::ChatStatus::Active {
-        return Ok(());
-    }
     let text = post.message.trim();
-    if text.is_empty() {
+    if chat.status() == crate::domain::ChatStatus::Pending || text.is_empty() {
         return Ok(());
     }
     let user = bridge.user(&post.user_id).await?;
     if user.is_bot || post.from_bot() {
+        return Ok(());
+    }
+    if chat.status() == crate::domain::ChatStatus::Closed {
+        // Say so once per post, so nobody waits for an answer that cannot come.
+        if state.store.claim_post(&post.id, &chat.id).await? {
+            let text = "This chat has ended; the visitor will not see messages written here.";
+            state.store.enqueue_notice(&chat.id, text).await?;
+            state.wake_outbox();
+        }
         return Ok(());
     }
     if let Some(command) = text.strip_prefix('!') {

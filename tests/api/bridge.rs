@@ -414,13 +414,7 @@ async fn the_visitor_closing_tells_the_channel_and_ends_the_chat() {
     let app = spawn_app().await;
     let chat = app.start_simple_chat("quick question").await;
     let channel_id = app.accept(&chat, &app.alice).await;
-    let response = app
-        .http
-        .post(app.api(&format!("/chats/{}/close", chat.id)))
-        .bearer_auth(&chat.token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.close(&chat).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.json::<Value>().await.unwrap()["status"], "closed");
     app.wait_for_bot_post(&channel_id, "ended the chat").await;
@@ -431,19 +425,14 @@ async fn the_visitor_closing_tells_the_channel_and_ends_the_chat() {
         "chat_closed"
     );
     // Closing again is harmless.
-    let again = app
-        .http
-        .post(app.api(&format!("/chats/{}/close", chat.id)))
-        .bearer_auth(&chat.token)
-        .send()
-        .await
-        .unwrap();
+    let again = app.close(&chat).await;
     assert_eq!(again.status(), 200);
-    // An operator writing after the end reaches nobody.
+    // An operator writing after the end reaches nobody, and is told so.
     app.sim
         .post_as(&app.alice, &channel_id, "are you there?")
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_for_bot_post(&channel_id, "the visitor will not see")
+        .await;
     assert!(
         !app.messages(&chat)
             .await
@@ -458,12 +447,7 @@ async fn a_visitor_leaving_before_acceptance_removes_the_button() {
     let chat = app.start_simple_chat("nobody home?").await;
     app.send(&chat, "still waiting").await;
     let request = app.request_post(&chat).await;
-    app.http
-        .post(app.api(&format!("/chats/{}/close", chat.id)))
-        .bearer_auth(&chat.token)
-        .send()
-        .await
-        .unwrap();
+    app.close(&chat).await;
     let post_id = request["id"].as_str().unwrap().to_owned();
     wait_until("the request post is settled", || async {
         app.sim.post(&post_id).unwrap()["message"]

@@ -168,6 +168,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The visitor ends the chat.
+    pub async fn close(&self, chat: &VisitorChat) -> reqwest::Response {
+        self.http
+            .post(self.api(&format!("/chats/{}/close", chat.id)))
+            .bearer_auth(&chat.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn chat_state(&self, chat: &VisitorChat) -> Value {
         self.http
             .get(self.api(&format!("/chats/{}", chat.id)))
