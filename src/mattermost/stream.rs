@@ -94,6 +94,12 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
         .map_err(|_| StreamError::Protocol("the token is not a valid header value".into()))?;
     request.headers_mut().insert("Authorization", auth);
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    // Mattermost answers again: deliveries waiting out a backoff can go now.
+    if let Ok(n) = state.store.retry_waiting_now().await
+        && n > 0
+    {
+        state.wake_outbox();
+    }
 
     loop {
         let frame = match tokio::time::timeout(SILENCE_LIMIT, socket.next()).await {
@@ -126,12 +132,6 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
                 let resumed = id.is_some() && id == resume.connection_id;
                 resume.connection_id = id;
                 bridge.set_stream_connected(true);
-                // Mattermost answers again: deliveries waiting out a backoff can go now.
-                if let Ok(n) = state.store.retry_waiting_now().await
-                    && n > 0
-                {
-                    state.wake_outbox();
-                }
                 if !resumed {
                     // A fresh connection: whatever happened in between must be fetched.
                     match chats::catch_up(state).await {
