@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::{
-    domain::{ClosedBy, Sender, markdown, system_event},
+    domain::{ChatStatus, ClosedBy, Sender, markdown, system_event},
     mattermost::{format, wire::Post},
     security,
     state::AppState,
@@ -155,15 +155,16 @@ pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError>
     let Some(chat) = state.store.get_chat_by_channel(&post.channel_id).await? else {
         return Ok(());
     };
+    let status = chat.status();
     let text = post.message.trim();
-    if chat.status() == crate::domain::ChatStatus::Pending || text.is_empty() {
+    if status == ChatStatus::Pending || text.is_empty() {
         return Ok(());
     }
     let user = bridge.user(&post.user_id).await?;
     if user.is_bot || post.from_bot() {
         return Ok(());
     }
-    if chat.status() == crate::domain::ChatStatus::Closed {
+    if status == ChatStatus::Closed {
         // Say so once per post, so nobody waits for an answer that cannot come.
         if state.store.claim_post(&post.id, &chat.id).await? {
             let text = "This chat has ended; the visitor will not see messages written here.";

@@ -104,6 +104,17 @@ pub enum AllowedOrigins {
     List(Vec<String>),
 }
 
+impl AllowedOrigins {
+    /// Whether a page of `origin` (as browsers send it, e.g. `https://shop.example.com`) may
+    /// use the widget API.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::List(list) => list.iter().any(|allowed| allowed == origin),
+        }
+    }
+}
+
 /// Log output style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

@@ -17,7 +17,6 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
-    config::AllowedOrigins,
     events::{ChatView, LiveEvent, MessageView},
     http::{error::ApiError, extract::authenticate},
     state::AppState,
@@ -45,9 +44,8 @@ pub async fn live(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let AllowedOrigins::List(allowed) = &state.settings.allowed_origins
-        && let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
-        && !allowed.iter().any(|a| a == origin)
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
+        && !state.settings.allowed_origins.allows(origin)
     {
         return ApiError::new(
             StatusCode::FORBIDDEN,

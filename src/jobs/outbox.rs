@@ -58,34 +58,47 @@ pub async fn run_once(state: &AppState) -> Result<Outcome, StoreError> {
         return Ok(Outcome::Idle { next_due });
     }
     let count = due.len();
-    let results: Vec<Result<(), StoreError>> = stream::iter(due)
+    let results: Vec<Result<bool, StoreError>> = stream::iter(due)
         .map(|row| async move { attempt(state, bridge, row).await })
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
+    let mut recovered = false;
     for r in results {
-        r?;
+        recovered |= r?;
+    }
+    if recovered {
+        // A task that had failed before went through: Mattermost is back.
+        mattermost_is_back(state).await;
     }
     Ok(Outcome::Worked(count))
 }
 
-/// Tries one task and records the result.
-async fn attempt(state: &AppState, bridge: &Bridge, row: OutboxRow) -> Result<(), StoreError> {
+/// Makes every delivery waiting out a backoff due now and wakes the worker: called when
+/// Mattermost answers again, so the queue drains at once instead of after its backoffs.
+pub async fn mattermost_is_back(state: &AppState) {
+    match state.store.retry_waiting_now().await {
+        Ok(0) => {}
+        Ok(_) => state.wake_outbox(),
+        Err(e) => tracing::warn!(error = %e, "could not reschedule waiting deliveries"),
+    }
+}
+
+/// Tries one task and records the result. Returns whether a task that had failed before
+/// went through.
+async fn attempt(state: &AppState, bridge: &Bridge, row: OutboxRow) -> Result<bool, StoreError> {
     let task = match row.task() {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(outbox_id = row.id, error = %e, "unreadable outbox task");
-            return state.store.mark_failed(row.id, "unreadable task").await;
+            state.store.mark_failed(row.id, "unreadable task").await?;
+            return Ok(false);
         }
     };
     match deliver(state, bridge, &row, &task).await {
         Ok(()) => {
             state.store.mark_delivered(row.id).await?;
-            if row.attempts > 0 {
-                // This task had failed before and now went through: Mattermost is back.
-                state.store.retry_waiting_now().await?;
-            }
-            Ok(())
+            Ok(row.attempts > 0)
         }
         Err(DeliveryError::Store(e)) => Err(e),
         Err(DeliveryError::Mattermost(e)) if e.is_transient() => {
@@ -98,14 +111,16 @@ async fn attempt(state: &AppState, bridge: &Bridge, row: OutboxRow) -> Result<()
                 retry_in = ?wait, error = %e, "delivery to Mattermost failed; will retry"
             );
             let at = now_ms() + wait.as_millis() as i64;
-            state.store.reschedule(row.id, at, &e.to_string()).await
+            state.store.reschedule(row.id, at, &e.to_string()).await?;
+            Ok(false)
         }
         Err(DeliveryError::Mattermost(e)) => {
             tracing::error!(
                 outbox_id = row.id, chat_id = %row.chat_id, error = %e, mattermost_error_id = ?e.id(),
                 "Mattermost refused a delivery; it will not be retried"
             );
-            state.store.mark_failed(row.id, &e.to_string()).await
+            state.store.mark_failed(row.id, &e.to_string()).await?;
+            Ok(false)
         }
     }
 }

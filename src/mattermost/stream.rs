@@ -94,12 +94,7 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
         .map_err(|_| StreamError::Protocol("the token is not a valid header value".into()))?;
     request.headers_mut().insert("Authorization", auth);
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-    // Mattermost answers again: deliveries waiting out a backoff can go now.
-    if let Ok(n) = state.store.retry_waiting_now().await
-        && n > 0
-    {
-        state.wake_outbox();
-    }
+    crate::jobs::outbox::mattermost_is_back(state).await;
 
     loop {
         let frame = match tokio::time::timeout(SILENCE_LIMIT, socket.next()).await {

@@ -165,8 +165,8 @@ impl Store {
         Ok(())
     }
 
-    /// Makes every task waiting out a backoff due now: Mattermost answered again, so there is
-    /// no reason to let the rest of the queue sit out its (up to a minute long) backoff.
+    /// Makes every task waiting out a backoff due now (see `jobs::outbox::mattermost_is_back`).
+    /// Returns how many were waiting.
     pub async fn retry_waiting_now(&self) -> Result<u64, StoreError> {
         let now = now_ms();
         let done = sqlx::query(

@@ -158,10 +158,20 @@ impl TestApp {
             .await
     }
 
-    pub async fn send(&self, chat: &VisitorChat, text: &str) -> reqwest::Response {
+    /// A request to one of the chat's API paths, with the visitor's token.
+    fn visitor_request(
+        &self,
+        method: reqwest::Method,
+        chat: &VisitorChat,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
-            .post(self.api(&format!("/chats/{}/messages", chat.id)))
+            .request(method, self.api(&format!("/chats/{}{path}", chat.id)))
             .bearer_auth(&chat.token)
+    }
+
+    pub async fn send(&self, chat: &VisitorChat, text: &str) -> reqwest::Response {
+        self.visitor_request(reqwest::Method::POST, chat, "/messages")
             .json(&json!({ "text": text }))
             .send()
             .await
@@ -170,37 +180,20 @@ impl TestApp {
 
     /// The visitor ends the chat.
     pub async fn close(&self, chat: &VisitorChat) -> reqwest::Response {
-        self.http
-            .post(self.api(&format!("/chats/{}/close", chat.id)))
-            .bearer_auth(&chat.token)
+        self.visitor_request(reqwest::Method::POST, chat, "/close")
             .send()
             .await
             .unwrap()
     }
 
     pub async fn chat_state(&self, chat: &VisitorChat) -> Value {
-        self.http
-            .get(self.api(&format!("/chats/{}", chat.id)))
-            .bearer_auth(&chat.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        let response = self.visitor_request(reqwest::Method::GET, chat, "").send();
+        response.await.unwrap().json().await.unwrap()
     }
 
     pub async fn messages(&self, chat: &VisitorChat) -> Vec<Value> {
-        let body: Value = self
-            .http
-            .get(self.api(&format!("/chats/{}/messages?after=0", chat.id)))
-            .bearer_auth(&chat.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let response = self.visitor_request(reqwest::Method::GET, chat, "/messages?after=0");
+        let body: Value = response.send().await.unwrap().json().await.unwrap();
         body["messages"].as_array().cloned().unwrap_or_default()
     }
 
