@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::{
+    attachments::{self, Upload},
     domain::{ChatStatus, ClosedBy, Sender, markdown, system_event},
     mattermost::{format, wire::Post},
     security,
@@ -12,7 +13,7 @@ use crate::{
     storage::{
         StoreError,
         chats::{AcceptOutcome, ChatRow, Closing, NewChat, Operator},
-        messages::{MessageRow, NewMessage, VisitorMessageOutcome},
+        messages::{MessageRow, NewMessage, VisitorMessage, VisitorMessageOutcome},
         now_ms,
     },
 };
@@ -56,23 +57,36 @@ pub async fn start(
     Ok((row, token, message))
 }
 
-/// Stores a visitor message (and its delivery task) and shows it on the chat's sockets.
+/// Stores a visitor message with its files (and its delivery task) and shows it on the chat's
+/// sockets. Files are kept only if the message is stored.
 pub async fn post_visitor_message(
     state: &AppState,
     chat: &ChatRow,
     text: &str,
+    uploads: Vec<Upload>,
 ) -> Result<VisitorMessageOutcome, StoreError> {
     let author = format::visitor_name(chat);
     let html = markdown::html_escape(text);
+    let files = attachments::keep(&state.blobs, &chat.id, uploads).await?;
+    let message = VisitorMessage {
+        author: &author,
+        body: text,
+        html: &html,
+        files: &files,
+        chat_allowance: state.settings.files.max_chat_bytes as i64,
+    };
     let outcome = state
         .store
-        .insert_visitor_message(&chat.id, &author, text, &html, now_ms())
-        .await?;
-    if let VisitorMessageOutcome::Stored(m) = &outcome {
-        state.hub.message(m);
-        state.wake_outbox();
+        .insert_visitor_message(&chat.id, &message, now_ms())
+        .await;
+    match &outcome {
+        Ok(VisitorMessageOutcome::Stored(m)) => {
+            state.hub.message(m);
+            state.wake_outbox();
+        }
+        _ => attachments::discard(&state.blobs, &chat.id, &files).await,
     }
-    Ok(outcome)
+    outcome
 }
 
 /// The visitor ends the chat. Returns the chat as it is afterwards.
@@ -157,7 +171,8 @@ pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError>
     };
     let status = chat.status();
     let text = post.message.trim();
-    if status == ChatStatus::Pending || text.is_empty() {
+    let file_ids = post.file_ids.as_deref().unwrap_or_default();
+    if status == ChatStatus::Pending || (text.is_empty() && file_ids.is_empty()) {
         return Ok(());
     }
     let user = bridge.user(&post.user_id).await?;
@@ -179,6 +194,29 @@ pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError>
         }
         return run_command(state, &chat, command, &user.display_name(), &user.username).await;
     }
+    if state.store.has_post(&post.id).await? {
+        return Ok(());
+    }
+    let (uploads, skipped) = attachments::copy_from_mattermost(state, bridge, file_ids).await?;
+    if !skipped.is_empty() && state.store.claim_post(&post.id, &chat.id).await? {
+        let names: Vec<String> = skipped
+            .iter()
+            .map(|s| format!("{} ({})", s.name, attachments::human_size(s.size)))
+            .collect();
+        let text = format!(
+            "Not sent to the visitor, larger than parley's limit of {}: {}",
+            attachments::human_size(state.settings.files.max_bytes as i64),
+            names.join(", ")
+        );
+        state.store.enqueue_notice(&chat.id, &text).await?;
+        state.wake_outbox();
+    }
+    if text.is_empty() && uploads.is_empty() {
+        return Ok(());
+    }
+    let files = attachments::keep(&state.blobs, &chat.id, uploads)
+        .await
+        .map_err(StoreError::from)?;
     let html = markdown::render_operator_html(text);
     let author = user.display_name();
     let message = NewMessage {
@@ -194,12 +232,17 @@ pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError>
             now_ms()
         },
     };
-    if let Some(row) = state
+    match state
         .store
-        .insert_message_from_post(&chat.id, &message)
-        .await?
+        .insert_message_from_post(&chat.id, &message, &files)
+        .await
     {
-        state.hub.message(&row);
+        Ok(Some(row)) => state.hub.message(&row),
+        Ok(None) => attachments::discard(&state.blobs, &chat.id, &files).await,
+        Err(e) => {
+            attachments::discard(&state.blobs, &chat.id, &files).await;
+            return Err(e.into());
+        }
     }
     Ok(())
 }

@@ -46,6 +46,10 @@ struct RawSettings {
     max_field_chars: usize,
     rate_limit_chats_per_minute: u32,
     rate_limit_messages_per_minute: u32,
+    max_file_mb: u64,
+    max_files_per_message: usize,
+    max_chat_files_mb: u64,
+    file_types: String,
     trust_proxy_headers: bool,
     log_format: String,
     config: Option<PathBuf>,
@@ -68,6 +72,10 @@ impl Default for RawSettings {
             max_field_chars: 200,
             rate_limit_chats_per_minute: 5,
             rate_limit_messages_per_minute: 30,
+            max_file_mb: 10,
+            max_files_per_message: 5,
+            max_chat_files_mb: 50,
+            file_types: DEFAULT_FILE_TYPES.join(","),
             trust_proxy_headers: false,
             log_format: "pretty".into(),
             config: None,
@@ -131,6 +139,33 @@ pub struct Limits {
     pub messages_per_minute: u32,
 }
 
+/// What visitors may upload. Types are decided from a file's content.
+#[derive(Debug, Clone)]
+pub struct FileLimits {
+    pub max_bytes: u64,
+    pub max_per_message: usize,
+    /// Everything a visitor may upload into one chat, together.
+    pub max_chat_bytes: u64,
+    /// Allowed content types (`image/png`, …).
+    pub types: Vec<String>,
+}
+
+/// Images, PDFs, plain text and office documents: what visitors send support, and nothing a
+/// browser would run (no HTML, SVG or scripts).
+pub const DEFAULT_FILE_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+];
+
 /// Validated settings for one parley process.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -143,6 +178,7 @@ pub struct Settings {
     pub allowed_origins: AllowedOrigins,
     pub delete_after: Duration,
     pub limits: Limits,
+    pub files: FileLimits,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_proxy_headers: bool,
     pub log_format: LogFormat,
@@ -238,6 +274,7 @@ impl RawSettings {
                 "must be at least 1",
             ));
         }
+        let files = self.file_limits()?;
         let log_format = match self.log_format.as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -262,9 +299,67 @@ impl RawSettings {
                 chats_per_minute_per_ip: self.rate_limit_chats_per_minute,
                 messages_per_minute: self.rate_limit_messages_per_minute,
             },
+            files,
             trust_proxy_headers: self.trust_proxy_headers,
             log_format,
             run_background_jobs: true,
+        })
+    }
+
+    fn file_limits(&self) -> Result<FileLimits, ConfigError> {
+        const MIB: u64 = 1024 * 1024;
+        if self.max_file_mb == 0 || self.max_file_mb > 1024 {
+            return Err(invalid("PARLEY_MAX_FILE_MB", "must be between 1 and 1024"));
+        }
+        if self.max_files_per_message == 0 || self.max_files_per_message > 10 {
+            // Mattermost attaches at most 10 files to a post.
+            return Err(invalid(
+                "PARLEY_MAX_FILES_PER_MESSAGE",
+                "must be between 1 and 10",
+            ));
+        }
+        if self.max_chat_files_mb < self.max_file_mb {
+            return Err(invalid(
+                "PARLEY_MAX_CHAT_FILES_MB",
+                "must be at least PARLEY_MAX_FILE_MB",
+            ));
+        }
+        let mut types = Vec::new();
+        for t in self
+            .file_types
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            let t = t.to_ascii_lowercase();
+            let valid = t.split_once('/').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && !b.contains('/')
+                    && !t.contains(char::is_whitespace)
+            });
+            if !valid {
+                return Err(invalid(
+                    "PARLEY_FILE_TYPES",
+                    format!("`{t}` is not a content type like image/png"),
+                ));
+            }
+            if matches!(
+                t.as_str(),
+                "text/html" | "image/svg+xml" | "application/xhtml+xml"
+            ) {
+                return Err(invalid(
+                    "PARLEY_FILE_TYPES",
+                    format!("`{t}` can carry script and is never allowed"),
+                ));
+            }
+            types.push(t);
+        }
+        Ok(FileLimits {
+            max_bytes: self.max_file_mb * MIB,
+            max_per_message: self.max_files_per_message,
+            max_chat_bytes: self.max_chat_files_mb * MIB,
+            types,
         })
     }
 
@@ -408,6 +503,16 @@ mod tests {
             ),
             (|r| r.log_format = "xml".into(), "PARLEY_LOG_FORMAT"),
             (|r| r.max_message_chars = 0, "PARLEY_MAX_MESSAGE_CHARS"),
+            (|r| r.max_file_mb = 0, "PARLEY_MAX_FILE_MB"),
+            (
+                |r| r.max_files_per_message = 11,
+                "PARLEY_MAX_FILES_PER_MESSAGE",
+            ),
+            (
+                |r| r.file_types = "image/png,text/html".into(),
+                "PARLEY_FILE_TYPES",
+            ),
+            (|r| r.file_types = "png".into(), "PARLEY_FILE_TYPES"),
         ];
         for (mutate, key) in cases {
             let mut r = raw();

@@ -10,8 +10,9 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::{
-    domain::{ChatStatus, Sender},
-    storage::{chats::ChatRow, messages::MessageRow, rfc3339},
+    domain::{ChatStatus, Sender, files::is_inline_image},
+    security::FileLinks,
+    storage::{chats::ChatRow, files::FileRow, messages::MessageRow, rfc3339},
 };
 
 /// A chat as the visitor API shows it.
@@ -55,10 +56,13 @@ pub struct MessageView {
     /// `closed_by_operator`).
     pub event: Option<String>,
     pub created_at: String,
+    pub files: Vec<FileView>,
 }
 
-impl From<&MessageRow> for MessageView {
-    fn from(m: &MessageRow) -> Self {
+impl MessageView {
+    /// The view of a stored message, with fresh download links for its files.
+    pub fn new(m: &MessageRow, links: &FileLinks) -> Self {
+        let now_s = crate::storage::now_ms() / 1000;
         Self {
             id: m.id,
             sender: m.sender(),
@@ -67,6 +71,38 @@ impl From<&MessageRow> for MessageView {
             html: m.html.clone(),
             event: m.event.clone(),
             created_at: rfc3339(m.created_at),
+            files: m
+                .files
+                .iter()
+                .map(|f| FileView::new(f, links, now_s))
+                .collect(),
+        }
+    }
+}
+
+/// An attached file as the visitor API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileView {
+    pub id: String,
+    /// The sender's name for it (sanitised; for display only).
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+    /// Whether it may be shown inline (PNG, JPEG, GIF, WebP).
+    pub image: bool,
+    /// A signed download link, valid for about an hour.
+    pub url: String,
+}
+
+impl FileView {
+    fn new(f: &FileRow, links: &FileLinks, now_s: i64) -> Self {
+        Self {
+            id: f.id.clone(),
+            name: f.name.clone(),
+            size: f.size,
+            content_type: f.content_type.clone(),
+            image: is_inline_image(&f.content_type),
+            url: links.url(&f.id, now_s),
         }
     }
 }
@@ -80,15 +116,33 @@ pub enum LiveEvent {
 }
 
 /// Fan-out of live events per chat. Senders exist only while someone listens.
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Debug)]
 pub struct Hub {
     chats: Arc<Mutex<HashMap<String, broadcast::Sender<LiveEvent>>>>,
+    links: FileLinks,
 }
 
 /// How many events a slow socket may fall behind before it is told to catch up by id.
 const BUFFER: usize = 256;
 
 impl Hub {
+    pub fn new(links: FileLinks) -> Self {
+        Self {
+            chats: Arc::default(),
+            links,
+        }
+    }
+
+    /// The signer of file links.
+    pub fn links(&self) -> &FileLinks {
+        &self.links
+    }
+
+    /// The view of a message as its chat's visitor sees it.
+    pub fn view(&self, m: &MessageRow) -> MessageView {
+        MessageView::new(m, &self.links)
+    }
+
     /// Listens to a chat's events.
     pub fn subscribe(&self, chat_id: &str) -> broadcast::Receiver<LiveEvent> {
         let mut chats = self.chats.lock().expect("hub lock");
@@ -111,7 +165,8 @@ impl Hub {
 
     /// Publishes a stored message.
     pub fn message(&self, m: &MessageRow) {
-        self.publish(&m.chat_id, LiveEvent::Message { message: m.into() });
+        let message = self.view(m);
+        self.publish(&m.chat_id, LiveEvent::Message { message });
     }
 
     /// Publishes a chat's new state.

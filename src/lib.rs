@@ -1,5 +1,7 @@
 //! parley: website live chat answered from Mattermost.
 
+/// Files on their way into a chat (received, typed, kept).
+pub mod attachments;
 /// The chat use cases shared by the API, the callback and the event stream.
 pub mod chats;
 /// Settings from `parley.toml` and `PARLEY_*` variables.
@@ -10,7 +12,7 @@ pub mod domain;
 pub mod events;
 /// The HTTP routes and their handlers.
 pub mod http;
-/// Background jobs (the outbox worker).
+/// Background jobs (the outbox worker, the cleanup of chat channels).
 pub mod jobs;
 /// The bridge to Mattermost (REST client, event stream, post formats).
 pub mod mattermost;

@@ -1,9 +1,16 @@
-//! The `parley` command: `serve` (default), `migrate`, `healthcheck`.
+//! The `parley` command: `serve` (default), `migrate`, `healthcheck`, `archive`.
 
 use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use parley::{config::Settings, startup::Application, storage::Store, telemetry};
+use parley::{
+    config::Settings,
+    jobs::cleanup,
+    mattermost::Client,
+    startup::Application,
+    storage::{Store, now_ms},
+    telemetry,
+};
 
 #[derive(Parser)]
 #[command(version, about = "Website live chat answered from Mattermost")]
@@ -20,6 +27,11 @@ enum Command {
     Migrate,
     /// Exit 0 if the server at PARLEY_LISTEN answers /healthz (for containers and systemd).
     Healthcheck,
+    /// Remove the Mattermost channels of chats that ended at least PARLEY_DELETE_AFTER_HOURS
+    /// ago: delete them permanently, or archive them where Mattermost refuses that. The server
+    /// does the same every ten minutes; this is for cron. Exits non-zero only when something
+    /// failed.
+    Archive,
 }
 
 fn main() -> ExitCode {
@@ -42,6 +54,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Healthcheck => healthcheck(&settings).await,
+            Command::Archive => archive(&settings).await,
         }
     });
     match result {
@@ -94,5 +107,33 @@ async fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
         response.status()
     );
     println!("ok");
+    Ok(())
+}
+
+async fn archive(settings: &Settings) -> anyhow::Result<()> {
+    let Some(mattermost) = &settings.mattermost else {
+        // Nothing can be removed, and nothing is wrong: a cron entry on an offline
+        // installation should not fail.
+        println!("Mattermost is not configured (PARLEY_MATTERMOST_*): no channels were removed.");
+        return Ok(());
+    };
+    let store = Store::open(&settings.database).await?;
+    let client = Client::new(
+        &parley::config::base(&mattermost.url),
+        mattermost.token.clone(),
+    );
+    let report = cleanup::run_once(&store, &client, settings.delete_after, now_ms()).await?;
+    match settings.delete_after.as_secs() / 3600 {
+        0 => println!("Channels of ended chats: {report}"),
+        hours => println!("Channels of chats that ended at least {hours} h ago: {report}"),
+    }
+    if let Some(reason) = &report.stopped {
+        anyhow::bail!("the cleanup of chat channels stopped early: {reason}");
+    }
+    anyhow::ensure!(
+        report.failed == 0,
+        "{} chat channel(s) could not be removed (the log says why)",
+        report.failed
+    );
     Ok(())
 }

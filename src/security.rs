@@ -60,6 +60,46 @@ impl ActionSigner {
     }
 }
 
+/// Signed, expiring download links for attached files, so an `<img src>` works without a
+/// header while a link copied elsewhere stops working within the hour.
+#[derive(Clone, Debug)]
+pub struct FileLinks {
+    base: String,
+    signer: ActionSigner,
+}
+
+/// How long a link works at least.
+const LINK_LIFETIME_S: i64 = 3600;
+/// Expiry times are rounded up to this step so a link stays the same (and cacheable) for a
+/// while.
+const LINK_STEP_S: i64 = 600;
+
+impl FileLinks {
+    /// `base` is parley's public URL without a trailing slash.
+    pub fn new(base: String, signer: ActionSigner) -> Self {
+        Self { base, signer }
+    }
+
+    /// A download link for a file, valid for at least an hour from `now_s` (Unix seconds).
+    pub fn url(&self, file_id: &str, now_s: i64) -> String {
+        let expires = (now_s + LINK_LIFETIME_S).div_euclid(LINK_STEP_S) * LINK_STEP_S + LINK_STEP_S;
+        let signature = self.signer.sign(&format!("file {expires}"), file_id);
+        format!(
+            "{}/api/v1/files/{file_id}?expires={expires}&signature={signature}",
+            self.base
+        )
+    }
+
+    /// Whether a link's signature is right and it has not expired.
+    pub fn verify(&self, file_id: &str, expires: i64, signature: &str, now_s: i64) -> bool {
+        expires >= now_s
+            && expires <= now_s + LINK_LIFETIME_S + 2 * LINK_STEP_S
+            && self
+                .signer
+                .verify(&format!("file {expires}"), file_id, signature)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +122,23 @@ mod tests {
         assert!(!s.verify("close", "chat1", &sig));
         assert!(!ActionSigner::new("other").verify("accept", "chat1", &sig));
         assert!(!s.verify("accept", "chat1", "zz"));
+    }
+
+    #[test]
+    fn file_links_expire_and_bind_the_file() {
+        let links = FileLinks::new("https://p.example".into(), ActionSigner::new("key"));
+        let url = links.url("f1", 1_000_000);
+        let query = url.split_once('?').unwrap().1;
+        let (expires, signature) = query.split_once('&').unwrap();
+        let expires: i64 = expires.trim_start_matches("expires=").parse().unwrap();
+        let signature = signature.trim_start_matches("signature=");
+        assert!(url.starts_with("https://p.example/api/v1/files/f1?"));
+        assert!(expires >= 1_000_000 + 3600);
+        assert!(links.verify("f1", expires, signature, 1_000_000));
+        assert!(!links.verify("f2", expires, signature, 1_000_000));
+        assert!(!links.verify("f1", expires + 600, signature, 1_000_000));
+        assert!(!links.verify("f1", expires, signature, expires + 1));
+        // The same link for ten minutes.
+        assert_eq!(links.url("f1", 1_000_000), links.url("f1", 1_000_000 + 1));
     }
 }

@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use anyhow::Context as _;
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -12,9 +13,9 @@ use crate::{
     http::{self, rate_limit::RateLimits},
     jobs,
     mattermost::{self, Bridge},
-    security::{ActionSigner, random_token},
+    security::{ActionSigner, FileLinks, random_token},
     state::AppState,
-    storage::Store,
+    storage::{Store, blobs::Blobs},
 };
 
 /// A built application, ready to serve.
@@ -53,13 +54,19 @@ impl Application {
                  Set PARLEY_MATTERMOST_URL, _TOKEN, _TEAM and _CHANNEL to connect."
             );
         }
+        let blobs = Blobs::open(&settings.data_dir)
+            .await
+            .with_context(|| format!("preparing {}", settings.data_dir.join("files").display()))?;
+        let signer = ActionSigner::new(&key);
+        let links = FileLinks::new(crate::config::base(&settings.public_url), signer.clone());
         let state = AppState {
             rate_limits: Arc::new(RateLimits::new(&settings.limits)),
             settings: Arc::new(settings),
             store,
-            hub: Hub::default(),
+            hub: Hub::new(links),
             bridge,
-            signer: ActionSigner::new(&key),
+            signer,
+            blobs,
             outbox_wakeup: Arc::new(Notify::new()),
         };
         Ok(Self {
@@ -98,6 +105,10 @@ impl Application {
             jobs.spawn(jobs::run_outbox(state.clone(), shutdown.clone()));
             jobs.spawn(mattermost::stream::run(state.clone(), shutdown.clone()));
             jobs.spawn(forget_idle_rate_limits(state.clone(), shutdown.clone()));
+            jobs.spawn(jobs::cleanup::run_scheduled(
+                state.clone(),
+                shutdown.clone(),
+            ));
         }
         let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();

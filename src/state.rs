@@ -5,8 +5,12 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::{
-    config::Settings, events::Hub, http::rate_limit::RateLimits, mattermost::Bridge,
-    security::ActionSigner, storage::Store,
+    config::Settings,
+    events::Hub,
+    http::rate_limit::RateLimits,
+    mattermost::Bridge,
+    security::ActionSigner,
+    storage::{Store, blobs::Blobs},
 };
 
 /// Cheap to clone; everything inside is shared.
@@ -18,6 +22,8 @@ pub struct AppState {
     /// `None` when Mattermost is not configured: parley runs offline.
     pub bridge: Option<Arc<Bridge>>,
     pub signer: ActionSigner,
+    /// Where attached files are kept.
+    pub blobs: Blobs,
     pub rate_limits: Arc<RateLimits>,
     /// Wakes the outbox worker when a task is added.
     pub outbox_wakeup: Arc<Notify>,

@@ -1,6 +1,7 @@
 //! Domain types and rules with no I/O: chat states, senders, and the parsing of untrusted
 //! visitor input into values the rest of parley can trust.
 
+pub mod files;
 pub mod input;
 pub mod markdown;
 

@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
-    events::{ChatView, LiveEvent, MessageView},
+    events::{ChatView, LiveEvent},
     http::{error::ApiError, extract::authenticate},
     state::AppState,
 };
@@ -121,7 +121,7 @@ async fn serve(state: AppState, chat_id: String, mut socket: WebSocket) {
         let full_page = backlog.len() == 500;
         for m in &backlog {
             let event = LiveEvent::Message {
-                message: MessageView::from(m),
+                message: state.hub.view(m),
             };
             if !send_json(&mut socket, &event).await {
                 return;

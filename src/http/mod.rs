@@ -5,6 +5,7 @@ pub mod actions;
 pub mod assets;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod live;
 pub mod rate_limit;
 pub mod visitor;
@@ -38,6 +39,15 @@ pub fn router(state: AppState) -> Router {
             get(visitor::list_messages).post(visitor::post_message),
         )
         .route("/chats/{id}/close", post(visitor::close_chat))
+        .route(
+            "/chats/{id}/files",
+            post(files::upload).layer(DefaultBodyLimit::max(files::max_upload_body(&state))),
+        )
+        .route(
+            "/chats/{id}/files/{file_id}",
+            get(files::download_for_visitor),
+        )
+        .route("/files/{file_id}", get(files::download_signed))
         .route("/chats/{id}/live", get(live::live))
         .route("/offline-messages", post(visitor::create_offline_message))
         .route("/openapi.json", get(assets::openapi))

@@ -17,6 +17,7 @@ use crate::{
     http::{
         error::ApiError,
         extract::{ApiJson, ClientIp, VisitorChat},
+        files,
     },
     state::AppState,
     storage::{messages::VisitorMessageOutcome, offline::NewOfflineMessage},
@@ -39,7 +40,15 @@ pub struct CreateChatRequest {
 
 /// `GET /api/v1/status`: whether operators can be reached now.
 pub async fn get_status(State(state): State<AppState>) -> impl IntoResponse {
-    Json(json!({ "online": state.online() }))
+    let files = &state.settings.files;
+    Json(json!({
+        "online": state.online(),
+        "files": {
+            "max_bytes": files.max_bytes,
+            "max_per_message": files.max_per_message,
+            "types": files.types,
+        },
+    }))
 }
 
 /// `POST /api/v1/chats`.
@@ -104,7 +113,7 @@ pub async fn list_messages(
         .store
         .list_messages(&chat.id, query.after.max(0), PAGE_SIZE)
         .await?;
-    let messages: Vec<MessageView> = rows.iter().map(MessageView::from).collect();
+    let messages: Vec<MessageView> = rows.iter().map(|m| state.hub.view(m)).collect();
     Ok(Json(json!({ "messages": messages })))
 }
 
@@ -126,13 +135,14 @@ pub async fn post_message(
     }
     let text = input::message_text("text", &req.text, state.settings.limits.max_message_chars)?;
     state.rate_limits.check_message(ip, &chat.id)?;
-    match chats::post_visitor_message(&state, &chat, &text).await? {
+    match chats::post_visitor_message(&state, &chat, &text, Vec::new()).await? {
         VisitorMessageOutcome::Stored(m) => Ok((
             StatusCode::CREATED,
-            Json(json!({ "message": MessageView::from(&m) })),
+            Json(json!({ "message": state.hub.view(&m) })),
         )),
         VisitorMessageOutcome::ChatClosed => Err(ApiError::chat_closed()),
         VisitorMessageOutcome::NoSuchChat => Err(ApiError::not_found("chat")),
+        VisitorMessageOutcome::OverChatAllowance => Err(files::over_allowance(&state)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Background jobs. Each is a loop around a `run_once` that tests can call directly.
 
+pub mod cleanup;
 pub mod outbox;
 
 use std::time::Duration;

@@ -16,6 +16,7 @@ use crate::{
     storage::{
         StoreError,
         chats::ChatRow,
+        messages::MessageRow,
         now_ms,
         outbox::{OutboxRow, OutboxTask},
     },
@@ -95,6 +96,7 @@ async fn attempt(state: &AppState, bridge: &Bridge, row: OutboxRow) -> Result<bo
             return Ok(false);
         }
     };
+    let started = now_ms();
     match deliver(state, bridge, &row, &task).await {
         Ok(()) => {
             state.store.mark_delivered(row.id).await?;
@@ -111,7 +113,10 @@ async fn attempt(state: &AppState, bridge: &Bridge, row: OutboxRow) -> Result<bo
                 retry_in = ?wait, error = %e, "delivery to Mattermost failed; will retry"
             );
             let at = now_ms() + wait.as_millis() as i64;
-            state.store.reschedule(row.id, at, &e.to_string()).await?;
+            state
+                .store
+                .reschedule(row.id, at, started, &e.to_string())
+                .await?;
             Ok(false)
         }
         Err(DeliveryError::Mattermost(e)) => {
@@ -161,8 +166,11 @@ async fn deliver(
                 crate::config::base(&state.settings.public_url)
             );
             let (message, props) = format::request_post(&chat, text, &url, &state.signer);
-            let post =
-                post_once(bridge, row, &ctx.requests_channel_id, &message, props, key).await?;
+            let target = PostTarget {
+                channel_id: &ctx.requests_channel_id,
+                key,
+            };
+            let post = post_once(bridge, row, &target, &message, props, Vec::new()).await?;
             state.store.set_request_post(&chat.id, &post.id).await?;
         }
         OutboxTask::OpenChannel => open_channel(state, bridge, &ctx, &chat).await?,
@@ -172,8 +180,12 @@ async fn deliver(
                 .author
                 .clone()
                 .unwrap_or_else(|| format::visitor_name(&chat));
-            let body = format::relay_message(&author, &message.body);
             let channel = chat.channel_id.as_deref().ok_or(StoreError::NotFound)?;
+            let (mut file_ids, refused) = upload_files(state, bridge, channel, &message).await?;
+            let mut body = format::relay_message(&author, &message.body);
+            for name in refused {
+                body.push_str(&format::file_refused_note(&name));
+            }
             let mut first_post = None;
             for (i, part) in format::split_for_post(&body, ctx.max_post_size)
                 .iter()
@@ -185,7 +197,13 @@ async fn deliver(
                     format!("{key}-{i}")
                 };
                 let props = json!({ format::CHAT_PROP: chat.id, "parley_message_id": message.id });
-                let post = post_once(bridge, row, channel, part, props, &part_key).await?;
+                let target = PostTarget {
+                    channel_id: channel,
+                    key: &part_key,
+                };
+                // Files go with the first part.
+                let files = std::mem::take(&mut file_ids);
+                let post = post_once(bridge, row, &target, part, props, files).await?;
                 first_post.get_or_insert(post.id);
             }
             if let Some(post_id) = first_post {
@@ -195,7 +213,19 @@ async fn deliver(
         OutboxTask::Notice { text, key } => {
             let channel = chat.channel_id.as_deref().ok_or(StoreError::NotFound)?;
             let props = json!({ format::CHAT_PROP: chat.id });
-            post_once(bridge, row, channel, &format::notice(text), props, key).await?;
+            let target = PostTarget {
+                channel_id: channel,
+                key,
+            };
+            post_once(
+                bridge,
+                row,
+                &target,
+                &format::notice(text),
+                props,
+                Vec::new(),
+            )
+            .await?;
         }
         OutboxTask::UpdateRequest { text } => {
             if let Some(post_id) = &chat.request_post_id {
@@ -213,14 +243,69 @@ async fn deliver(
 
 /// Creates a post exactly once: `pending_post_id` covers quick retries, and after
 /// Mattermost's 30-second memory a retry first looks for a post carrying the same key.
+/// Uploads a message's files into the chat channel, once each: the Mattermost id is stored,
+/// so a retried delivery reuses the upload. Returns the uploaded ids and the names of files
+/// Mattermost refused for good (too large for its `MaxFileSize`, attachments switched off):
+/// the text still goes through, with a note, rather than the whole message failing.
+async fn upload_files(
+    state: &AppState,
+    bridge: &Bridge,
+    channel_id: &str,
+    message: &MessageRow,
+) -> Result<(Vec<String>, Vec<String>), DeliveryError> {
+    let mut ids = Vec::with_capacity(message.files.len());
+    let mut refused = Vec::new();
+    for file in &message.files {
+        if let Some(id) = &file.mm_file_id {
+            ids.push(id.clone());
+            continue;
+        }
+        let bytes = match state.blobs.read(&file.chat_id, &file.id).await {
+            Ok(f) => f,
+            Err(e) => {
+                // Deleted from disk (e.g. by an admin): the text still goes through.
+                tracing::error!(file_id = %file.id, error = %e, "an attached file is missing on disk");
+                continue;
+            }
+        };
+        let uploaded = bridge
+            .client
+            .upload_file(channel_id, &file.name, bytes, file.size.max(0) as u64)
+            .await;
+        match uploaded {
+            Ok(info) => {
+                state.store.set_file_mm_id(&file.id, &info.id).await?;
+                ids.push(info.id);
+            }
+            Err(e) if matches!(e.status(), Some(413 | 501)) => {
+                tracing::warn!(
+                    file_id = %file.id, error = %e,
+                    "Mattermost refused a visitor's file (check FileSettings.MaxFileSize and EnableFileAttachments)"
+                );
+                refused.push(file.name.clone());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((ids, refused))
+}
+
+/// Where a post goes and the key that makes it unique.
+#[derive(Clone, Copy)]
+struct PostTarget<'a> {
+    channel_id: &'a str,
+    key: &'a str,
+}
+
 async fn post_once(
     bridge: &Bridge,
     row: &OutboxRow,
-    channel_id: &str,
+    target: &PostTarget<'_>,
     message: &str,
     mut props: Value,
-    key: &str,
+    file_ids: Vec<String>,
 ) -> Result<Post, DeliveryError> {
+    let PostTarget { channel_id, key } = *target;
     let now = now_ms();
     if let Some(first) = row.first_attempt_at
         && now - first > DEDUP_WINDOW_MS
@@ -240,6 +325,7 @@ async fn post_once(
         message,
         pending_post_id: Some(key),
         props,
+        file_ids,
     };
     Ok(bridge.client.create_post(&post).await?)
 }

@@ -111,7 +111,7 @@ impl Client {
         &self.token
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(super) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.api))
             .header(
@@ -120,12 +120,28 @@ impl Client {
             )
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, MmError> {
+    pub(super) async fn send<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<T, MmError> {
         let response = request
             .send()
             .await
             .map_err(|e| MmError::Unreachable(without_url(&e)))?;
+        let response = Self::success(response).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| MmError::Unreachable(without_url(&e)))?;
+        serde_json::from_slice(&bytes).map_err(|e| MmError::Protocol(e.to_string()))
+    }
+
+    /// Passes a successful response on and turns any other into an `MmError`.
+    pub(super) async fn success(response: reqwest::Response) -> Result<reqwest::Response, MmError> {
         let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(MmError::RateLimited {
                 retry_after: retry_after(response.headers()),
@@ -135,19 +151,16 @@ impl Client {
             .bytes()
             .await
             .map_err(|e| MmError::Unreachable(without_url(&e)))?;
-        if !status.is_success() {
-            // The body is normally an AppError, but proxies answer with HTML or plain text.
-            let err: AppError = serde_json::from_slice(&bytes).unwrap_or(AppError {
-                id: String::new(),
-                message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            });
-            return Err(MmError::Api {
-                status: status.as_u16(),
-                id: err.id,
-                message: err.message,
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| MmError::Protocol(e.to_string()))
+        // The body is normally an AppError, but proxies answer with HTML or plain text.
+        let err: AppError = serde_json::from_slice(&bytes).unwrap_or(AppError {
+            id: String::new(),
+            message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+        });
+        Err(MmError::Api {
+            status: status.as_u16(),
+            id: err.id,
+            message: err.message,
+        })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, MmError> {
@@ -235,10 +248,32 @@ impl Client {
     pub async fn client_config(&self) -> Result<HashMap<String, serde_json::Value>, MmError> {
         self.get("/config/client?format=old").await
     }
+
+    /// `DELETE /channels/{id}`: archives the channel, or with `permanent` (`?permanent=true`)
+    /// deletes it for good, which the server allows only with
+    /// `ServiceSettings.EnableAPIChannelDeletion` (otherwise 401, see
+    /// [`MmError::is_permanent_deletion_disabled`]).
+    pub async fn delete_channel(&self, id: &str, permanent: bool) -> Result<(), MmError> {
+        let query = if permanent { "?permanent=true" } else { "" };
+        let _: serde_json::Value = self
+            .send(self.request(Method::DELETE, &format!("/channels/{}{query}", seg(id))))
+            .await?;
+        Ok(())
+    }
+}
+
+impl MmError {
+    /// The server refuses `?permanent=true` because `EnableAPIChannelDeletion` is off: a 401
+    /// whose id is `api.user.delete_channel.not_enabled.app_error` (newer servers answer a
+    /// system admin with `….not_enabled.for_admin.app_error`).
+    pub fn is_permanent_deletion_disabled(&self) -> bool {
+        self.id()
+            .is_some_and(|id| id.starts_with("api.user.delete_channel.not_enabled"))
+    }
 }
 
 /// Percent-encodes one path segment (names come from configuration).
-fn seg(s: &str) -> String {
+pub(super) fn seg(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -261,7 +296,7 @@ fn retry_after(headers: &header::HeaderMap) -> Duration {
 }
 
 /// reqwest errors print the URL; ours carry no secrets, but keep messages short and stable.
-fn without_url(e: &reqwest::Error) -> String {
+pub(super) fn without_url(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -145,6 +145,14 @@ pub fn relay_message(visitor: &str, text: &str) -> String {
     )
 }
 
+/// The line added to a relayed message when Mattermost would not take one of its files.
+pub fn file_refused_note(name: &str) -> String {
+    format!(
+        "\n_(The file {} could not be uploaded to Mattermost: it is larger than this server allows, or uploads are off. parley keeps it with the chat.)_",
+        escape_for_mattermost(name)
+    )
+}
+
 /// A notice from parley in the chat's channel.
 pub fn notice(text: &str) -> String {
     format!(":information_source: _{}_", escape_for_mattermost(text))

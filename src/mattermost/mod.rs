@@ -4,6 +4,7 @@
 //! submodules.
 
 pub mod client;
+pub mod files;
 pub mod format;
 pub mod stream;
 pub mod wire;

@@ -109,6 +109,9 @@ pub struct NewPost<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_post_id: Option<&'a str>,
     pub props: Value,
+    /// Uploaded files to attach (at most 10).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_ids: Vec<String>,
 }
 
 /// Body of `PUT /posts/{id}/patch`.
@@ -176,4 +179,25 @@ pub struct WsEvent {
     pub data: Value,
     #[serde(default)]
     pub seq: Option<i64>,
+}
+
+/// A file's metadata (`FileInfo`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct FileInfo {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub size: i64,
+    #[serde(default)]
+    pub mime_type: String,
+    #[serde(default)]
+    pub delete_at: i64,
+}
+
+/// Answer of `POST /files`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UploadedFiles {
+    #[serde(default)]
+    pub file_infos: Vec<FileInfo>,
 }

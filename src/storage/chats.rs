@@ -82,7 +82,10 @@ pub struct Closing<'a> {
 #[derive(Debug)]
 pub enum AcceptOutcome {
     /// This click won; the chat is now active.
-    Accepted { chat: ChatRow, notice: MessageRow },
+    Accepted {
+        chat: ChatRow,
+        notice: Box<MessageRow>,
+    },
     /// Someone else was first, or the chat ended; here is the chat as it is.
     NotPending(ChatRow),
 }
@@ -215,7 +218,10 @@ impl Store {
             .ok_or_else(|| StoreError::Conflict("accept notice".into()))?;
         outbox::enqueue(&mut tx, id, &OutboxTask::OpenChannel, now).await?;
         tx.commit().await?;
-        Ok(AcceptOutcome::Accepted { chat, notice })
+        Ok(AcceptOutcome::Accepted {
+            chat,
+            notice: Box::new(notice),
+        })
     }
 
     /// Ends a chat. Returns `None` if it had already ended.

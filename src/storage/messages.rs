@@ -5,6 +5,7 @@ use sqlx::{AnyConnection, FromRow};
 
 use super::{
     Store, StoreError,
+    files::{self, FileRow, NewFile},
     outbox::{self, OutboxTask},
 };
 use crate::domain::Sender;
@@ -21,6 +22,9 @@ pub struct MessageRow {
     pub event: Option<String>,
     pub post_id: Option<String>,
     pub created_at: i64,
+    /// Attached files (loaded with the message).
+    #[sqlx(skip)]
+    pub files: Vec<FileRow>,
 }
 
 impl MessageRow {
@@ -69,12 +73,25 @@ pub(crate) async fn insert(
     Ok(row)
 }
 
+/// A visitor's message with its files (already on disk, in `tmp/`).
+#[derive(Debug, Clone)]
+pub struct VisitorMessage<'a> {
+    pub author: &'a str,
+    pub body: &'a str,
+    pub html: &'a str,
+    pub files: &'a [NewFile],
+    /// Bytes the visitor may upload into the chat in all.
+    pub chat_allowance: i64,
+}
+
 /// What happened to a visitor's message.
 #[derive(Debug)]
 pub enum VisitorMessageOutcome {
-    Stored(MessageRow),
+    Stored(Box<MessageRow>),
     ChatClosed,
     NoSuchChat,
+    /// The files would take the chat past its upload allowance.
+    OverChatAllowance,
 }
 
 impl Store {
@@ -83,11 +100,10 @@ impl Store {
     pub async fn insert_visitor_message(
         &self,
         chat_id: &str,
-        author: &str,
-        body: &str,
-        html: &str,
+        m: &VisitorMessage<'_>,
         now: i64,
     ) -> Result<VisitorMessageOutcome, StoreError> {
+        let attached = m.files;
         let mut tx = self.write.begin().await?;
         let status: Option<(String,)> = sqlx::query_as("SELECT status FROM chats WHERE id = $1")
             .bind(chat_id)
@@ -98,25 +114,32 @@ impl Store {
             Some((s,)) if s == "closed" => return Ok(VisitorMessageOutcome::ChatClosed),
             Some(_) => {}
         }
+        if !attached.is_empty() {
+            let adding: i64 = attached.iter().map(|f| f.size).sum();
+            if files::visitor_bytes(&mut tx, chat_id).await? + adding > m.chat_allowance {
+                return Ok(VisitorMessageOutcome::OverChatAllowance);
+            }
+        }
         let message = NewMessage {
             sender: Sender::Visitor,
-            author: Some(author),
-            body,
-            html: Some(html),
+            author: Some(m.author),
+            body: m.body,
+            html: Some(m.html),
             event: None,
             post_id: None,
             created_at: now,
         };
-        let row = insert(&mut tx, chat_id, &message)
+        let mut row = insert(&mut tx, chat_id, &message)
             .await?
             .ok_or_else(|| StoreError::Conflict("visitor message".into()))?;
+        row.files = files::insert_all(&mut tx, chat_id, row.id, attached, now).await?;
         let task = OutboxTask::RelayMessage {
             message_id: row.id,
             key: OutboxTask::new_key(),
         };
         outbox::enqueue(&mut tx, chat_id, &task, now).await?;
         tx.commit().await?;
-        Ok(VisitorMessageOutcome::Stored(row))
+        Ok(VisitorMessageOutcome::Stored(Box::new(row)))
     }
 
     /// Stores a message that came from Mattermost; `None` if that post was already applied.
@@ -124,10 +147,13 @@ impl Store {
         &self,
         chat_id: &str,
         message: &NewMessage<'_>,
+        attached: &[NewFile],
     ) -> Result<Option<MessageRow>, StoreError> {
         let mut tx = self.write.begin().await?;
-        let row = insert(&mut tx, chat_id, message).await?;
-        if row.is_some() {
+        let mut row = insert(&mut tx, chat_id, message).await?;
+        if let Some(row) = &mut row {
+            row.files =
+                files::insert_all(&mut tx, chat_id, row.id, attached, message.created_at).await?;
             sqlx::query("UPDATE chats SET last_post_at = $1 WHERE id = $2 AND last_post_at < $1")
                 .bind(message.created_at)
                 .bind(chat_id)
@@ -159,23 +185,51 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        Ok(sqlx::query_as::<_, MessageRow>(&format!(
+        let mut rows = sqlx::query_as::<_, MessageRow>(&format!(
             "SELECT {COLUMNS} FROM messages WHERE chat_id = $1 AND id > $2 ORDER BY id LIMIT $3"
         ))
         .bind(chat_id)
         .bind(after)
         .bind(limit)
         .fetch_all(&self.read)
-        .await?)
+        .await?;
+        self.attach_files(&mut rows).await?;
+        Ok(rows)
+    }
+
+    /// Loads the files of messages (one query for all).
+    async fn attach_files(&self, rows: &mut [MessageRow]) -> Result<(), StoreError> {
+        let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
+        for file in self.files_of_messages(&ids).await? {
+            if let Some(m) = rows.iter_mut().find(|m| m.id == file.message_id) {
+                m.files.push(file);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a Mattermost post is already in a transcript.
+    pub async fn has_post(&self, post_id: &str) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM messages WHERE post_id = $1")
+            .bind(post_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.is_some())
     }
 
     /// One message by id.
     pub async fn get_message(&self, id: i64) -> Result<MessageRow, StoreError> {
-        sqlx::query_as::<_, MessageRow>(&format!("SELECT {COLUMNS} FROM messages WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?
-            .ok_or(StoreError::NotFound)
+        let row = sqlx::query_as::<_, MessageRow>(&format!(
+            "SELECT {COLUMNS} FROM messages WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let mut rows = [row];
+        self.attach_files(&mut rows).await?;
+        let [row] = rows;
+        Ok(row)
     }
 
     /// Remembers which Mattermost post carries a message (for edits, deletes and echo checks).

@@ -2,7 +2,10 @@
 //! driver with `$n` placeholders and portable SQL, so PostgreSQL can be added by adding its
 //! migrations (see docs/decisions.md).
 
+pub mod blobs;
 pub mod chats;
+pub mod cleanup;
+pub mod files;
 pub mod messages;
 pub mod offline;
 pub mod outbox;
@@ -32,6 +35,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("file storage error: {0}")]
+    Files(#[from] std::io::Error),
 }
 
 /// Handle to the database. Cheap to clone.

@@ -151,14 +151,24 @@ impl Store {
         Ok(())
     }
 
-    /// Schedules another attempt.
-    pub async fn reschedule(&self, id: i64, at: i64, error: &str) -> Result<(), StoreError> {
+    /// Schedules another attempt. `tried_at` is when the failed attempt started; the first
+    /// one is kept, to know whether Mattermost's 30-second `pending_post_id` memory still
+    /// covers a retry (a post may have been made even though the answer was lost).
+    pub async fn reschedule(
+        &self,
+        id: i64,
+        at: i64,
+        tried_at: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2
-             WHERE id = $3",
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2,
+                 first_attempt_at = COALESCE(first_attempt_at, $3)
+             WHERE id = $4",
         )
         .bind(at)
         .bind(error)
+        .bind(tried_at)
         .bind(id)
         .execute(&self.write)
         .await?;
@@ -177,19 +187,6 @@ impl Store {
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected())
-    }
-
-    /// Notes when a task was first tried, to know whether Mattermost's 30-second
-    /// `pending_post_id` memory still covers a retry.
-    pub async fn note_first_attempt(&self, id: i64, at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET first_attempt_at = $1 WHERE id = $2 AND first_attempt_at IS NULL",
-        )
-        .bind(at)
-        .bind(id)
-        .execute(&self.write)
-        .await?;
-        Ok(())
     }
 
     /// Number of undelivered tasks (for health and tests).

@@ -2,5 +2,7 @@
 
 mod bridge;
 mod browser;
+mod cleanup;
+mod files;
 mod helpers;
 mod visitor_api;

@@ -350,6 +350,67 @@ impl MattermostSim {
         v
     }
 
+    /// Uploads a file into a channel as `user` (multipart, `channel_id` first, as the
+    /// webapp does); returns its FileInfo. Panics unless the server answers 201.
+    pub async fn upload_file_as(
+        &self,
+        user: &SimUser,
+        channel_id: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Value {
+        let form = reqwest::multipart::Form::new()
+            .text("channel_id", channel_id.to_owned())
+            .part(
+                "files",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+            );
+        let resp = self
+            .inner
+            .helper_client
+            .post(format!("{}/api/v4/files", self.inner.base_url))
+            .bearer_auth(&user.token)
+            .header(HELPER_HEADER, "1")
+            .multipart(form)
+            .send()
+            .await
+            .expect("request to the Mattermost simulator");
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 201, "upload_file_as({}) failed: {v}", user.username);
+        v["file_infos"][0].clone()
+    }
+
+    /// Posts as `user` with files attached (ids from [`Self::upload_file_as`]); panics
+    /// unless the server answers 201.
+    pub async fn post_with_files_as(
+        &self,
+        user: &SimUser,
+        channel_id: &str,
+        message: &str,
+        file_ids: &[String],
+    ) -> Value {
+        let body = json!({"channel_id": channel_id, "message": message, "file_ids": file_ids});
+        let (status, v) = self
+            .call(user, reqwest::Method::POST, "/posts", Some(body))
+            .await;
+        assert_eq!(
+            status, 201,
+            "post_with_files_as({}) failed: {v}",
+            user.username
+        );
+        v
+    }
+
+    /// A stored file's bytes (for checking what parley uploaded).
+    pub fn file_bytes(&self, file_id: &str) -> Option<Vec<u8>> {
+        self.inner
+            .lock()
+            .files
+            .get(file_id)
+            .map(|f| f.bytes.to_vec())
+    }
+
     /// Edits a post's message as `user`; panics unless the server answers 200.
     pub async fn edit_post_as(&self, user: &SimUser, post_id: &str, message: &str) -> Value {
         let (status, v) = self
