@@ -100,6 +100,33 @@
       errEmailInvalid: 'Please enter a valid e-mail address',
       unread_one: '{n} unread message',
       unread_other: '{n} unread messages',
+      attach: 'Attach files',
+      attachments: 'Files to send',
+      removeFile: 'Remove {name}',
+      dropHint: 'Drop files here to send them',
+      uploading: 'Uploading… {n} %',
+      waitingUpload: 'waiting…',
+      cancelUpload: 'Cancel upload',
+      uploadProgress: 'Upload progress',
+      dismiss: 'Dismiss',
+      openImage: 'Enlarge image {name}',
+      closeImage: 'Close image',
+      download: 'Download',
+      imageDialog: 'Image {name}',
+      quoted: '“{name}”',
+      sizeB: '{n} B',
+      sizeKB: '{n} KB',
+      sizeMB: '{n} MB',
+      sizeGB: '{n} GB',
+      errFileTooLarge: '{file} is too large (at most {max} per file).',
+      errFileType: '{file} cannot be sent: files of this type are not allowed.',
+      errFileEmpty: '{file} is empty.',
+      errTooManyFiles: 'At most {n} files can be sent at once: {file} was not added.',
+      errTooManyFilesSent: '{file} was not sent: at most {n} files can be sent at once.',
+      errChatFilesLimit: '{file} was not sent: no more files can be sent in this chat.',
+      errRequestTooLarge: '{file} was not sent: the files are too large together. Please send them one at a time.',
+      errFileRequired: 'Please choose a file to send.',
+      errUploadFailed: '{file} was not sent. {reason}',
     },
     de: {
       title: 'Schreiben Sie uns',
@@ -155,6 +182,34 @@
       errEmailInvalid: 'Bitte geben Sie eine gültige E-Mail-Adresse ein',
       unread_one: '{n} ungelesene Nachricht',
       unread_other: '{n} ungelesene Nachrichten',
+      attach: 'Dateien anhängen',
+      attachments: 'Zu sendende Dateien',
+      removeFile: '{name} entfernen',
+      dropHint: 'Dateien hier ablegen, um sie zu senden',
+      uploading: 'Wird hochgeladen… {n} %',
+      waitingUpload: 'wartet…',
+      cancelUpload: 'Hochladen abbrechen',
+      uploadProgress: 'Fortschritt beim Hochladen',
+      dismiss: 'Ausblenden',
+      openImage: 'Bild {name} vergrößern',
+      closeImage: 'Bild schließen',
+      download: 'Herunterladen',
+      imageDialog: 'Bild {name}',
+      quoted: '„{name}“',
+      sizeB: '{n} B',
+      sizeKB: '{n} KB',
+      sizeMB: '{n} MB',
+      sizeGB: '{n} GB',
+      errFileTooLarge: '{file} ist zu groß (höchstens {max} pro Datei).',
+      errFileType: '{file} kann nicht gesendet werden: Dateien dieses Typs sind nicht erlaubt.',
+      errFileEmpty: '{file} ist leer.',
+      errTooManyFiles: 'Höchstens {n} Dateien können auf einmal gesendet werden: {file} wurde nicht hinzugefügt.',
+      errTooManyFilesSent: '{file} wurde nicht gesendet: Höchstens {n} Dateien können auf einmal gesendet werden.',
+      errChatFilesLimit: '{file} wurde nicht gesendet: In diesem Chat können keine weiteren Dateien gesendet werden.',
+      errRequestTooLarge:
+        '{file} wurde nicht gesendet: Die Dateien sind zusammen zu groß. Bitte senden Sie sie einzeln.',
+      errFileRequired: 'Bitte wählen Sie eine Datei aus.',
+      errUploadFailed: '{file} wurde nicht gesendet. {reason}',
     },
   };
 
@@ -204,12 +259,26 @@
   // ------------------------------------------------------------------ API --
 
   class ApiError extends Error {
-    constructor(status, code, message, retryAfterMs) {
+    constructor(status, code, message, retryAfterMs, field) {
       super(message || code);
       this.status = status;
       this.code = code;
       this.retryAfterMs = retryAfterMs;
+      this.field = field || null;
     }
+  }
+
+  // The API's JSON error ({"error": {"code", "message", "field"?}}) as an ApiError.
+  function responseError(status, text, statusText, retryAfter) {
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch (_) {
+      data = null;
+    }
+    const err = (data && data.error) || {};
+    const code = err.code || (status === 429 ? 'rate_limited' : status === 413 ? 'request_too_large' : `http_${status}`);
+    return new ApiError(status, code, err.message || statusText, parseRetryAfter(retryAfter), err.field);
   }
 
   function parseRetryAfter(value) {
@@ -244,6 +313,7 @@
     } finally {
       clearTimeout(timer);
     }
+    if (!res.ok) throw responseError(res.status, text, res.statusText, res.headers.get('Retry-After'));
     let data = null;
     if (text) {
       try {
@@ -252,12 +322,34 @@
         data = null;
       }
     }
-    if (!res.ok) {
-      const err = (data && data.error) || {};
-      const code = err.code || (res.status === 429 ? 'rate_limited' : `http_${res.status}`);
-      throw new ApiError(res.status, code, err.message || res.statusText, parseRetryAfter(res.headers.get('Retry-After')));
-    }
     return data;
+  }
+
+  // POSTs a FormData with XMLHttpRequest (fetch cannot report upload progress). No timeout: a
+  // large file on a slow line may take long; the visitor can cancel. Returns {promise, abort}.
+  function apiUpload(path, form, token, onProgress) {
+    const xhr = new XMLHttpRequest();
+    const promise = new Promise((resolve, reject) => {
+      xhr.open('POST', BASE + path);
+      xhr.setRequestHeader('Accept', 'application/json');
+      if (token) xhr.setRequestHeader('Authorization', `Bearer ${token}`);
+      xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : 0);
+      xhr.onload = () => {
+        if (xhr.status < 200 || xhr.status >= 300) {
+          reject(responseError(xhr.status, xhr.responseText, xhr.statusText, xhr.getResponseHeader('Retry-After')));
+          return;
+        }
+        try {
+          resolve(xhr.responseText ? JSON.parse(xhr.responseText) : null);
+        } catch (_) {
+          resolve(null);
+        }
+      };
+      xhr.onerror = () => reject(new ApiError(0, 'network', 'network error'));
+      xhr.onabort = () => reject(new ApiError(0, 'aborted', 'aborted'));
+      xhr.send(form);
+    });
+    return { promise, abort: () => xhr.abort() };
   }
 
   function errorText(err) {
@@ -311,6 +403,9 @@
   const ICON_CHAT = ['M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z'];
   const ICON_DOWN = ['M6 9l6 6 6-6'];
   const ICON_SEND = ['M3 20l18-8L3 4v6l12 2-12 2z'];
+  const ICON_CLIP = ['M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l7.9-7.9'];
+  const ICON_X = ['M18 6L6 18', 'M6 6l12 12'];
+  const ICON_FILE = ['M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8z', 'M14 3v5h5'];
 
   // Server-rendered operator Markdown is already sanitised by parley. As defence in depth it is
   // parsed into an inert <template> (no scripts run, no images load) and filtered again against an
@@ -398,6 +493,40 @@
     } catch (_) {
       return '';
     }
+  }
+
+  // "12 KB", "1.2 MB" (binary units, as file managers show them), in the widget's language.
+  function formatSize(bytes) {
+    const n = Math.max(0, Number(bytes) || 0);
+    const units = ['sizeB', 'sizeKB', 'sizeMB', 'sizeGB'];
+    let v = n;
+    let u = 0;
+    while (v >= 1024 && u < units.length - 1) {
+      v /= 1024;
+      u++;
+    }
+    let text;
+    try {
+      text = new Intl.NumberFormat(LANG, { maximumFractionDigits: u === 0 || v >= 10 ? 0 : 1 }).format(v);
+    } catch (_) {
+      text = String(Math.round(v));
+    }
+    return t(units[u], { n: text });
+  }
+
+  // A file link from the server: only http(s) (it is absolute and signed; no other scheme is used).
+  function fileUrl(value) {
+    try {
+      const u = new URL(String(value || ''), BASE + '/');
+      return u.protocol === 'https:' || u.protocol === 'http:' ? u.href : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  // File names quoted in the widget's language, for messages: “a.png”, “b.pdf”.
+  function quoteNames(files) {
+    return files.map((f) => t('quoted', { name: String((f && f.name) || '') })).join(', ');
   }
 
   // ------------------------------------------------------------------ CSS --
@@ -529,6 +658,58 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
   display: flex; align-items: center; justify-content: center; }
 .send svg { fill: currentColor; }
 
+
+.attach { flex: none; width: 40px; height: 40px; border: 0; border-radius: 50%; padding: 0; background: transparent; color: var(--muted);
+  display: flex; align-items: center; justify-content: center; }
+.attach:hover:not(:disabled) { background: var(--soft); color: var(--fg); }
+.attach svg, .x svg, .file svg, .chip svg, .lb-close svg { fill: none; stroke: currentColor; stroke-width: 2; stroke-linecap: round; stroke-linejoin: round; }
+.file-input { display: none; }
+.files { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 4px; max-width: 100%; }
+.visitor .files { justify-content: flex-end; }
+.thumb { padding: 0; border: 0; border-radius: 12px; overflow: hidden; background: var(--soft); cursor: zoom-in; line-height: 0;
+  box-shadow: 0 0 0 1px var(--line); max-width: 100%; }
+.thumb img { display: block; height: 140px; width: auto; min-width: 48px; max-width: 100%; object-fit: cover; color: var(--muted); font-size: 12px; }
+.thumb:hover img { opacity: .92; }
+.file { display: inline-flex; align-items: center; gap: 6px; max-width: 100%; padding: 8px 12px; border: 1px solid var(--line);
+  border-radius: 12px; background: #fff; color: var(--fg); text-decoration: none; font-size: 13px; }
+.file:hover { border-color: var(--accent); }
+.file svg { flex: none; color: var(--accent); }
+.fname { font-weight: 600; min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.fsize { flex: none; color: var(--muted); white-space: nowrap; }
+.upload { display: flex; align-items: center; gap: 8px; margin: 4px 4px 0; font-size: 11px; color: var(--muted); }
+.progress { width: 120px; height: 6px; border-radius: 3px; background: var(--line); overflow: hidden; }
+.progress > span { display: block; height: 100%; width: 0; background: var(--accent); transition: width .2s linear; }
+.upload-error { margin: 8px 12px 0; padding: 8px 10px; border-radius: 8px; background: #fdecea; color: var(--danger); font-size: 13px;
+  display: flex; gap: 8px; align-items: flex-start; }
+.upload-error .lines { flex: 1; min-width: 0; overflow-wrap: anywhere; }
+.upload-error p { margin: 0; } .upload-error p + p { margin-top: 4px; }
+.x { flex: none; width: 24px; height: 24px; border: 0; border-radius: 50%; padding: 0; background: transparent; color: inherit;
+  display: flex; align-items: center; justify-content: center; }
+.x:hover { background: rgba(0,0,0,.08); }
+.tray { display: flex; flex-wrap: wrap; gap: 6px; padding: 8px 12px 0; margin: 0; list-style: none; }
+.chip { display: inline-flex; align-items: center; gap: 6px; max-width: 100%; padding: 3px 3px 3px 4px; border: 1px solid var(--line);
+  border-radius: 10px; background: var(--soft); font-size: 13px; }
+.chip .fname { max-width: 140px; font-weight: 500; }
+.chip img, .chip .ficon { flex: none; width: 30px; height: 30px; border-radius: 6px; object-fit: cover; background: #fff;
+  display: flex; align-items: center; justify-content: center; color: var(--accent); }
+.drop { position: absolute; inset: 8px; z-index: 5; border: 2px dashed var(--accent); border-radius: 12px; pointer-events: none;
+  background: rgba(255,255,255,.94); color: var(--accent); font-weight: 650; display: flex; flex-direction: column;
+  align-items: center; justify-content: center; gap: 8px; text-align: center; padding: 16px; }
+.drop svg { fill: none; stroke: currentColor; stroke-width: 2; stroke-linecap: round; stroke-linejoin: round; }
+.drop p { margin: 0; }
+.lightbox { position: fixed; inset: 0; z-index: 2147483002; background: rgba(12,16,24,.86); display: flex; flex-direction: column;
+  align-items: center; justify-content: center; gap: 12px; padding: 56px 16px 20px; animation: parley-fade .15s ease-out; }
+@keyframes parley-fade { from { opacity: 0; } to { opacity: 1; } }
+.lightbox img { display: block; max-width: 100%; max-height: calc(100% - 44px); min-width: 0; min-height: 0; object-fit: contain;
+  border-radius: 8px; background: #fff; box-shadow: 0 10px 40px rgba(0,0,0,.5); cursor: zoom-out; }
+.lb-bar { display: flex; align-items: center; gap: 14px; max-width: 100%; color: #fff; font-size: 14px; }
+.lb-bar .fname { color: #fff; }
+.lb-bar a { color: #fff; white-space: nowrap; }
+.lb-close { position: absolute; top: 12px; right: 12px; width: 40px; height: 40px; border: 0; border-radius: 50%; padding: 0;
+  background: rgba(255,255,255,.16); color: #fff; display: flex; align-items: center; justify-content: center; }
+.lb-close:hover { background: rgba(255,255,255,.28); }
+.lightbox :focus-visible { outline-color: #fff; }
+
 @media (max-width: 480px) {
   .panel { left: 0; right: 0; top: 0; bottom: 0; width: 100%; height: 100%; max-height: none; border-radius: 0; }
   .is-open .launcher, .is-open .badge { display: none; }
@@ -538,7 +719,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
   *, *::before, *::after { animation: none !important; transition: none !important; scroll-behavior: auto !important; }
 }
 @media (forced-colors: active) {
-  .launcher, .send, .primary, .danger, .badge { border: 1px solid ButtonText; }
+  .launcher, .send, .primary, .danger, .badge, .attach, .x, .lb-close { border: 1px solid ButtonText; }
+  .progress > span { background: Highlight; }
 }
 `;
 
@@ -551,7 +733,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     cred: null, // {id, token}
     chat: null, // Chat JSON
     msgs: new Map(), // id -> Message (stored on the server)
-    locals: [], // messages typed here and not yet confirmed: {lid, text, state, error, code, noPost}
+    locals: [], // messages typed here and not yet confirmed: {lid, text, state, error, code, noPost, files?}
     lidSeq: 0,
     seen: 0, // highest message id the visitor has seen with the panel open
     ws: null,
@@ -564,6 +746,10 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     pumping: false,
     blockedUntil: 0,
     retryTimer: 0,
+    files: null, // the server's file limits from /status ({max_bytes, max_per_message, types}); null = no files
+    staged: [], // File objects chosen for the next message
+    urlTimer: 0,
+    urlRefreshAt: 0, // when the file links shown should be fetched anew (before they expire)
   };
 
   // ------------------------------------------------------------ the view --
@@ -747,7 +933,41 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     placeholder: t('composerPlaceholder'),
     onkeydown: onComposerKey,
     oninput: autosize,
+    onpaste: onComposerPaste,
   });
+  E.fileInput = h('input', {
+    type: 'file',
+    multiple: true,
+    class: 'file-input',
+    tabindex: '-1',
+    'aria-hidden': 'true',
+    'data-testid': 'file-input',
+    onchange: () => {
+      stageFiles(E.fileInput.files);
+      E.fileInput.value = ''; // choosing the same file again fires change again
+    },
+  });
+  E.attachBtn = h(
+    'button',
+    {
+      type: 'button',
+      class: 'attach',
+      'data-testid': 'attach-button',
+      'aria-label': t('attach'),
+      title: t('attach'),
+      hidden: true,
+      onclick: () => E.fileInput.click(),
+    },
+    icon(ICON_CLIP, 22)
+  );
+  E.tray = h('ul', { class: 'tray', 'aria-label': t('attachments'), 'data-testid': 'attachments', hidden: true });
+  E.uploadErrorLines = h('div', { class: 'lines' });
+  E.uploadError = h(
+    'div',
+    { class: 'upload-error', 'data-testid': 'upload-error', role: 'alert', hidden: true },
+    E.uploadErrorLines,
+    h('button', { type: 'button', class: 'x', 'aria-label': t('dismiss'), title: t('dismiss'), onclick: () => clearUploadError(true) }, icon(ICON_X, 16))
+  );
   E.sendBtn = h('button', { type: 'submit', class: 'send', 'data-testid': 'send', 'aria-label': t('send'), title: t('send') }, icon(ICON_SEND, 20));
   E.composerForm = h(
     'form',
@@ -760,10 +980,59 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
       },
     },
     h('label', { class: 'sr', for: 'parley-composer', text: t('composerLabel') }),
+    E.attachBtn,
+    E.fileInput,
     E.composer,
     E.sendBtn
   );
-  E.chatView = h('div', { class: 'view chat', hidden: true }, E.chatStatus, E.msgs, E.confirm, E.ended, E.composerForm);
+  E.chatView = h(
+    'div',
+    { class: 'view chat', hidden: true },
+    E.chatStatus,
+    E.msgs,
+    E.confirm,
+    E.ended,
+    E.uploadError,
+    E.tray,
+    E.composerForm
+  );
+  E.dropHint = h('div', { class: 'drop', 'data-testid': 'drop-hint', hidden: true }, icon(ICON_CLIP, 32), h('p', { text: t('dropHint') }));
+
+  // The lightbox: an image enlarged over the page, inside the shadow root.
+  E.lbImg = h('img', { alt: '' });
+  E.lbName = h('span', { class: 'fname' });
+  E.lbDownload = h('a', { rel: 'noopener', target: '_blank', text: t('download') });
+  E.lbClose = h(
+    'button',
+    { type: 'button', class: 'lb-close', 'aria-label': t('closeImage'), title: t('closeImage'), onclick: () => closeLightbox() },
+    icon(ICON_X, 22)
+  );
+  E.lightbox = h(
+    'div',
+    { class: 'lightbox', role: 'dialog', 'aria-modal': 'true', 'data-testid': 'lightbox', lang: LANG, hidden: true },
+    E.lbClose,
+    E.lbImg,
+    h('div', { class: 'lb-bar' }, E.lbName, E.lbDownload)
+  );
+  E.lightbox.addEventListener('click', (e) => {
+    if (e.target === E.lightbox || e.target === E.lbImg) closeLightbox();
+  });
+  E.lightbox.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') {
+      e.preventDefault();
+      e.stopPropagation();
+      closeLightbox();
+    } else if (e.key === 'Tab') {
+      // keep focus inside the dialog
+      const order = [E.lbClose, E.lbDownload].filter((x) => !x.hidden);
+      const i = order.indexOf(shadow.activeElement);
+      e.preventDefault();
+      order[(i + (e.shiftKey ? order.length - 1 : 1)) % order.length].focus();
+    }
+  });
+  E.lbImg.addEventListener('error', () => {
+    if (E.lightbox.dataset.fileId) onFileError(E.lightbox.dataset.fileId);
+  });
 
   E.panel = h(
     'div',
@@ -778,7 +1047,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     },
     header,
     notices,
-    h('div', { class: 'body' }, E.loadingView, E.prechatView, E.offlineView, E.thanksView, E.chatView)
+    h('div', { class: 'body' }, E.loadingView, E.prechatView, E.offlineView, E.thanksView, E.chatView),
+    E.dropHint
   );
   E.panel.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && !e.isComposing) {
@@ -788,7 +1058,37 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     }
   });
 
-  root.append(E.panel, E.launcher, E.badge);
+  // Files dragged onto the panel: a visible hint, and dropping never navigates the page away.
+  let dragDepth = 0;
+  const dragsFiles = (e) => !!(e.dataTransfer && Array.from(e.dataTransfer.types || []).includes('Files'));
+  E.panel.addEventListener('dragenter', (e) => {
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    dragDepth++;
+    E.dropHint.hidden = !canAttach();
+  });
+  E.panel.addEventListener('dragover', (e) => {
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = canAttach() ? 'copy' : 'none';
+  });
+  E.panel.addEventListener('dragleave', (e) => {
+    if (!dragsFiles(e)) return;
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) E.dropHint.hidden = true;
+  });
+  E.panel.addEventListener('drop', (e) => {
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    dragDepth = 0;
+    E.dropHint.hidden = true;
+    if (canAttach()) {
+      stageFiles(e.dataTransfer.files);
+      E.composer.focus();
+    }
+  });
+
+  root.append(E.panel, E.launcher, E.badge, E.lightbox);
   shadow.append(root);
 
   // ------------------------------------------------------- view helpers --
@@ -940,6 +1240,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     const closed = status === 'closed';
     E.composer.disabled = closed;
     E.sendBtn.disabled = closed;
+    E.attachBtn.hidden = !filesEnabled();
+    E.attachBtn.disabled = closed;
     E.ended.hidden = !(inChat && closed);
     if (closed) showConfirm(false);
     updateReconnecting();
@@ -992,23 +1294,36 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     if (sender === 'system') return h('div', attrs, h('span', { text: systemText(m) }));
     const el = h('div', attrs);
     const time = formatTime(m.created_at);
+    const files = filesEl(m);
     if (sender === 'operator') {
       el.append(h('div', { class: 'author', text: m.author || operatorName() || t('operator') }));
       const bubble = h('div', { class: 'bubble' });
-      if (typeof m.html === 'string' && m.html) bubble.append(safeHtml(m.html));
+      if (typeof m.html === 'string' && m.html.trim()) bubble.append(safeHtml(m.html));
       else {
         bubble.classList.add('plain');
         bubble.textContent = m.text || '';
       }
-      el.append(bubble);
-    } else {
+      if (!files || bubble.textContent.trim() || bubble.querySelector('img')) el.append(bubble); // a file may come without text
+    } else if (!files || String(m.text || '').trim()) {
       el.append(h('div', { class: 'bubble' }, h('span', { class: 'sr', text: `${t('you')}: ` }), String(m.text || '')));
-    }
+    } else files.prepend(h('span', { class: 'sr', text: `${t('you')}: ` }));
+    if (files) el.append(files);
     if (time) el.append(h('div', { class: 'meta' }, h('time', { datetime: m.created_at, text: time })));
     return el;
   }
 
+  function pendingFilesEl(l) {
+    return h(
+      'div',
+      { class: 'files' },
+      ...l.files.map((f) =>
+        h('span', { class: 'chip' }, fileIcon(f), h('span', { class: 'fname', text: String(f.name || '') }), h('span', { class: 'fsize', text: formatSize(f.size) }))
+      )
+    );
+  }
+
   function localEl(l) {
+    l.progress = null;
     const failed = l.state === 'failed';
     const el = h(
       'div',
@@ -1019,8 +1334,9 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
         'data-id': '',
         'data-state': failed ? 'failed' : l.noPost ? 'stored' : 'sending',
       },
-      h('div', { class: 'bubble' }, h('span', { class: 'sr', text: `${t('you')}: ` }), l.text)
+      l.text || !l.files ? h('div', { class: 'bubble' }, h('span', { class: 'sr', text: `${t('you')}: ` }), l.text) : null
     );
+    if (l.files) el.append(pendingFilesEl(l));
     const meta = h('div', { class: 'meta' });
     if (failed) {
       meta.append(
@@ -1029,6 +1345,27 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
       );
       if (!l.noPost)
         meta.append(h('button', { type: 'button', class: 'linkbtn', 'data-testid': 'edit', text: t('edit'), onclick: () => editLocal(l) }));
+    } else if (l.files) {
+      // an upload: its progress bar and a cancel button, updated in place by updateProgress
+      const fill = h('span');
+      const bar = h(
+        'div',
+        {
+          class: 'progress',
+          role: 'progressbar',
+          'aria-valuemin': '0',
+          'aria-valuemax': '100',
+          'aria-valuenow': '0',
+          'aria-label': t('uploadProgress'),
+          'data-testid': 'upload-progress',
+        },
+        fill
+      );
+      const label = h('span');
+      const cancel = h('button', { type: 'button', class: 'linkbtn', 'data-testid': 'cancel-upload', text: t('cancel'), 'aria-label': t('cancelUpload'), onclick: () => cancelUpload(l) });
+      el.append(h('div', { class: 'upload' }, bar, label, cancel));
+      l.progress = { bar, fill, label, cancel };
+      updateProgress(l);
     } else if (!l.noPost) meta.append(h('span', { text: t('sending') }));
     // (the first message was stored with the chat; it only waits for its id from the server)
     if (meta.childNodes.length) el.append(meta);
@@ -1042,19 +1379,26 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     for (const id of ids) {
       const m = S.msgs.get(id);
       const key = `m${id}`;
-      const sig = `${m.sender}|${m.author}|${m.text}|${m.html}|${m.event}|${m.created_at}|${operatorName()}`;
+      const files = Array.isArray(m.files) ? m.files : [];
+      // Links change every few minutes; a new link alone is set in place (see patchFileUrls).
+      const fileSig = files.map((f) => f && `${f.id}/${f.name}/${f.size}/${f.image}`).join(',');
+      const urlSig = files.map((f) => f && f.url).join(' ');
+      const sig = `${m.sender}|${m.author}|${m.text}|${m.html}|${m.event}|${m.created_at}|${operatorName()}|${fileSig}`;
       let entry = msgEls.get(key);
       if (!entry || entry.sig !== sig) {
         const el = storedEl(m);
         if (entry) entry.el.replaceWith(el);
-        entry = { el, sig };
+        entry = { el, sig, urlSig };
         msgEls.set(key, entry);
+      } else if (entry.urlSig !== urlSig) {
+        entry.urlSig = urlSig;
+        patchFileUrls(entry.el);
       }
       wanted.push(key);
     }
     for (const l of S.locals) {
       const key = `l${l.lid}`;
-      const sig = `${l.state}|${l.error}|${l.text}`;
+      const sig = `${l.state}|${l.error}|${l.text}|${l.files ? l.files.length : 0}`;
       let entry = msgEls.get(key);
       if (!entry || entry.sig !== sig) {
         const el = localEl(l);
@@ -1086,6 +1430,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
       if (!m || m.id == null || !Number.isFinite(Number(m.id))) continue;
       const id = Number(m.id);
       const old = S.msgs.get(id);
+      for (const f of Array.isArray(m.files) ? m.files : []) if (f && f.id != null) fileViews.set(String(f.id), f);
       if (old) {
         if (JSON.stringify(old) !== JSON.stringify(m)) {
           S.msgs.set(id, m);
@@ -1095,7 +1440,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
       }
       if (m.sender === 'visitor') {
         // A message typed here may come back on the socket before its POST answers.
-        const same = (l) => l.text.trim() === String(m.text || '').trim();
+        const withFiles = Array.isArray(m.files) && m.files.length > 0;
+        const same = (l) => !!l.files === withFiles && l.text.trim() === String(m.text || '').trim();
         const idx = S.locals.findIndex(
           (l) => l.noPost || (same(l) && (l.state === 'sending' || (l.state === 'failed' && l.code === 'network')))
         );
@@ -1110,9 +1456,371 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     }
     if (!changed) return;
     renderMessages();
+    scheduleUrlRefresh();
     if (fromVisitorHere) scrollToBottom();
     if (S.open) markSeen();
     else updateBadge();
+  }
+
+  // --------------------------------------------------------------- files --
+
+  function filesEnabled() {
+    return !!(S.files && S.files.max_per_message > 0 && S.files.max_bytes > 0);
+  }
+  function canAttach() {
+    return filesEnabled() && !!S.cred && S.view === 'chat' && !isClosed();
+  }
+
+  // The limits from /status. The server decides a file's type from its content, so the list of
+  // types only guides the file chooser (`accept`); nothing is refused here by declared type.
+  function setFiles(f) {
+    const ok = f && typeof f === 'object' && Number(f.max_per_message) > 0 && Number(f.max_bytes) > 0;
+    S.files = ok
+      ? {
+          max_bytes: Number(f.max_bytes),
+          max_per_message: Math.floor(Number(f.max_per_message)),
+          types: Array.isArray(f.types) ? f.types.filter((x) => typeof x === 'string' && /^[\w.+-]+\/[\w.+*-]+$/.test(x)) : [],
+        }
+      : null;
+    if (S.files && S.files.types.length) E.fileInput.setAttribute('accept', S.files.types.join(','));
+    else E.fileInput.removeAttribute('accept');
+    renderChatState();
+  }
+
+  // Adds chosen, dropped or pasted files to the next message, refusing (with a message naming
+  // the file) what the server would certainly refuse: empty, too large, too many.
+  function stageFiles(list) {
+    const files = Array.from(list || []);
+    if (!files.length || !canAttach()) return;
+    clearUploadError();
+    const problems = [];
+    const tooMany = [];
+    for (const f of files) {
+      if (!f.size) problems.push(t('errFileEmpty', { file: quoteNames([f]) }));
+      else if (f.size > S.files.max_bytes) problems.push(t('errFileTooLarge', { file: quoteNames([f]), max: formatSize(S.files.max_bytes) }));
+      else if (S.staged.length >= S.files.max_per_message) tooMany.push(f);
+      else S.staged.push(f);
+    }
+    if (tooMany.length) problems.push(t('errTooManyFiles', { n: S.files.max_per_message, file: quoteNames(tooMany) }));
+    if (problems.length) showUploadError(problems);
+    renderStaged();
+  }
+
+  const thumbs = new Map(); // File -> object URL of its preview
+  function thumbUrl(file) {
+    if (!/^image\/(png|jpeg|gif|webp)$/.test(file.type) || typeof URL.createObjectURL !== 'function') return null;
+    if (!thumbs.has(file)) thumbs.set(file, URL.createObjectURL(file));
+    return thumbs.get(file);
+  }
+  function releaseFiles(files) {
+    for (const f of files || []) {
+      const u = thumbs.get(f);
+      if (u) URL.revokeObjectURL(u);
+      thumbs.delete(f);
+    }
+  }
+
+  // A small picture of a chosen file: its preview if it is an image (and the page allows blob:
+  // images), else a file icon.
+  function fileIcon(file) {
+    const fallback = h('span', { class: 'ficon', 'aria-hidden': 'true' }, icon(ICON_FILE, 18));
+    const u = thumbUrl(file);
+    if (!u) return fallback;
+    const img = h('img', { src: u, alt: '', 'aria-hidden': 'true' });
+    img.addEventListener('error', () => img.replaceWith(fallback));
+    return img;
+  }
+
+  function renderStaged() {
+    E.tray.replaceChildren(
+      ...S.staged.map((f) => {
+        const name = String(f.name || '');
+        return h(
+          'li',
+          { class: 'chip', 'data-testid': 'attachment' },
+          fileIcon(f),
+          h('span', { class: 'fname', title: name, text: name }),
+          h('span', { class: 'fsize', text: formatSize(f.size) }),
+          h(
+            'button',
+            {
+              type: 'button',
+              class: 'x',
+              'data-testid': 'attachment-remove',
+              'aria-label': t('removeFile', { name }),
+              title: t('removeFile', { name }),
+              onclick: () => {
+                S.staged = S.staged.filter((x) => x !== f);
+                releaseFiles([f]);
+                renderStaged();
+                E.composer.focus();
+              },
+            },
+            icon(ICON_X, 16)
+          )
+        );
+      })
+    );
+    E.tray.hidden = !S.staged.length;
+  }
+
+  function showUploadError(lines) {
+    E.uploadErrorLines.replaceChildren(...lines.map((line) => h('p', { text: line })));
+    E.uploadError.hidden = !lines.length;
+  }
+  function clearUploadError(refocus) {
+    E.uploadErrorLines.replaceChildren();
+    E.uploadError.hidden = true;
+    if (refocus) E.composer.focus();
+  }
+
+  // A pasted image (a screenshot, "copy image") is attached; pasted text stays text.
+  function onComposerPaste(e) {
+    const data = e.clipboardData;
+    if (!data || !data.files || !data.files.length || !canAttach()) return;
+    if (data.getData('text/plain')) return;
+    e.preventDefault();
+    stageFiles(data.files);
+  }
+
+  // Which of the files a refusal is about: the only one, else the one its message names.
+  function refusedFiles(err, files) {
+    if (files.length === 1) return files.slice();
+    const msg = String(err.message || '');
+    const named = files
+      .slice()
+      .sort((a, b) => String(b.name).length - String(a.name).length)
+      .find((f) => f.name && msg.includes(f.name));
+    return named ? [named] : [];
+  }
+
+  function uploadErrorText(err, files, refused) {
+    const file = quoteNames(refused.length ? refused : files);
+    const max = S.files ? S.files.max_per_message : '';
+    switch (err.code) {
+      case 'file_too_large':
+        return S.files ? t('errFileTooLarge', { file, max: formatSize(S.files.max_bytes) }) : t('errUploadFailed', { file, reason: err.message || '' });
+      case 'file_type_not_allowed':
+        return t('errFileType', { file });
+      case 'file_empty':
+        return t('errFileEmpty', { file });
+      case 'too_many_files':
+        return t('errTooManyFilesSent', { file, n: max });
+      case 'chat_files_limit':
+        return t('errChatFilesLimit', { file });
+      case 'request_too_large':
+        return t('errRequestTooLarge', { file });
+      case 'file_required':
+        return t('errFileRequired');
+      case 'rate_limited':
+      case 'chat_closed':
+      case 'message_too_long':
+      case 'validation_failed':
+      case 'network':
+        return t('errUploadFailed', { file, reason: errorText(err) });
+      default:
+        return t('errUploadFailed', { file, reason: t('errGeneric') }); // the server's text is English only
+    }
+  }
+
+  // Sends a message with files; the progress goes to the message's bar.
+  async function uploadLocal(l, cred) {
+    const form = new FormData();
+    if (l.text) form.append('text', l.text);
+    for (const f of l.files) form.append('file', f, f.name);
+    const up = apiUpload(`/api/v1/chats/${encodeURIComponent(cred.id)}/files`, form, cred.token, (loaded, total) => {
+      l.loaded = loaded;
+      l.total = total;
+      updateProgress(l);
+    });
+    l.abort = up.abort;
+    try {
+      return await up.promise;
+    } finally {
+      l.abort = null;
+    }
+  }
+
+  function updateProgress(l) {
+    const p = l.progress;
+    if (!p) return;
+    const pct = l.total ? Math.min(100, Math.round((l.loaded / l.total) * 100)) : 0;
+    const sent = !!l.total && l.loaded >= l.total; // all bytes out: the server is storing them
+    p.fill.style.width = `${pct}%`;
+    p.bar.setAttribute('aria-valuenow', String(pct));
+    p.label.textContent = l.state === 'queued' ? t('waitingUpload') : sent ? t('sending') : t('uploading', { n: pct });
+    p.cancel.hidden = sent; // too late to take it back
+  }
+
+  function cancelUpload(l) {
+    if (l.state === 'sending' && l.abort) l.abort(); // onUploadError puts everything back
+    else if (l.state !== 'sending') onUploadError(l, new ApiError(0, 'aborted', 'aborted'));
+    E.composer.focus();
+  }
+
+  // An upload that did not make it leaves the list; its text and files go back into the
+  // composer (minus a file the server refused), with a message saying what happened.
+  function onUploadError(l, err) {
+    const i = S.locals.indexOf(l);
+    if (i >= 0) S.locals.splice(i, 1);
+    if (l.serverId != null) {
+      renderMessages(); // it was stored after all (the live socket said so)
+      return;
+    }
+    const refused = ['file_too_large', 'file_type_not_allowed', 'file_empty'].includes(err.code) ? refusedFiles(err, l.files) : [];
+    if (err.code !== 'aborted') showUploadError([uploadErrorText(err, l.files, refused)]);
+    releaseFiles(refused);
+    S.staged = l.files.filter((f) => !refused.includes(f)).concat(S.staged);
+    if (l.text) E.composer.value = E.composer.value ? `${l.text}\n${E.composer.value}` : l.text;
+    autosize();
+    renderStaged();
+    renderMessages();
+    if (err.code === 'chat_closed') catchUp(true);
+  }
+
+  // --- files in messages ---
+
+  const fileViews = new Map(); // file id -> FileView last received (with the freshest link)
+
+  function filesEl(m) {
+    const files = Array.isArray(m.files) ? m.files.filter((f) => f && f.id != null) : [];
+    if (!files.length) return null;
+    const box = h('div', { class: 'files' });
+    for (const f of files) {
+      const id = String(f.id);
+      const name = String(f.name || '');
+      const url = fileUrl(f.url);
+      if (f.image === true && url) {
+        const img = h('img', { src: url, alt: name, loading: 'lazy', decoding: 'async', 'data-testid': 'message-image', 'data-file-id': id });
+        img.addEventListener('error', () => onFileError(id));
+        box.append(
+          h('button', { type: 'button', class: 'thumb', title: name, 'aria-label': t('openImage', { name }), onclick: (e) => openLightbox(id, e.currentTarget) }, img)
+        );
+      } else {
+        box.append(
+          h(
+            'a',
+            { class: 'file', href: url, download: name || true, rel: 'noopener', target: '_blank', 'data-testid': 'message-file', 'data-file-id': id },
+            icon(ICON_FILE, 18),
+            h('span', { class: 'fname', text: name }),
+            ' · ',
+            h('span', { class: 'fsize', text: formatSize(f.size) })
+          )
+        );
+      }
+    }
+    return box;
+  }
+
+  // New links for files already shown: set in place, so nothing is rebuilt and focus stays.
+  function patchFileUrls(el) {
+    for (const node of el.querySelectorAll('[data-file-id]')) {
+      const f = fileViews.get(node.getAttribute('data-file-id'));
+      const url = f && fileUrl(f.url);
+      if (!url) continue;
+      if (node.tagName === 'IMG' && node.getAttribute('src') !== url) node.setAttribute('src', url);
+      if (node.tagName === 'A' && node.getAttribute('href') !== url) node.setAttribute('href', url);
+    }
+    const open = E.lightbox.dataset.fileId;
+    if (!E.lightbox.hidden && open) {
+      const f = fileViews.get(open);
+      const url = f && fileUrl(f.url);
+      if (url && E.lbImg.getAttribute('src') !== url) {
+        E.lbImg.setAttribute('src', url);
+        E.lbDownload.setAttribute('href', url);
+      }
+    }
+  }
+
+  let lightboxOpener = null;
+  function openLightbox(id, opener) {
+    const f = fileViews.get(id);
+    const url = f && fileUrl(f.url);
+    if (!url) return;
+    const name = String(f.name || '');
+    lightboxOpener = opener || null;
+    E.lightbox.dataset.fileId = id;
+    E.lightbox.setAttribute('aria-label', t('imageDialog', { name }));
+    E.lbImg.setAttribute('src', url);
+    E.lbImg.setAttribute('alt', name);
+    E.lbName.textContent = `${name} · ${formatSize(f.size)}`;
+    E.lbDownload.setAttribute('href', url);
+    E.lbDownload.setAttribute('download', name);
+    E.lightbox.hidden = false;
+    E.lbClose.focus();
+  }
+
+  function closeLightbox() {
+    if (E.lightbox.hidden) return;
+    E.lightbox.hidden = true;
+    delete E.lightbox.dataset.fileId;
+    E.lbImg.removeAttribute('src');
+    const back = lightboxOpener;
+    lightboxOpener = null;
+    if (back && back.isConnected) back.focus();
+    else if (S.open) focusFirst();
+  }
+
+  // Links are signed and expire (about an hour). An image that does not load gets its links
+  // renewed by listing the messages again, at most once per file every few minutes.
+  const renewedFor = new Map(); // file id -> when its links were last renewed because of it
+  function onFileError(id) {
+    const last = renewedFor.get(id) || 0;
+    if (Date.now() - last < 5 * 60 * 1000) return;
+    renewedFor.set(id, Date.now());
+    refreshFileUrls().then(() => {
+      // A new link was set in place by now; if the link is still the same (the failure was a
+      // hiccup, not an expiry), load it once more.
+      const f = fileViews.get(id);
+      const url = f && fileUrl(f.url);
+      if (!url) return;
+      const imgs = Array.from(E.msgs.querySelectorAll('img[data-file-id]')).filter((img) => img.getAttribute('data-file-id') === id);
+      if (!E.lightbox.hidden && E.lightbox.dataset.fileId === id) imgs.push(E.lbImg);
+      for (const img of imgs) if (img.complete && !img.naturalWidth && img.getAttribute('src') === url) img.src = url;
+    });
+  }
+
+  let urlRefresh = null;
+  function refreshFileUrls() {
+    const cred = S.cred;
+    if (!cred) return Promise.resolve();
+    if (urlRefresh) return urlRefresh;
+    urlRefresh = api('GET', `/api/v1/chats/${encodeURIComponent(cred.id)}/messages?after=0`, { token: cred.token })
+      .then((r) => {
+        if (S.cred === cred) addMessages((r && r.messages) || []);
+      })
+      .catch(() => {
+        /* the next error or the timer tries again */
+      })
+      .finally(() => {
+        urlRefresh = null;
+        if (S.cred === cred) scheduleUrlRefresh(true);
+      });
+    return urlRefresh;
+  }
+
+  // Renew the links shortly before the first of them expires (their `expires` is Unix seconds).
+  function scheduleUrlRefresh(justRenewed) {
+    clearTimeout(S.urlTimer);
+    S.urlRefreshAt = 0;
+    if (!S.cred) return;
+    let soonest = Infinity;
+    for (const m of S.msgs.values()) {
+      for (const f of Array.isArray(m.files) ? m.files : []) {
+        let exp = 0;
+        try {
+          exp = Number(new URL(String(f.url)).searchParams.get('expires')) * 1000;
+        } catch (_) {
+          exp = 0;
+        }
+        soonest = Math.min(soonest, exp > 0 ? exp : Date.now() + 45 * 60 * 1000);
+      }
+    }
+    if (soonest === Infinity) return;
+    // Never more often than every 5 minutes (a clock far ahead of the server's would loop).
+    const delay = Math.max(soonest - 2 * 60 * 1000 - Date.now(), justRenewed ? 5 * 60 * 1000 : 30 * 1000);
+    S.urlRefreshAt = Date.now() + delay;
+    S.urlTimer = setTimeout(refreshFileUrls, delay);
   }
 
   // -------------------------------------------------------------- status --
@@ -1121,7 +1829,10 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
   function refreshStatus() {
     if (statusInFlight) return statusInFlight;
     statusInFlight = api('GET', '/api/v1/status')
-      .then((r) => setOnline(!!(r && r.online)))
+      .then((r) => {
+        setFiles(r && r.files);
+        setOnline(!!(r && r.online));
+      })
       .catch(() => {
         if (S.online === null) setOnline(false);
       })
@@ -1213,9 +1924,18 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
   function sendFromComposer() {
     if (!S.cred || isClosed()) return;
     const text = E.composer.value.trim();
-    if (!text) return;
+    const files = S.staged.slice();
+    if (!text && !files.length) return;
+    if (files.length && S.files && files.length > S.files.max_per_message) {
+      // (files put back after a failed upload may add up to more than one message takes)
+      showUploadError([t('errTooManyFilesSent', { file: quoteNames(files.slice(S.files.max_per_message)), n: S.files.max_per_message })]);
+      return;
+    }
     clearError();
-    S.locals.push({ lid: ++S.lidSeq, text, state: 'queued' });
+    clearUploadError();
+    S.locals.push(files.length ? { lid: ++S.lidSeq, text, state: 'queued', files, loaded: 0, total: 0 } : { lid: ++S.lidSeq, text, state: 'queued' });
+    S.staged = [];
+    renderStaged();
     E.composer.value = '';
     autosize();
     renderMessages();
@@ -1241,18 +1961,27 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
         l.state = 'sending';
         renderMessages();
         try {
-          const r = await api('POST', `/api/v1/chats/${encodeURIComponent(cred.id)}/messages`, {
-            body: { text: l.text },
-            token: cred.token,
-          });
+          const r = l.files
+            ? await uploadLocal(l, cred)
+            : await api('POST', `/api/v1/chats/${encodeURIComponent(cred.id)}/messages`, {
+                body: { text: l.text },
+                token: cred.token,
+              });
           if (S.cred !== cred) break;
           const m = r && r.message ? r.message : r;
           const i = S.locals.indexOf(l);
           if (i >= 0) S.locals.splice(i, 1);
+          if (l.files) releaseFiles(l.files);
           if (m && m.id != null) addMessages([m]);
           else renderMessages();
         } catch (err) {
           if (S.cred !== cred) break;
+          // A refused or failed upload goes back into the composer; the queue goes on.
+          // (The chat gone and "too many requests" are handled as for text.)
+          if (l.files && err.status !== 401 && err.status !== 404 && err.code !== 'rate_limited') {
+            onUploadError(l, err);
+            continue;
+          }
           onSendError(l, err);
           break;
         }
@@ -1310,6 +2039,10 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     if (i < 0) return;
     S.locals.splice(i, 1);
     E.composer.value = E.composer.value ? `${l.text}\n${E.composer.value}` : l.text;
+    if (l.files) {
+      S.staged = l.files.concat(S.staged);
+      renderStaged();
+    }
     autosize();
     renderMessages();
     E.composer.focus();
@@ -1373,11 +2106,18 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     clearTimeout(S.wsTimer);
     clearTimeout(S.retryTimer);
     S.blockedUntil = 0;
+    for (const l of S.locals) if (l.abort) l.abort();
     S.cred = null;
     S.chat = null;
     S.msgs.clear();
     S.locals = [];
     S.seen = 0;
+    releaseFiles(S.staged);
+    S.staged = [];
+    renderStaged();
+    clearUploadError();
+    closeLightbox();
+    clearTimeout(S.urlTimer);
     saveCred();
     storageSet('sessionStorage', STORE_SEEN, null);
     E.composer.value = '';
@@ -1516,6 +2256,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     if (document.visibilityState === 'visible') {
       reconnectNow();
       refreshStatus();
+      if (S.urlRefreshAt && Date.now() > S.urlRefreshAt) refreshFileUrls(); // timers sleep in hidden tabs
     }
   });
 

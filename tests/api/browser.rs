@@ -1,7 +1,7 @@
 //! The widget in real Chromium (Debian's, driven by playwright-core from
 //! `tests/browser/widget_flow.mjs`), embedded in a page of another origin, against the real
 //! server and the simulator. This test serves that page and acts as the operator when the
-//! script asks.
+//! script asks (accepting, writing, sending a file) or reports what Mattermost received.
 
 use std::{
     path::PathBuf,
@@ -14,6 +14,7 @@ use axum::{
     response::Html,
     routing::{get, post},
 };
+use base64::Engine as _;
 use mattermost_sim::{MattermostSim, SimUser};
 use serde_json::{Value, json};
 
@@ -77,14 +78,17 @@ async fn accept(State(op): State<Operator>) -> Json<Value> {
     Json(json!({"ok": false, "error": "the chat channel never appeared"}))
 }
 
-/// Alice writes in the accepted chat's channel.
-async fn operator_message(State(op): State<Operator>, Json(body): Json<Value>) -> Json<Value> {
-    let channel = op
-        .channel
+fn chat_channel(op: &Operator) -> String {
+    op.channel
         .lock()
         .unwrap()
         .clone()
-        .expect("accept came first");
+        .expect("accept came first")
+}
+
+/// Alice writes in the accepted chat's channel.
+async fn operator_message(State(op): State<Operator>, Json(body): Json<Value>) -> Json<Value> {
+    let channel = chat_channel(&op);
     op.sim
         .post_as(
             &op.alice,
@@ -93,6 +97,65 @@ async fn operator_message(State(op): State<Operator>, Json(body): Json<Value>) -
         )
         .await;
     Json(json!({"ok": true}))
+}
+
+/// Alice uploads a file (`{"name", "text", "base64"}`) and posts it in the chat's channel.
+async fn operator_file(State(op): State<Operator>, Json(body): Json<Value>) -> Json<Value> {
+    let channel = chat_channel(&op);
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD
+        .decode(body["base64"].as_str().unwrap_or_default())
+    else {
+        return Json(json!({"ok": false, "error": "`base64` is not base64"}));
+    };
+    let name = body["name"].as_str().unwrap_or("file.png");
+    let info = op
+        .sim
+        .upload_file_as(&op.alice, &channel, name, bytes)
+        .await;
+    let file_id = info["id"].as_str().unwrap_or_default().to_owned();
+    op.sim
+        .post_with_files_as(
+            &op.alice,
+            &channel,
+            body["text"].as_str().unwrap_or_default(),
+            std::slice::from_ref(&file_id),
+        )
+        .await;
+    Json(json!({"ok": true, "file_id": file_id}))
+}
+
+/// The posts with files in the chat's channel: their text and, per file, what the simulator
+/// stored (name, type, size, whether the bytes are a PNG).
+async fn channel_files(State(op): State<Operator>) -> Json<Value> {
+    let channel = chat_channel(&op);
+    let posts: Vec<Value> = op
+        .sim
+        .posts_in_channel(&channel)
+        .into_iter()
+        .filter(|p| p["file_ids"].as_array().is_some_and(|ids| !ids.is_empty()))
+        .map(|p| {
+            let files: Vec<Value> = p["metadata"]["files"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|f| {
+                    let bytes = op
+                        .sim
+                        .file_bytes(f["id"].as_str().unwrap_or_default())
+                        .unwrap_or_default();
+                    json!({
+                        "name": f["name"],
+                        "mime_type": f["mime_type"],
+                        "size": bytes.len(),
+                        "png": bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+                    })
+                })
+                .collect();
+            json!({"user_id": p["user_id"], "message": p["message"], "files": files})
+        })
+        .collect();
+    Json(json!({"ok": true, "posts": posts}))
 }
 
 #[tokio::test]
@@ -116,6 +179,8 @@ async fn the_widget_works_in_chromium_from_another_origin() {
         .route("/", get(host_page))
         .route("/control/accept", post(accept))
         .route("/control/operator-message", post(operator_message))
+        .route("/control/operator-file", post(operator_file))
+        .route("/control/channel-files", post(channel_files))
         .with_state(operator);
     // 127.0.0.2 is another origin than parley's 127.0.0.1, as a customer's site would be.
     let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
@@ -143,4 +208,5 @@ async fn the_widget_works_in_chromium_from_another_origin() {
         "the browser flow failed:\n{stdout}\n{stderr}"
     );
     assert!(screenshots.join("widget-chat.png").exists());
+    assert!(screenshots.join("widget-files.png").exists());
 }

@@ -3,24 +3,89 @@
 // Run by the Rust integration test as `node tests/browser/widget_flow.mjs` with:
 //   HOST_PAGE_URL  a page on another origin that embeds <script src="{PARLEY_URL}/widget.js" async>
 //   PARLEY_URL     the parley server
-//   CONTROL_URL    the Rust test's control server (POST /accept, POST /operator-message {text})
-//   SCREENSHOT_DIR where widget-prechat.png and widget-chat.png are written
+//   CONTROL_URL    the Rust test's control server (POST /accept, POST /operator-message {text},
+//                  POST /operator-file {name, text, base64}, POST /channel-files)
+//   SCREENSHOT_DIR where widget-prechat.png, widget-chat.png and widget-files.png are written
 //   CHROMIUM       optional path of the browser (default /usr/bin/chromium, Debian's; never downloaded)
 // Prints one line per step passed; exits 0 on success, 1 on the first failed assertion.
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 
 const HOST_PAGE_URL = mustEnv('HOST_PAGE_URL');
 const PARLEY_URL = mustEnv('PARLEY_URL');
 const CONTROL_URL = mustEnv('CONTROL_URL').replace(/\/+$/, '');
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || path.join(path.dirname(new URL(import.meta.url).pathname), 'artifacts');
-const OVERALL_TIMEOUT_MS = 60_000;
+const OVERALL_TIMEOUT_MS = 90_000;
 const WAIT_MS = 15_000;
 
 // German texts the widget must show (keep in sync with I18N.de in assets/widget.js).
-const DE = { launcher: 'Chat öffnen', startChat: 'Chat starten', message: 'Nachricht' };
+const DE = { launcher: 'Chat öffnen', startChat: 'Chat starten', message: 'Nachricht', attach: 'Dateien anhängen' };
+
+// ------------------------------------------------------------------ test images
+// Real PNGs (8-bit RGB), drawn here so the screenshots show something recognisable.
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+function png(width, height, pixel) {
+  const raw = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y++) {
+    const row = y * (width * 3 + 1); // each row starts with filter type 0
+    for (let x = 0; x < width; x++) raw.set(pixel(x, y), row + 1 + x * 3);
+  }
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // bit depth 8, RGB, deflate, no filter, no interlace
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+const mix = (a, b, f) => a.map((v, i) => Math.round(v + (b[i] - v) * f));
+// The visitor's "photo": a parcel on a table.
+const PHOTO_PNG = png(240, 160, (x, y) => {
+  if (y > 112) return mix([150, 104, 66], [120, 80, 50], (y - 112) / 48); // table
+  const inBox = x > 70 && x < 170 && y > 40 && y <= 112;
+  if (inBox) {
+    if (Math.abs(x - 120) < 6 || (y > 52 && y < 60)) return [214, 190, 120]; // tape
+    return x > 150 ? [170, 124, 72] : [196, 148, 92]; // cardboard, shaded side
+  }
+  return mix([224, 233, 244], [196, 210, 228], y / 112); // wall
+});
+// The operator's "diagram": a small bar chart.
+const DIAGRAM_PNG = png(360, 220, (x, y) => {
+  const bars = [120, 170, 90, 150, 60];
+  for (let i = 0; i < bars.length; i++) {
+    const left = 40 + i * 62;
+    if (x >= left && x < left + 40 && y >= 190 - bars[i] && y < 190) return i === 1 ? [31, 95, 214] : [120, 160, 232];
+  }
+  if ((y === 190 && x >= 24 && x < 344) || (x === 24 && y >= 20 && y <= 190)) return [60, 66, 80]; // axes
+  if (x > 24 && (190 - y) % 40 === 0 && y < 190 && y >= 20) return [226, 231, 238]; // grid
+  return [255, 255, 255];
+});
+// An HTML page with a script, named like an image: the server must refuse it by its content.
+const EVIL_PNG = Buffer.from('<html><script>alert(1)</script></html>');
 
 function mustEnv(name) {
   const v = process.env[name];
@@ -266,14 +331,182 @@ async function main() {
   checkProblems();
   step(7, `reload resumes the chat: ${resumed.length} messages in order, no duplicates, operator shown (widget-chat.png)`);
 
-  // 8. the visitor ends the chat
+  // 8. the visitor sends a picture with a text; it reaches the chat's Mattermost channel
+  const imageSel = (name) => `[data-testid="message-image"][alt="${name}"]`;
+  const imageIn = (sender, name) => page.locator(`[data-testid="message"][data-sender="${sender}"] ${imageSel(name)}`);
+  const messageWith = (sender, name) => page.locator(`[data-testid="message"][data-sender="${sender}"]`, { has: page.locator(imageSel(name)) });
+  const loaded = (locator) => locator.evaluate((img) => img.complete && img.naturalWidth > 0);
+  await tid(page, 'attach-button').waitFor({ state: 'visible' }).catch(() => {
+    throw new AssertionFailed('step 8: the attach button is not shown (does /api/v1/status announce files?)');
+  });
+  const attachLabel = await tid(page, 'attach-button').getAttribute('aria-label');
+  assert(attachLabel === 'Attach files', `step 8: the attach button should be labelled "Attach files", got "${attachLabel}"`);
+  await tid(page, 'file-input').setInputFiles({ name: 'photo.png', mimeType: 'image/png', buffer: PHOTO_PNG });
+  await until('step 8: the chosen file should be shown as "photo.png" above the composer', async () =>
+    (await page.locator('[data-testid="attachment"]').allTextContents()).some((s) => s.includes('photo.png'))
+  );
+  // Uploads are fast here: a watcher records whether a progress bar was ever shown.
+  await page.evaluate(() => {
+    const root = document.getElementById('parley-widget').shadowRoot;
+    window.__parleySawProgress = false;
+    new MutationObserver(() => {
+      if (root.querySelector('[data-testid="upload-progress"]')) window.__parleySawProgress = true;
+    }).observe(root, { childList: true, subtree: true });
+  });
+  await tid(page, 'composer').fill('Here is a photo of the parcel');
+  await tid(page, 'send').click();
+  await until('step 8: the visitor\'s image "photo.png" should be shown in the list, loaded, in a stored message', async () => {
+    const img = imageIn('visitor', 'photo.png');
+    if ((await img.count()) !== 1 || !(await loaded(img))) return false;
+    const msg = messageWith('visitor', 'photo.png');
+    return !!(await msg.getAttribute('data-id')) && (await msg.textContent()).includes('Here is a photo of the parcel');
+  });
+  assert(await page.evaluate(() => window.__parleySawProgress), 'step 8: no upload progress bar (data-testid="upload-progress") was shown while sending');
+  assert((await tid(page, 'composer').inputValue()) === '', 'step 8: the composer should be empty after sending');
+  assert((await page.locator('[data-testid="attachment"]').count()) === 0, 'step 8: the sent file should no longer be shown above the composer');
+  assert(!(await tid(page, 'upload-error').isVisible()), 'step 8: an upload error is shown after a successful upload');
+  assertNoDuplicateIds(await readMessages(page), 'step 8');
+  const delivered = await until('step 8: a post with "photo.png" (a real PNG) should appear in the chat\'s Mattermost channel', async () => {
+    const r = await control('/channel-files');
+    return r.posts.find((p) => p.files.some((f) => f.name === 'photo.png' && f.png && f.size === PHOTO_PNG.length));
+  });
+  assert(
+    String(delivered.message).includes('Here is a photo of the parcel'),
+    `step 8: the Mattermost post with the file should carry the text, got ${JSON.stringify(delivered.message)}`
+  );
+  checkProblems();
+  step(8, `visitor sent photo.png with a text: shown inline, progress bar seen, posted to Mattermost (${PHOTO_PNG.length} bytes)`);
+
+  // 9. choosing files: drop and paste attach, × removes, a file over the limit is refused at
+  //    once; a disguised file (HTML named .png) is refused by the server; nothing is lost
+  const chips = page.locator('[data-testid="attachment"]');
+  const { files: limits } = await (await fetch(`${PARLEY_URL.replace(/\/+$/, '')}/api/v1/status`)).json();
+  await page.evaluate(() => {
+    const root = document.getElementById('parley-widget').shadowRoot;
+    const panel = root.querySelector('[data-testid="panel"]');
+    const dt = new DataTransfer();
+    dt.items.add(new File(['Order 12345, 2 parcels'], 'order-notes.txt', { type: 'text/plain' }));
+    panel.dispatchEvent(new DragEvent('dragenter', { dataTransfer: dt, bubbles: true, cancelable: true, composed: true }));
+    window.__parleyDropHint = !root.querySelector('[data-testid="drop-hint"]').hidden;
+    panel.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true, composed: true }));
+  });
+  assert(await page.evaluate(() => window.__parleyDropHint), 'step 9: dragging files over the panel should show the drop hint');
+  assert(!(await tid(page, 'drop-hint').isVisible()), 'step 9: the drop hint should go away after the drop');
+  await until('step 9: a dropped file should be attached', async () => (await chips.allTextContents()).some((s) => s.includes('order-notes.txt')));
+  await tid(page, 'composer').evaluate((el, b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], 'image.png', { type: 'image/png' }));
+    el.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true, composed: true }));
+  }, PHOTO_PNG.toString('base64'));
+  await until('step 9: a pasted image should be attached', async () => (await chips.count()) === 2);
+  await chips.nth(1).locator('[data-testid="attachment-remove"]').click();
+  await until('step 9: × should remove the pasted image', async () => (await chips.count()) === 1);
+  // the dropped text file alone (no text): a download link "order-notes.txt · 22 B"
+  await tid(page, 'composer').press('Enter');
+  const fileLink = page.locator('[data-testid="message"][data-sender="visitor"] [data-testid="message-file"]', { hasText: 'order-notes.txt' });
+  await until('step 9: the sent text file should be shown as a download link', async () => (await fileLink.count()) === 1);
+  {
+    const a = await fileLink.evaluate((el) => ({ text: el.textContent, href: el.href, download: el.getAttribute('download'), rel: el.rel }));
+    assert(a.text.includes('order-notes.txt · 22 B'), `step 9: the link should read "order-notes.txt · 22 B", got "${a.text}"`);
+    assert(a.download === 'order-notes.txt' && a.rel.includes('noopener') && /^https?:\/\//.test(a.href), `step 9: bad download link ${JSON.stringify(a)}`);
+    const r = await fetch(a.href); // signed: works without the token
+    assert(r.ok && (await r.text()) === 'Order 12345, 2 parcels', `step 9: the download link should give the file, got HTTP ${r.status}`);
+  }
+  await tid(page, 'file-input').setInputFiles({ name: 'huge.pdf', mimeType: 'application/pdf', buffer: Buffer.alloc(limits.max_bytes + 1, 0x20) });
+  await until('step 9: a file over the size limit should be refused at once, naming it', async () => {
+    const el = tid(page, 'upload-error');
+    return (await el.isVisible()) && (await el.textContent()).includes('huge.pdf') && (await el.textContent()).includes('too large');
+  });
+  assert((await chips.count()) === 0, 'step 9: a file over the size limit should not be attached');
+
+  const countBefore = (await readMessages(page)).length;
+  await tid(page, 'file-input').setInputFiles({ name: 'evil.png', mimeType: 'image/png', buffer: EVIL_PNG });
+  await tid(page, 'composer').fill('And the invoice');
+  await tid(page, 'send').click();
+  await until('step 9: a refusal naming "evil.png" should be shown (data-testid="upload-error")', async () => {
+    const el = tid(page, 'upload-error');
+    return (await el.isVisible()) && (await el.textContent()).includes('evil.png') && (await el.textContent()).includes('not allowed');
+  });
+  await until('step 9: the refused upload should leave the message list', async () =>
+    (await readMessages(page)).every((m) => m.state !== 'sending')
+  );
+  {
+    const msgs = await readMessages(page);
+    assert(msgs.length === countBefore, `step 9: the message list changed from ${countBefore} to ${msgs.length} messages`);
+    assert(!msgs.some((m) => m.text.includes('And the invoice')), 'step 9: the text of the refused upload was added to the list');
+    assert((await tid(page, 'composer').inputValue()) === 'And the invoice', 'step 9: the text typed should stay in the composer');
+    assert((await chips.count()) === 0, 'step 9: the refused file should not stay attached');
+    assert((await imageIn('visitor', 'evil.png').count()) === 0, 'step 9: the refused file is shown as an image');
+    const posts = (await control('/channel-files')).posts;
+    assert(!posts.some((p) => p.files.some((f) => f.name === 'evil.png')), 'step 9: the refused file reached Mattermost');
+  }
+  const refusal = (await tid(page, 'upload-error').textContent()).trim();
+  await tid(page, 'upload-error').locator('button').click(); // dismiss
+  await until('step 9: the refusal should close with its dismiss button', async () => !(await tid(page, 'upload-error').isVisible()));
+  await tid(page, 'composer').fill('');
+  checkProblems();
+  step(9, `files attached by drop and paste, removed with ×; too large refused at once; disguised evil.png refused: "${refusal}", text kept, list unchanged`);
+
+  // 10. the operator sends a picture: shown inline (its first load fails: the widget renews the
+  //     links and loads it again), the lightbox enlarges it, Escape closes it
+  let failedOnce = false;
+  let relisted = false;
+  await page.route('**/api/v1/files/**', (route) => {
+    if (failedOnce) return route.continue();
+    failedOnce = true;
+    return route.abort('failed');
+  });
+  const onRequest = (req) => {
+    if (failedOnce && /\/messages\?after=0$/.test(req.url())) relisted = true;
+  };
+  page.on('request', onRequest);
+  await control('/operator-file', { name: 'diagram.png', text: 'Here is a diagram', base64: DIAGRAM_PNG.toString('base64') });
+  const opImage = imageIn('operator', 'diagram.png');
+  await until('step 10: the operator\'s image "diagram.png" should be shown inline and loaded', async () =>
+    (await opImage.count()) === 1 && (await loaded(opImage))
+  );
+  assert(failedOnce && relisted, 'step 10: after a failed image load the widget should list the messages again for fresh links');
+  page.off('request', onRequest);
+  await page.unroute('**/api/v1/files/**');
+  assert(
+    (await messageWith('operator', 'diagram.png').textContent()).includes('Here is a diagram'),
+    'step 10: the operator\'s text "Here is a diagram" should be shown with the image'
+  );
+  await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'widget-files.png'), animations: 'disabled' });
+  await opImage.click();
+  const lightbox = tid(page, 'lightbox');
+  await until('step 10: clicking the image should open the lightbox with the loaded image', async () =>
+    (await lightbox.isVisible()) && (await loaded(lightbox.locator('img')))
+  );
+  assert(
+    await page.evaluate(() => {
+      const root = document.getElementById('parley-widget').shadowRoot;
+      return !!(root.activeElement && root.activeElement.closest('[data-testid="lightbox"]'));
+    }),
+    'step 10: focus should move into the lightbox'
+  );
+  await page.keyboard.press('Escape');
+  await until('step 10: Escape should close the lightbox', async () => !(await lightbox.isVisible()));
+  assert(await tid(page, 'panel').isVisible(), 'step 10: Escape in the lightbox should not close the chat panel');
+  assert(
+    await page.evaluate(() => {
+      const root = document.getElementById('parley-widget').shadowRoot;
+      return !!(root.activeElement && root.activeElement.querySelector('[data-testid="message-image"][alt="diagram.png"]'));
+    }),
+    'step 10: focus should return to the image after closing the lightbox'
+  );
+  checkProblems();
+  step(10, 'operator image diagram.png shown inline (reloaded after a failed load), lightbox opens on click and closes on Escape (widget-files.png)');
+
+  // 11. the visitor ends the chat
   await tid(page, 'close-chat').click();
   await tid(page, 'confirm-close').click();
-  await until('step 8: the composer should be disabled after the chat is closed', async () => tid(page, 'composer').isDisabled());
-  await until('step 8: a "Start a new chat" button should be shown', async () => tid(page, 'new-chat').isVisible());
-  await until('step 8: the chat status should be "closed"', async () => (await tid(page, 'chat-status').getAttribute('data-status')) === 'closed');
+  await until('step 11: the composer should be disabled after the chat is closed', async () => tid(page, 'composer').isDisabled());
+  await until('step 11: a "Start a new chat" button should be shown', async () => tid(page, 'new-chat').isVisible());
+  await until('step 11: the chat status should be "closed"', async () => (await tid(page, 'chat-status').getAttribute('data-status')) === 'closed');
   checkProblems();
-  step(8, 'visitor closed the chat: composer disabled, "Start a new chat" shown');
+  step(11, 'visitor closed the chat: composer disabled, "Start a new chat" shown');
   await context.close();
 
   // ---------------------------------------------------------------- German
@@ -284,19 +517,21 @@ async function main() {
   const deLauncher = tid(dePage, 'launcher');
   await deLauncher.waitFor({ state: 'visible' });
   const label = await deLauncher.getAttribute('aria-label');
-  assert(label === DE.launcher, `step 9: launcher aria-label should be "${DE.launcher}", got "${label}"`);
+  assert(label === DE.launcher, `step 12: launcher aria-label should be "${DE.launcher}", got "${label}"`);
   await deLauncher.click();
   await tid(dePage, 'prechat-form').waitFor({ state: 'visible' }).catch(() => {
-    throw new AssertionFailed('step 9: the pre-chat form is not shown (is parley online?)');
+    throw new AssertionFailed('step 12: the pre-chat form is not shown (is parley online?)');
   });
   const submitText = (await tid(dePage, 'prechat-submit').textContent()).trim();
-  assert(submitText === DE.startChat, `step 9: the pre-chat submit button should read "${DE.startChat}", got "${submitText}"`);
+  assert(submitText === DE.startChat, `step 12: the pre-chat submit button should read "${DE.startChat}", got "${submitText}"`);
   const lang = await tid(dePage, 'panel').getAttribute('lang');
-  assert(lang === 'de', `step 9: the panel should have lang="de", got "${lang}"`);
+  assert(lang === 'de', `step 12: the panel should have lang="de", got "${lang}"`);
+  const deAttach = await tid(dePage, 'attach-button').getAttribute('aria-label');
+  assert(deAttach === DE.attach, `step 12: the attach button should be labelled "${DE.attach}", got "${deAttach}"`);
   const labels = await dePage.locator('[data-testid="prechat-form"] label').allTextContents();
-  assert(labels.includes(DE.message), `step 9: the pre-chat form should have the label "${DE.message}", got ${JSON.stringify(labels)}`);
+  assert(labels.includes(DE.message), `step 12: the pre-chat form should have the label "${DE.message}", got ${JSON.stringify(labels)}`);
   checkProblems();
-  step(9, `German locale: launcher "${label}", submit button "${submitText}"`);
+  step(12, `German locale: launcher "${label}", submit button "${submitText}"`);
   await de.close();
 }
 
