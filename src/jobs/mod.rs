@@ -1,7 +1,9 @@
 //! Background jobs. Each is a loop around a `run_once` that tests can call directly.
 
 pub mod cleanup;
+pub mod offline_posts;
 pub mod outbox;
+pub mod presence;
 
 use std::time::Duration;
 
@@ -9,11 +11,27 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{state::AppState, storage::now_ms};
 
-/// Runs the outbox worker until `shutdown`: works while there is work, otherwise sleeps until
-/// woken, until the next retry is due, or for at most a second.
+/// Runs the outbox worker (and the posting of offline messages) until `shutdown`: works while
+/// there is work, otherwise sleeps until woken, until the next retry is due, or for at most a
+/// second.
 pub async fn run_outbox(state: AppState, shutdown: CancellationToken) {
     loop {
-        let wait = match outbox::run_once(&state).await {
+        let outcome = match (
+            outbox::run_once(&state).await,
+            offline_posts::run_once(&state).await,
+        ) {
+            (Ok(outbox::Outcome::Worked(n)), _) | (_, Ok(outbox::Outcome::Worked(n))) => {
+                Ok(outbox::Outcome::Worked(n))
+            }
+            (
+                Ok(outbox::Outcome::Idle { next_due: a }),
+                Ok(outbox::Outcome::Idle { next_due: b }),
+            ) => Ok(outbox::Outcome::Idle {
+                next_due: a.into_iter().chain(b).min(),
+            }),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        let wait = match outcome {
             Ok(outbox::Outcome::Worked(_)) => continue,
             Ok(outbox::Outcome::Idle { next_due }) => next_due
                 .map(|t| Duration::from_millis((t - now_ms()).clamp(0, 1000) as u64))
