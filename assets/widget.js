@@ -1968,7 +1968,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
       else showError(err);
       // Offline meanwhile (nobody there any more, or outside the hours): the offline form
       // takes over with what was typed.
-      if (err.code === 'offline') refreshStatus();
+      if (err.code === 'offline' || err.code === 'department_invalid') refreshStatus();
     } finally {
       E.preSubmit.disabled = false;
     }

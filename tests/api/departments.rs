@@ -141,6 +141,12 @@ async fn each_department_has_its_requests_channel_and_team() {
         async move { found }
     })
     .await;
+    let note = app.sim.ephemeral_posts_for(&sam.id);
+    let note = note.last().expect("the clicker gets a note")["message"].to_string();
+    assert!(
+        note.contains("/sales/channels/chat-"),
+        "the link names the sales team: {note}"
+    );
     assert!(
         !app.sim
             .channels_in_team(&app.team_id)
