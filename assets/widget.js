@@ -1187,9 +1187,15 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     updateNoChatView();
   }
 
-  // The department the visitor chose (or the first); null without departments.
+  // The department the visitor chose (else the first online one, else the first); null without
+  // departments.
   function currentDepartment() {
-    return S.departments.find((d) => String(d.id) === String(S.dept)) || S.departments[0] || null;
+    return (
+      S.departments.find((d) => String(d.id) === String(S.dept)) ||
+      S.departments.find((d) => d.online) ||
+      S.departments[0] ||
+      null
+    );
   }
 
   // Departments from /status: the select (shown when there are several), the texts of the

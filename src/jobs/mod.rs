@@ -16,35 +16,39 @@ use crate::{state::AppState, storage::now_ms};
 /// second.
 pub async fn run_outbox(state: AppState, shutdown: CancellationToken) {
     loop {
-        let outcome = match (
-            outbox::run_once(&state).await,
+        let outbox = pause_after(outbox::run_once(&state).await, "outbox worker");
+        let offline = pause_after(
             offline_posts::run_once(&state).await,
-        ) {
-            (Ok(outbox::Outcome::Worked(n)), _) | (_, Ok(outbox::Outcome::Worked(n))) => {
-                Ok(outbox::Outcome::Worked(n))
-            }
-            (
-                Ok(outbox::Outcome::Idle { next_due: a }),
-                Ok(outbox::Outcome::Idle { next_due: b }),
-            ) => Ok(outbox::Outcome::Idle {
-                next_due: a.into_iter().chain(b).min(),
-            }),
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        };
-        let wait = match outcome {
-            Ok(outbox::Outcome::Worked(_)) => continue,
-            Ok(outbox::Outcome::Idle { next_due }) => next_due
-                .map(|t| Duration::from_millis((t - now_ms()).clamp(0, 1000) as u64))
-                .unwrap_or(Duration::from_secs(1)),
-            Err(e) => {
-                tracing::error!(error = %e, "outbox worker failed; retrying");
-                Duration::from_secs(1)
-            }
+            "posting offline messages",
+        );
+        let wait = match (outbox, offline) {
+            (Some(a), Some(b)) => a.min(b),
+            _ => continue, // one of them worked: there may be more
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = state.outbox_wakeup.notified() => {}
             _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// How long a worker may sleep after a pass: `None` after work (go on at once), until the next
+/// retry is due, or at most a second.
+fn pause_after(
+    outcome: Result<outbox::Outcome, crate::storage::StoreError>,
+    what: &str,
+) -> Option<Duration> {
+    match outcome {
+        Ok(outbox::Outcome::Worked(_)) => None,
+        Ok(outbox::Outcome::Idle { next_due }) => Some(
+            next_due
+                .map(|t| Duration::from_millis((t - now_ms()).clamp(0, 1000) as u64))
+                .unwrap_or(Duration::from_secs(1)),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "{what} failed; retrying");
+            Some(Duration::from_secs(1))
         }
     }
 }
