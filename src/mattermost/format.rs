@@ -317,6 +317,57 @@ mod tests {
         );
     }
 
+    fn chat(email: Option<&str>, page: Option<&str>) -> ChatRow {
+        ChatRow {
+            id: "3f2a9c1b-aaaa-bbbb".into(),
+            token_hash: String::new(),
+            status: "pending".into(),
+            visitor_name: Some("Erika *V*".into()),
+            visitor_email: email.map(str::to_owned),
+            page_url: page.map(str::to_owned),
+            referrer: None,
+            visitor_ip: None,
+            created_at: 0,
+            accepted_at: None,
+            closed_at: None,
+            closed_by: None,
+            operator_user_id: None,
+            operator_username: None,
+            operator_name: None,
+            request_post_id: None,
+            channel_id: None,
+            channel_name: None,
+            last_post_at: 0,
+            department_id: None,
+            visitor_phone: None,
+        }
+    }
+
+    #[test]
+    fn default_templates_give_the_familiar_texts() {
+        let t = |chat| ChatTemplates {
+            chat,
+            department: None,
+            first_message: "hi",
+            public_url: "https://p.example",
+        };
+        let full = chat(
+            Some("erika@example.com"),
+            Some("https://shop.example.com/a_b"),
+        );
+        assert_eq!(
+            channel_header(&t(&full)),
+            r"**Erika \*V\*** · erika@example.com · page: https://shop.example.com/a\_b · type `!close` to end the chat"
+        );
+        let bare = chat(None, None);
+        assert_eq!(
+            channel_header(&t(&bare)),
+            r"**Erika \*V\*** · type `!close` to end the chat"
+        );
+        assert_eq!(channel_display_name(&t(&bare)), "Chat: Erika *V*");
+        assert_eq!(first_post(&t(&bare), 4000), None);
+    }
+
     #[test]
     fn relay_message_neutralises_mentions_and_markup() {
         let m = relay_message("@here Erika", "@channel ![x](http://t)");
