@@ -39,7 +39,7 @@
   const STORE_CHAT = 'parley.chat'; // localStorage: {id, token}
   const STORE_OPEN = 'parley.open'; // sessionStorage: "true" | "false"
   const STORE_SEEN = 'parley.seen'; // sessionStorage: {chat, id} last message id the visitor has seen
-  const STATUS_POLL_MS = 30000;
+  const STATUS_POLL_MS = 20000; // online/offline switches live while no chat is running
   const BACKOFF_MIN_MS = 1000;
   const BACKOFF_MAX_MS = 30000;
   const REQUEST_TIMEOUT_MS = 15000;
@@ -63,6 +63,10 @@
       name: 'Name',
       email: 'E-mail',
       message: 'Message',
+      phoneOptional: 'Phone (optional)',
+      department: 'Department',
+      departmentOffline: '{name} (offline)',
+      errPhoneInvalid: 'Please enter a valid phone number',
       startChat: 'Start chat',
       offlineIntro: 'Nobody is available right now. Leave us a message and we will reply by e-mail.',
       sendMessage: 'Send message',
@@ -143,6 +147,10 @@
       name: 'Name',
       email: 'E-Mail',
       message: 'Nachricht',
+      phoneOptional: 'Telefon (optional)',
+      department: 'Abteilung',
+      departmentOffline: '{name} (offline)',
+      errPhoneInvalid: 'Bitte geben Sie eine gültige Telefonnummer ein',
       startChat: 'Chat starten',
       offlineIntro:
         'Gerade ist niemand erreichbar. Hinterlassen Sie uns eine Nachricht, wir antworten Ihnen per E-Mail.',
@@ -543,7 +551,7 @@
 }
 .sr { position: absolute !important; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
   clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
-button, input, textarea { font: inherit; color: inherit; }
+button, input, textarea, select { font: inherit; color: inherit; }
 button { cursor: pointer; }
 button:disabled { cursor: not-allowed; opacity: .6; }
 :focus { outline: none; }
@@ -607,11 +615,11 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
 .intro { margin: 0 0 2px; color: var(--muted); }
 .field { display: flex; flex-direction: column; gap: 4px; }
 .field label { font-size: 13px; font-weight: 600; }
-.field input, .field textarea, .composer textarea {
+.field input, .field textarea, .field select, .composer textarea {
   width: 100%; border: 1px solid #b9c1cd; border-radius: 8px; padding: 8px 10px; background: #fff;
 }
 .field textarea { min-height: 96px; resize: vertical; }
-.field input:focus-visible, .field textarea:focus-visible, .composer textarea:focus-visible {
+.field input:focus-visible, .field textarea:focus-visible, .field select:focus-visible, .composer textarea:focus-visible {
   outline: 3px solid #f59e0b; outline-offset: 0; border-color: var(--accent); }
 [aria-invalid="true"] { border-color: var(--danger) !important; }
 .primary { align-self: flex-start; border: 0; border-radius: 8px; padding: 9px 16px; font-weight: 600;
@@ -713,7 +721,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
 @media (max-width: 480px) {
   .panel { left: 0; right: 0; top: 0; bottom: 0; width: 100%; height: 100%; max-height: none; border-radius: 0; }
   .is-open .launcher, .is-open .badge { display: none; }
-  .field input, .field textarea, .composer textarea { font-size: 16px; }
+  .field input, .field textarea, .field select, .composer textarea { font-size: 16px; }
 }
 @media (prefers-reduced-motion: reduce) {
   *, *::before, *::after { animation: none !important; transition: none !important; scroll-behavior: auto !important; }
@@ -727,7 +735,10 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
   // ---------------------------------------------------------------- state --
 
   const S = {
-    online: null, // null = not known yet
+    online: null, // null = not known yet (for the chosen department, when there are several)
+    departments: [], // from /status: [{id, name, online, texts}]; empty = no departments
+    dept: null, // the chosen department's id (null = the first)
+    askPhone: false, // /status fields.phone
     view: 'loading', // loading | prechat | offline | offline-thanks | chat
     open: false,
     cred: null, // {id, token}
@@ -842,7 +853,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
   const header = h(
     'div',
     { class: 'hd' },
-    h('div', { class: 'hd-main' }, h('h2', { class: 'title', id: 'parley-title', text: t('title') }), h('div', { class: 'sub' }, E.status, E.opName)),
+    h('div', { class: 'hd-main' }, (E.title = h('h2', { class: 'title', id: 'parley-title', text: t('title') })), h('div', { class: 'sub' }, E.status, E.opName)),
     h('div', { class: 'hd-actions' }, E.endBtn, E.minBtn)
   );
 
@@ -874,13 +885,22 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     'data-testid': 'prechat-email',
   });
   E.preMessage = h('textarea', { name: 'message', required: true, 'aria-required': 'true', rows: '4', 'data-testid': 'prechat-message' });
+  E.prePhone = h('input', { type: 'tel', name: 'phone', autocomplete: 'tel', maxlength: '40', 'data-testid': 'prechat-phone' });
+  E.preDept = h('select', { name: 'department', 'data-testid': 'prechat-department', onchange: () => chooseDepartment(E.preDept.value) });
   E.preSubmit = h('button', { type: 'submit', class: 'primary', 'data-testid': 'prechat-submit', text: t('startChat') });
+  E.preIntro = h('p', { class: 'intro', text: t('prechatIntro') });
+  E.preDeptField = field('parley-pre-dept', t('department'), E.preDept);
+  E.prePhoneField = field('parley-pre-phone', t('phoneOptional'), E.prePhone);
+  E.preDeptField.hidden = true;
+  E.prePhoneField.hidden = true;
   E.prechatView = h(
     'form',
     { class: 'view prechat', 'data-testid': 'prechat-form', novalidate: true, 'aria-labelledby': 'parley-title', hidden: true, onsubmit: submitPrechat },
-    h('p', { class: 'intro', text: t('prechatIntro') }),
+    E.preIntro,
+    E.preDeptField,
     field('parley-pre-name', t('nameOptional'), E.preName),
     field('parley-pre-email', t('emailOptional'), E.preEmail),
+    E.prePhoneField,
     field('parley-pre-message', t('message'), E.preMessage),
     E.preSubmit
   );
@@ -896,13 +916,22 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     'data-testid': 'offline-email',
   });
   E.offMessage = h('textarea', { name: 'message', required: true, 'aria-required': 'true', rows: '4', 'data-testid': 'offline-message' });
+  E.offPhone = h('input', { type: 'tel', name: 'phone', autocomplete: 'tel', maxlength: '40', 'data-testid': 'offline-phone' });
+  E.offDept = h('select', { name: 'department', 'data-testid': 'offline-department', onchange: () => chooseDepartment(E.offDept.value) });
   E.offSubmit = h('button', { type: 'submit', class: 'primary', 'data-testid': 'offline-submit', text: t('sendMessage') });
+  E.offIntro = h('p', { class: 'intro', text: t('offlineIntro') });
+  E.offDeptField = field('parley-off-dept', t('department'), E.offDept);
+  E.offPhoneField = field('parley-off-phone', t('phoneOptional'), E.offPhone);
+  E.offDeptField.hidden = true;
+  E.offPhoneField.hidden = true;
   E.offlineView = h(
     'form',
     { class: 'view offline', 'data-testid': 'offline-form', novalidate: true, 'aria-labelledby': 'parley-title', hidden: true, onsubmit: submitOffline },
-    h('p', { class: 'intro', text: t('offlineIntro') }),
+    E.offIntro,
+    E.offDeptField,
     field('parley-off-name', t('nameOptional'), E.offName),
     field('parley-off-email', t('email'), E.offEmail),
+    E.offPhoneField,
     field('parley-off-message', t('message'), E.offMessage),
     E.offSubmit
   );
@@ -1111,7 +1140,9 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
 
   // Keep what was typed when the form switches between "start chat" and "leave a message".
   function carryOver(from, to) {
-    const pairs = from === 'prechat' ? [[E.preName, E.offName], [E.preEmail, E.offEmail], [E.preMessage, E.offMessage]] : [[E.offName, E.preName], [E.offEmail, E.preEmail], [E.offMessage, E.preMessage]];
+    const pre = [E.preName, E.preEmail, E.prePhone, E.preMessage];
+    const off = [E.offName, E.offEmail, E.offPhone, E.offMessage];
+    const pairs = from === 'prechat' ? pre.map((a, i) => [a, off[i]]) : off.map((a, i) => [a, pre[i]]);
     if (to !== 'prechat' && to !== 'offline') return;
     for (const [a, b] of pairs) if (a.value && !b.value) b.value = a.value;
   }
@@ -1154,6 +1185,60 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     E.status.setAttribute('data-online', online ? 'true' : 'false');
     E.statusText.textContent = online ? t('online') : t('offline');
     updateNoChatView();
+  }
+
+  // The department the visitor chose (else the first online one, else the first); null without
+  // departments.
+  function currentDepartment() {
+    return (
+      S.departments.find((d) => String(d.id) === String(S.dept)) ||
+      S.departments.find((d) => d.online) ||
+      S.departments[0] ||
+      null
+    );
+  }
+
+  // Departments from /status: the select (shown when there are several), the texts of the
+  // chosen one, and its online state, which decides between the two forms.
+  function setDepartments(list, overallOnline) {
+    S.departments = Array.isArray(list) ? list.filter((d) => d && d.id != null) : [];
+    if (S.dept != null && !S.departments.some((d) => String(d.id) === String(S.dept))) S.dept = null;
+    const several = S.departments.length > 1;
+    for (const sel of [E.preDept, E.offDept]) {
+      const keep = sel.value;
+      sel.replaceChildren(
+        ...S.departments.map((d) => h('option', { value: String(d.id), text: d.online ? d.name : t('departmentOffline', { name: d.name }) }))
+      );
+      const chosen = currentDepartment();
+      sel.value = chosen ? String(chosen.id) : keep;
+    }
+    E.preDeptField.hidden = !several;
+    E.offDeptField.hidden = !several;
+    applyDepartmentTexts();
+    const d = currentDepartment();
+    setOnline(d ? !!d.online : !!overallOnline);
+  }
+
+  function applyDepartmentTexts() {
+    const texts = (currentDepartment() || {}).texts || {};
+    E.title.textContent = texts.title || t('title');
+    E.preIntro.textContent = texts.greeting || t('prechatIntro');
+    E.offIntro.textContent = texts.offline || t('offlineIntro');
+  }
+
+  function chooseDepartment(id) {
+    S.dept = id;
+    E.preDept.value = id;
+    E.offDept.value = id;
+    applyDepartmentTexts();
+    const d = currentDepartment();
+    if (d) setOnline(!!d.online);
+  }
+
+  function setAskPhone(ask) {
+    S.askPhone = !!ask;
+    E.prePhoneField.hidden = !S.askPhone;
+    E.offPhoneField.hidden = !S.askPhone;
   }
 
   function updateBadge() {
@@ -1831,7 +1916,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     statusInFlight = api('GET', '/api/v1/status')
       .then((r) => {
         setFiles(r && r.files);
-        setOnline(!!(r && r.online));
+        setAskPhone(r && r.fields && r.fields.phone);
+        setDepartments(r && r.departments, !!(r && r.online));
       })
       .catch(() => {
         if (S.online === null) setOnline(false);
@@ -1858,9 +1944,13 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     const message = E.preMessage.value.trim();
     if (email && E.preEmail.validity && E.preEmail.validity.typeMismatch) return fieldError(E.preEmail, t('errEmailInvalid'));
     if (!message) return fieldError(E.preMessage, t('errMessageRequired'));
+    const phone = S.askPhone ? E.prePhone.value.trim() : '';
     const body = { message, page_url: location.href, referrer: document.referrer || '' };
     if (name) body.name = name;
     if (email) body.email = email;
+    if (phone) body.phone = phone;
+    const dept = currentDepartment();
+    if (dept) body.department = dept.id;
     E.preSubmit.disabled = true;
     try {
       const r = await api('POST', '/api/v1/chats', { body });
@@ -1880,7 +1970,11 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
       S.wsEverFailed = false;
       connect();
     } catch (err) {
-      showError(err);
+      if (err.code === 'phone_invalid') fieldError(E.prePhone, t('errPhoneInvalid'));
+      else showError(err);
+      // Offline meanwhile (nobody there any more, or outside the hours): the offline form
+      // takes over with what was typed.
+      if (err.code === 'offline' || err.code === 'department_invalid') refreshStatus();
     } finally {
       E.preSubmit.disabled = false;
     }
@@ -1897,8 +1991,12 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     if (!email) return fieldError(E.offEmail, t('errEmailRequired'));
     if (E.offEmail.validity && E.offEmail.validity.typeMismatch) return fieldError(E.offEmail, t('errEmailInvalid'));
     if (!message) return fieldError(E.offMessage, t('errMessageRequired'));
-    const body = { email, message };
+    const phone = S.askPhone ? E.offPhone.value.trim() : '';
+    const body = { email, message, page_url: location.href };
     if (name) body.name = name;
+    if (phone) body.phone = phone;
+    const dept = currentDepartment();
+    if (dept) body.department = dept.id;
     E.offSubmit.disabled = true;
     try {
       await api('POST', '/api/v1/offline-messages', { body });
@@ -1906,7 +2004,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
       showView('offline-thanks');
       if (S.open) focusFirst();
     } catch (err) {
-      showError(err);
+      if (err.code === 'phone_invalid') fieldError(E.offPhone, t('errPhoneInvalid'));
+      else showError(err);
     } finally {
       E.offSubmit.disabled = false;
     }
@@ -2125,6 +2224,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     showConfirm(false);
     showView(S.online === null ? 'loading' : S.online ? 'prechat' : 'offline');
     updateBadge();
+    refreshStatus();
   }
 
   // Fetch the chat and the messages we have not seen (resume, and fallback when the socket fails).
@@ -2308,7 +2408,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     setOpen(typeof openPref === 'boolean' ? openPref : OPTS.open, { focus: false, persist: typeof openPref === 'boolean' });
     refreshStatus();
     setInterval(() => {
-      if (document.visibilityState !== 'hidden') refreshStatus();
+      if (document.visibilityState !== 'hidden' && !S.cred) refreshStatus();
     }, STATUS_POLL_MS);
     if (stored && stored.id != null && typeof stored.token === 'string' && stored.token) resume(stored);
     updateBadge();

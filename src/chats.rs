@@ -27,6 +27,9 @@ pub struct StartChat {
     pub page_url: Option<String>,
     pub referrer: Option<String>,
     pub visitor_ip: Option<String>,
+    pub phone: Option<String>,
+    /// `None`: the default department.
+    pub department_id: Option<i64>,
 }
 
 /// Creates a chat; returns it with the visitor's token (shown once, stored only hashed).
@@ -43,6 +46,8 @@ pub async fn start(
         page_url: req.page_url,
         referrer: req.referrer,
         visitor_ip: req.visitor_ip,
+        visitor_phone: req.phone,
+        department_id: req.department_id,
     };
     let author = chat
         .visitor_name

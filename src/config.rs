@@ -52,6 +52,10 @@ struct RawSettings {
     file_types: String,
     trust_proxy_headers: bool,
     log_format: String,
+    presence_away_counts: bool,
+    presence_dnd_counts: bool,
+    presence_poll_seconds: u64,
+    prechat_phone: bool,
     config: Option<PathBuf>,
 }
 
@@ -78,6 +82,10 @@ impl Default for RawSettings {
             file_types: DEFAULT_FILE_TYPES.join(","),
             trust_proxy_headers: false,
             log_format: "pretty".into(),
+            presence_away_counts: true,
+            presence_dnd_counts: false,
+            presence_poll_seconds: 30,
+            prechat_phone: false,
             config: None,
         }
     }
@@ -166,6 +174,18 @@ pub const DEFAULT_FILE_TYPES: &[&str] = &[
     "application/vnd.oasis.opendocument.spreadsheet",
 ];
 
+/// Which Mattermost statuses make an operator count as available, and how often parley asks.
+#[derive(Debug, Clone)]
+pub struct PresenceSettings {
+    /// `away` (idle for a few minutes, still signed in) counts as available.
+    pub away_counts: bool,
+    /// `dnd` (do not disturb) counts as available.
+    pub dnd_counts: bool,
+    /// How often statuses are polled (Mattermost does not send other users' status changes
+    /// to a bot).
+    pub poll_every: Duration,
+}
+
 /// Validated settings for one parley process.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -182,6 +202,9 @@ pub struct Settings {
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_proxy_headers: bool,
     pub log_format: LogFormat,
+    pub presence: PresenceSettings,
+    /// Ask for a phone number (optional) in the widget's forms.
+    pub prechat_phone: bool,
     /// Background loops (outbox worker, Mattermost events); tests drive them by hand when off.
     pub run_background_jobs: bool,
 }
@@ -285,6 +308,12 @@ impl RawSettings {
                 ));
             }
         };
+        if !(5..=3600).contains(&self.presence_poll_seconds) {
+            return Err(invalid(
+                "PARLEY_PRESENCE_POLL_SECONDS",
+                "must be between 5 and 3600",
+            ));
+        }
         Ok(Settings {
             listen,
             public_url,
@@ -302,6 +331,12 @@ impl RawSettings {
             files,
             trust_proxy_headers: self.trust_proxy_headers,
             log_format,
+            presence: PresenceSettings {
+                away_counts: self.presence_away_counts,
+                dnd_counts: self.presence_dnd_counts,
+                poll_every: Duration::from_secs(self.presence_poll_seconds),
+            },
+            prechat_phone: self.prechat_phone,
             run_background_jobs: true,
         })
     }
@@ -513,6 +548,10 @@ mod tests {
                 "PARLEY_FILE_TYPES",
             ),
             (|r| r.file_types = "png".into(), "PARLEY_FILE_TYPES"),
+            (
+                |r| r.presence_poll_seconds = 1,
+                "PARLEY_PRESENCE_POLL_SECONDS",
+            ),
         ];
         for (mutate, key) in cases {
             let mut r = raw();

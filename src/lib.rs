@@ -6,6 +6,8 @@ pub mod attachments;
 pub mod chats;
 /// Settings from `parley.toml` and `PARLEY_*` variables.
 pub mod config;
+/// Departments: routing, online hours, presence rules, texts and templates.
+pub mod departments;
 /// Domain types and input rules, without I/O.
 pub mod domain;
 /// Views sent to visitors, and the live event hub.

@@ -1,10 +1,11 @@
-//! The `parley` command: `serve` (default), `migrate`, `healthcheck`, `archive`.
+//! The `parley` command: `serve` (default), `migrate`, `healthcheck`, `archive`, `department`.
 
 use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use parley::{
     config::Settings,
+    departments::cli::DepartmentCommand,
     jobs::cleanup,
     mattermost::Client,
     startup::Application,
@@ -19,6 +20,8 @@ struct Cli {
     command: Option<Command>,
 }
 
+// Parsed once per run: the size of the department options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
@@ -32,6 +35,12 @@ enum Command {
     /// does the same every ten minutes; this is for cron. Exits non-zero only when something
     /// failed.
     Archive,
+    /// Manage departments (list, add, edit, remove): which requests channel and team each
+    /// uses, its online hours, texts and templates.
+    Department {
+        #[command(subcommand)]
+        command: DepartmentCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +64,11 @@ fn main() -> ExitCode {
             }
             Command::Healthcheck => healthcheck(&settings).await,
             Command::Archive => archive(&settings).await,
+            Command::Department { command } => {
+                let report = parley::departments::cli::run(command, &settings).await?;
+                println!("{report}");
+                Ok(())
+            }
         }
     });
     match result {

@@ -30,7 +30,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Whether the widget should offer a live chat.
+    /// Whether Mattermost is connected, the precondition for offering a live chat; each
+    /// department's hours and operators' presence decide the rest (`departments::status`).
     pub fn online(&self) -> bool {
         self.bridge.as_ref().is_some_and(|b| b.is_online())
     }

@@ -109,6 +109,26 @@ pub fn optional_email(
     Ok(Some(email))
 }
 
+/// An optional phone number: digits with the usual separators (`+`, spaces, `-`, `/`, `.`,
+/// parentheses), at most 40 characters.
+pub fn optional_phone(
+    field: &'static str,
+    raw: Option<&str>,
+) -> Result<Option<String>, FieldError> {
+    let Some(phone) = optional_line(field, raw, 40)? else {
+        return Ok(None);
+    };
+    let allowed = |c: char| c.is_ascii_digit() || " +-/.()".contains(c);
+    if !phone.chars().all(allowed) || phone.chars().filter(char::is_ascii_digit).count() < 3 {
+        return Err(field_error(
+            field,
+            "phone_invalid",
+            format!("`{field}` is not a phone number"),
+        ));
+    }
+    Ok(Some(phone))
+}
+
 /// An optional http(s) URL such as the page the visitor is on.
 pub fn optional_url(
     field: &'static str,
@@ -165,5 +185,9 @@ mod tests {
         }
         assert!(optional_url("page_url", Some("https://shop.example.com/x"), 100).is_ok());
         assert!(optional_url("page_url", Some("javascript:alert(1)"), 100).is_err());
+        assert!(optional_phone("phone", Some("+49 (30) 123-456")).is_ok());
+        for bad in ["call me", "@channel 123", "12"] {
+            assert!(optional_phone("phone", Some(bad)).is_err(), "{bad}");
+        }
     }
 }

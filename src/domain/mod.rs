@@ -2,8 +2,10 @@
 //! visitor input into values the rest of parley can trust.
 
 pub mod files;
+pub mod hours;
 pub mod input;
 pub mod markdown;
+pub mod template;
 
 use serde::Serialize;
 

@@ -93,10 +93,11 @@ pub async fn handle_action(
     };
     let response = match chats::accept(&state, &chat.id, &operator).await? {
         AcceptOutcome::Accepted { chat, .. } => {
-            let ctx = bridge.context().await.ok();
             let channel = chat.channel_name.clone().unwrap_or_default();
-            let link = ctx
-                .map(|c| bridge.channel_link(&c.team_name, &channel))
+            // The channel is created in the chat's department's team.
+            let department = crate::departments::get(&state, chat.department_id).await?;
+            let link = crate::departments::route_of(&state, department.as_ref())
+                .map(|route| bridge.channel_link(&route.team, &channel))
                 .unwrap_or_default();
             let (message, props) =
                 format::settled_request(&chat, &format!("accepted by @{}", operator.username));

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::{
     chats::{self, StartChat},
+    departments::{self, Department},
     domain::{ChatStatus, input},
     events::{ChatView, MessageView},
     http::{
@@ -36,19 +37,48 @@ pub struct CreateChatRequest {
     message: String,
     page_url: Option<String>,
     referrer: Option<String>,
+    phone: Option<String>,
+    department: Option<i64>,
 }
 
-/// `GET /api/v1/status`: whether operators can be reached now.
-pub async fn get_status(State(state): State<AppState>) -> impl IntoResponse {
+/// `GET /api/v1/status`: whether operators can be reached now, per department.
+pub async fn get_status(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let files = &state.settings.files;
-    Json(json!({
-        "online": state.online(),
+    let (online, departments) = departments::status(&state, jiff::Timestamp::now()).await?;
+    Ok(Json(json!({
+        "online": online,
+        "departments": departments,
+        "fields": { "phone": state.settings.prechat_phone },
         "files": {
             "max_bytes": files.max_bytes,
             "max_per_message": files.max_per_message,
             "types": files.types,
         },
-    }))
+    })))
+}
+
+/// The department a visitor chose: the given id (which must exist), else the first
+/// department, else `None` (the default department).
+async fn chosen_department(
+    state: &AppState,
+    id: Option<i64>,
+) -> Result<Option<Department>, ApiError> {
+    let all = departments::list(state).await?;
+    match id {
+        Some(id) => all
+            .into_iter()
+            .find(|d| d.id == id)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::from(input::FieldError {
+                    field: "department",
+                    code: "department_invalid",
+                    message: "`department` is not one of the departments listed by /api/v1/status"
+                        .into(),
+                })
+            }),
+        None => Ok(all.into_iter().next()),
+    }
 }
 
 /// `POST /api/v1/chats`.
@@ -68,8 +98,17 @@ pub async fn create_chat(
             .ok()
             .flatten(),
         visitor_ip: Some(ip.to_string()),
+        phone: input::optional_phone("phone", req.phone.as_deref())?,
+        department_id: None,
     };
-    if !state.accepting_chats() {
+    let department = chosen_department(&state, req.department).await?;
+    let start = StartChat {
+        department_id: department.as_ref().map(|d| d.id),
+        ..start
+    };
+    let available =
+        departments::is_available(&state, department.as_ref(), jiff::Timestamp::now(), false);
+    if !state.accepting_chats() || !available {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "offline",
@@ -162,6 +201,8 @@ pub struct OfflineMessageRequest {
     email: Option<String>,
     message: String,
     page_url: Option<String>,
+    phone: Option<String>,
+    department: Option<i64>,
 }
 
 /// `POST /api/v1/offline-messages`: the "leave a message" form.
@@ -178,14 +219,21 @@ pub async fn create_offline_message(
             message: "`email` is required so that we can answer".into(),
         })
     })?;
-    let message = NewOfflineMessage {
+    let mut message = NewOfflineMessage {
         name: input::optional_line("name", req.name.as_deref(), limits.max_field_chars)?,
         email,
+        phone: input::optional_phone("phone", req.phone.as_deref())?,
         body: input::message_text("message", &req.message, limits.max_message_chars)?,
         page_url: input::optional_url("page_url", req.page_url.as_deref(), MAX_URL_CHARS)?,
         visitor_ip: Some(ip.to_string()),
+        department_id: None,
     };
+    message.department_id = chosen_department(&state, req.department)
+        .await?
+        .map(|d| d.id);
     state.rate_limits.check_offline_message(ip)?;
     let id = state.store.insert_offline_message(&message).await?;
+    // Posted to the requests channel by the outbox worker's loop.
+    state.wake_outbox();
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }

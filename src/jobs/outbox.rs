@@ -8,8 +8,9 @@ use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 
 use crate::{
+    departments::{self, Department},
     mattermost::{
-        Bridge, Context, MmError, format,
+        Bridge, Context, MmError, Target, format,
         wire::{CreateChannel, NewPost, Post, PostPatch},
     },
     state::AppState,
@@ -83,6 +84,11 @@ pub async fn mattermost_is_back(state: &AppState) {
         Ok(_) => state.wake_outbox(),
         Err(e) => tracing::warn!(error = %e, "could not reschedule waiting deliveries"),
     }
+    match state.store.retry_offline_posts_now().await {
+        Ok(0) => {}
+        Ok(_) => state.wake_outbox(),
+        Err(e) => tracing::warn!(error = %e, "could not reschedule waiting offline messages"),
+    }
 }
 
 /// Tries one task and records the result. Returns whether a task that had failed before
@@ -132,7 +138,7 @@ async fn attempt(state: &AppState, bridge: &Bridge, row: OutboxRow) -> Result<bo
 
 /// Exponential backoff from 250 ms to 30 s with jitter: quick for a passing error, and at
 /// most one try every half minute per chat during a long outage.
-fn backoff(attempts: i64) -> Duration {
+pub(crate) fn backoff(attempts: i64) -> Duration {
     let base = 250u64.saturating_mul(1 << attempts.clamp(0, 7)).min(30_000);
     Duration::from_millis(base + rand::random_range(0..=base / 4))
 }
@@ -161,19 +167,25 @@ async fn deliver(
         OutboxTask::RequestPost { key } => {
             let first = state.store.list_messages(&chat.id, 0, 1).await?;
             let text = first.first().map(|m| m.body.as_str()).unwrap_or_default();
-            let url = format!(
-                "{}/mattermost/actions",
-                crate::config::base(&state.settings.public_url)
-            );
-            let (message, props) = format::request_post(&chat, text, &url, &state.signer);
+            let department = departments::get(state, chat.department_id).await?;
+            let route_target = department_target(state, bridge, department.as_ref()).await?;
+            let public_url = crate::config::base(&state.settings.public_url);
+            let url = format!("{public_url}/mattermost/actions");
+            let templates = format::ChatTemplates {
+                chat: &chat,
+                department: department.as_ref(),
+                first_message: text,
+                public_url: &public_url,
+            };
+            let (message, props) = format::request_post(&templates, &url, &state.signer);
             let target = PostTarget {
-                channel_id: &ctx.requests_channel_id,
+                channel_id: &route_target.channel_id,
                 key,
             };
             let post = post_once(bridge, row, &target, &message, props, Vec::new()).await?;
             state.store.set_request_post(&chat.id, &post.id).await?;
         }
-        OutboxTask::OpenChannel => open_channel(state, bridge, &ctx, &chat).await?,
+        OutboxTask::OpenChannel => open_channel(state, bridge, &ctx, row, &chat).await?,
         OutboxTask::RelayMessage { message_id, key } => {
             let message = state.store.get_message(*message_id).await?;
             let author = message
@@ -302,12 +314,35 @@ async fn post_once(
     row: &OutboxRow,
     target: &PostTarget<'_>,
     message: &str,
-    mut props: Value,
+    props: Value,
     file_ids: Vec<String>,
 ) -> Result<Post, DeliveryError> {
     let PostTarget { channel_id, key } = *target;
+    Ok(create_post_once(
+        bridge,
+        row.first_attempt_at,
+        channel_id,
+        key,
+        message,
+        props,
+        file_ids,
+    )
+    .await?)
+}
+
+/// `post_once` for posts outside the outbox (offline messages): `first_attempt_at` is when
+/// the first try started, if one failed before.
+pub(crate) async fn create_post_once(
+    bridge: &Bridge,
+    first_attempt_at: Option<i64>,
+    channel_id: &str,
+    key: &str,
+    message: &str,
+    mut props: Value,
+    file_ids: Vec<String>,
+) -> Result<Post, MmError> {
     let now = now_ms();
-    if let Some(first) = row.first_attempt_at
+    if let Some(first) = first_attempt_at
         && now - first > DEDUP_WINDOW_MS
     {
         let list = bridge.client.posts_since(channel_id, first - 5_000).await?;
@@ -327,25 +362,50 @@ async fn post_once(
         props,
         file_ids,
     };
-    Ok(bridge.client.create_post(&post).await?)
+    bridge.client.create_post(&post).await
 }
 
-/// Creates the chat's private channel (or adopts the one an earlier attempt created), then
-/// adds the operator. A name already taken by another channel gets a fresh one.
+/// The team and requests channel of a chat's department (the configured ones for the
+/// default department), resolved by the bridge.
+async fn department_target(
+    state: &AppState,
+    bridge: &Bridge,
+    department: Option<&Department>,
+) -> Result<std::sync::Arc<Target>, DeliveryError> {
+    let route = departments::route_of(state, department)
+        .ok_or_else(|| MmError::Protocol("Mattermost is not configured".into()))?;
+    Ok(bridge.target(&route).await?)
+}
+
+/// Creates the chat's private channel in its department's team (or adopts the one an
+/// earlier attempt created), adds the operator, and makes the first post if the department's
+/// template gives one. A name already taken by another channel gets a fresh one.
 async fn open_channel(
     state: &AppState,
     bridge: &Bridge,
     ctx: &Context,
+    row: &OutboxRow,
     chat: &ChatRow,
 ) -> Result<(), DeliveryError> {
     let operator = chat
         .operator_user_id
         .as_deref()
         .ok_or(StoreError::NotFound)?;
+    let first = state.store.list_messages(&chat.id, 0, 1).await?;
+    let text = first.first().map(|m| m.body.as_str()).unwrap_or_default();
+    let department = departments::get(state, chat.department_id).await?;
+    let public_url = crate::config::base(&state.settings.public_url);
+    let templates = format::ChatTemplates {
+        chat,
+        department: department.as_ref(),
+        first_message: text,
+        public_url: &public_url,
+    };
     let channel_id = match &chat.channel_id {
         Some(id) => id.clone(),
         None => {
-            let id = create_channel(state, bridge, ctx, chat).await?;
+            let team = department_target(state, bridge, department.as_ref()).await?;
+            let id = create_channel(state, bridge, &team.team_id, &templates).await?;
             state.store.set_channel(&chat.id, &id).await?;
             id
         }
@@ -354,25 +414,39 @@ async fn open_channel(
         .client
         .add_channel_member(&channel_id, operator)
         .await?;
+    if let Some(message) = format::first_post(&templates, ctx.max_post_size) {
+        // One key per chat: a retried task never posts it twice.
+        let key: String = format!("parley-{}", chat.id.replace('-', ""))
+            .chars()
+            .take(39)
+            .collect();
+        let target = PostTarget {
+            channel_id: &channel_id,
+            key: &key,
+        };
+        let props = json!({ format::CHAT_PROP: chat.id });
+        post_once(bridge, row, &target, &message, props, Vec::new()).await?;
+    }
     Ok(())
 }
 
 async fn create_channel(
     state: &AppState,
     bridge: &Bridge,
-    ctx: &Context,
-    chat: &ChatRow,
+    team_id: &str,
+    templates: &format::ChatTemplates<'_>,
 ) -> Result<String, DeliveryError> {
+    let chat = templates.chat;
     let purpose = format::channel_purpose(&chat.id);
-    let display_name = format::channel_display_name(chat);
-    let header = format::channel_header(chat);
+    let display_name = format::channel_display_name(templates);
+    let header = format::channel_header(templates);
     let mut name = chat
         .channel_name
         .clone()
         .unwrap_or_else(|| format::channel_name(&chat.id));
     for _ in 0..5 {
         let body = CreateChannel {
-            team_id: &ctx.team_id,
+            team_id,
             name: &name,
             display_name: &display_name,
             kind: "P",
@@ -382,10 +456,7 @@ async fn create_channel(
         match bridge.client.create_channel(&body).await {
             Ok(channel) => return Ok(channel.id),
             Err(e) if is_name_taken(&e) => {
-                let existing = bridge
-                    .client
-                    .channel_by_name(&ctx.team_id, &name, true)
-                    .await?;
+                let existing = bridge.client.channel_by_name(team_id, &name, true).await?;
                 if existing.delete_at == 0 && existing.purpose == purpose {
                     // Created by an earlier attempt whose answer was lost.
                     return Ok(existing.id);

@@ -9,7 +9,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
 use super::wire::{
-    AppError, Channel, CreateChannel, NewPost, Post, PostList, PostPatch, Team, User,
+    AppError, Channel, ChannelMember, CreateChannel, NewPost, Post, PostList, PostPatch, Status,
+    Team, User,
 };
 
 /// A failed Mattermost call.
@@ -184,6 +185,46 @@ impl Client {
     /// `GET /users/{id}`.
     pub async fn user(&self, id: &str) -> Result<User, MmError> {
         self.get(&format!("/users/{}", seg(id))).await
+    }
+
+    /// `POST /users/ids`: the users with these ids (unknown ids are left out).
+    pub async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<User>, MmError> {
+        self.with_body(Method::POST, "/users/ids", &ids).await
+    }
+
+    /// `POST /users/status/ids`: statuses of these users (unknown ones come back `offline`;
+    /// nothing at all when `ServiceSettings.EnableUserStatuses` is off).
+    pub async fn statuses_by_ids(&self, ids: &[String]) -> Result<Vec<Status>, MmError> {
+        self.with_body(Method::POST, "/users/status/ids", &ids)
+            .await
+    }
+
+    /// `GET /channels/{id}/members?page=&per_page=` (at most 200 per page).
+    pub async fn channel_members(
+        &self,
+        channel_id: &str,
+        page: usize,
+        per_page: usize,
+    ) -> Result<Vec<ChannelMember>, MmError> {
+        self.get(&format!(
+            "/channels/{}/members?page={page}&per_page={per_page}",
+            seg(channel_id)
+        ))
+        .await
+    }
+
+    /// `GET /channels/{id}/members/{user_id}` (`me` allowed): 404 when not a member.
+    pub async fn channel_member(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+    ) -> Result<ChannelMember, MmError> {
+        self.get(&format!(
+            "/channels/{}/members/{}",
+            seg(channel_id),
+            seg(user_id)
+        ))
+        .await
     }
 
     /// `GET /teams/name/{name}`.

@@ -5,7 +5,13 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use crate::{
-    domain::markdown::escape_for_mattermost, security::ActionSigner, storage::chats::ChatRow,
+    departments::{Department, TemplateKind, template_for},
+    domain::{
+        markdown::escape_for_mattermost,
+        template::{self, Target, Trust, Values},
+    },
+    security::ActionSigner,
+    storage::{chats::ChatRow, offline::OfflineMessageRow},
 };
 
 /// The id of the Accept button. Only `[A-Za-z0-9]`: the click route refuses anything else.
@@ -41,25 +47,82 @@ pub fn channel_name(chat_id: &str) -> String {
     format!("chat-{}-{suffix}", short.to_ascii_lowercase())
 }
 
-/// Display name of the chat's channel (at most 64 characters).
-pub fn channel_display_name(chat: &ChatRow) -> String {
-    truncate(&format!("Chat: {}", visitor_name(chat)), 64)
+/// What the templates of a chat's posts are filled with.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatTemplates<'a> {
+    pub chat: &'a ChatRow,
+    pub department: Option<&'a Department>,
+    /// The visitor's first message (`{message}`).
+    pub first_message: &'a str,
+    /// `PARLEY_PUBLIC_URL` without a trailing slash, for `{url}`.
+    pub public_url: &'a str,
+}
+
+impl ChatTemplates<'_> {
+    /// The variables: visitor-provided values are escaped when rendered into Markdown.
+    pub fn values(&self) -> Values {
+        let chat = self.chat;
+        let zone = self
+            .department
+            .map_or(jiff::tz::TimeZone::UTC, |d| d.zone.clone());
+        let created = jiff::Timestamp::from_millisecond(chat.created_at)
+            .map(|t| {
+                t.to_zoned_datetime(zone)
+                    .strftime("%Y-%m-%d %H:%M %Z")
+                    .to_string()
+            })
+            .ok();
+        let url = format!("{}/admin/chats/{}", self.public_url, chat.id);
+        let mut v = Values::default();
+        v.set("nick", Some(&visitor_name(chat)), Trust::Visitor)
+            .set("email", chat.visitor_email.as_deref(), Trust::Visitor)
+            .set("phone", chat.visitor_phone.as_deref(), Trust::Visitor)
+            .set(
+                "department",
+                self.department.map(|d| d.name.as_str()),
+                Trust::Visitor,
+            )
+            .set("id", Some(&chat.id), Trust::Parley)
+            .set("url", Some(&url), Trust::Parley)
+            .set("page_url", chat.page_url.as_deref(), Trust::Visitor)
+            .set("referrer", chat.referrer.as_deref(), Trust::Visitor)
+            .set("message", Some(self.first_message), Trust::Visitor)
+            .set("time_created", created.as_deref(), Trust::Parley);
+        v
+    }
+
+    /// Renders the department's template of `kind` (or the default).
+    pub fn render(&self, kind: TemplateKind) -> String {
+        let template = template_for(self.department, kind);
+        template::render(template, &self.values(), kind.target())
+    }
+}
+
+/// Display name of the chat's channel: the template, on one line, at most 64 characters
+/// (Mattermost's limit); the default when the template renders to nothing.
+pub fn channel_display_name(t: &ChatTemplates<'_>) -> String {
+    let name = t.render(TemplateKind::ChannelDisplayName);
+    let name = if name.trim().is_empty() {
+        template::render(
+            TemplateKind::ChannelDisplayName.default_template(),
+            &t.values(),
+            Target::Plain,
+        )
+    } else {
+        name
+    };
+    template::truncate(name.trim(), 64)
 }
 
 /// The channel header: the visitor's details, escaped (at most 1024 characters).
-pub fn channel_header(chat: &ChatRow) -> String {
-    let mut parts = vec![format!(
-        "**{}**",
-        escape_for_mattermost(&visitor_name(chat))
-    )];
-    if let Some(email) = &chat.visitor_email {
-        parts.push(escape_for_mattermost(email));
-    }
-    if let Some(page) = &chat.page_url {
-        parts.push(format!("page: {}", escape_for_mattermost(page)));
-    }
-    parts.push("type `!close` to end the chat".into());
-    truncate(&parts.join(" · "), 1024)
+pub fn channel_header(t: &ChatTemplates<'_>) -> String {
+    template::truncate(&t.render(TemplateKind::ChannelHeader), 1024)
+}
+
+/// The first post in the chat's channel, if the template gives one.
+pub fn first_post(t: &ChatTemplates<'_>, max: usize) -> Option<String> {
+    let text = t.render(TemplateKind::FirstPost);
+    (!text.trim().is_empty()).then(|| template::truncate(&text, max))
 }
 
 /// The channel purpose names the chat, so parley can recognise a channel it created earlier.
@@ -75,6 +138,10 @@ fn details_fields(chat: &ChatRow, first_message: Option<&str>) -> Vec<Value> {
         fields
             .push(json!({"title": "E-mail", "value": escape_for_mattermost(email), "short": true}));
     }
+    if let Some(phone) = &chat.visitor_phone {
+        fields
+            .push(json!({"title": "Phone", "value": escape_for_mattermost(phone), "short": true}));
+    }
     if let Some(page) = &chat.page_url {
         fields.push(json!({"title": "Page", "value": escape_for_mattermost(page), "short": false}));
     }
@@ -86,15 +153,20 @@ fn details_fields(chat: &ChatRow, first_message: Option<&str>) -> Vec<Value> {
     fields
 }
 
-/// The request post: who is asking, their first message, and the signed Accept button.
+/// The request post: the request template (who is asking), the details with the first
+/// message, and the signed Accept button.
 pub fn request_post(
-    chat: &ChatRow,
-    first_message: &str,
+    t: &ChatTemplates<'_>,
     actions_url: &str,
     signer: &ActionSigner,
 ) -> (String, Value) {
+    let chat = t.chat;
+    let first_message = t.first_message;
     let name = escape_for_mattermost(&visitor_name(chat));
-    let message = format!("**New chat request** from {name}");
+    let mut message = template::truncate(&t.render(TemplateKind::Request), 4000);
+    if message.trim().is_empty() {
+        message = format!("**New chat request** from {name}");
+    }
     let props = json!({
         CHAT_PROP: chat.id,
         "attachments": [{
@@ -130,6 +202,39 @@ pub fn settled_request(chat: &ChatRow, status_line: &str) -> (String, Value) {
             "fallback": format!("Chat request from {name}: {status_line}"),
             "color": "#8b949e",
             "fields": details_fields(chat, None),
+        }]
+    });
+    (message, props)
+}
+
+/// An offline message as posted into the requests channel: who wrote, how to answer, the
+/// message; no button (nobody can accept it).
+pub fn offline_message_post(m: &OfflineMessageRow, department: Option<&str>) -> (String, Value) {
+    let name = m.name.clone().unwrap_or_else(|| "A visitor".to_owned());
+    let name = escape_for_mattermost(&name);
+    let message = format!("**Message left while nobody was online** from {name}");
+    let mut fields =
+        vec![json!({"title": "E-mail", "value": escape_for_mattermost(&m.email), "short": true})];
+    if let Some(phone) = &m.phone {
+        fields
+            .push(json!({"title": "Phone", "value": escape_for_mattermost(phone), "short": true}));
+    }
+    if let Some(d) = department {
+        fields
+            .push(json!({"title": "Department", "value": escape_for_mattermost(d), "short": true}));
+    }
+    if let Some(page) = &m.page_url {
+        fields.push(json!({"title": "Page", "value": escape_for_mattermost(page), "short": false}));
+    }
+    fields.push(json!({
+        "title": "Message", "value": escape_for_mattermost(&truncate(&m.body, 3000)), "short": false
+    }));
+    let props = json!({
+        "parley_offline_message_id": m.id,
+        "attachments": [{
+            "fallback": format!("Message left while nobody was online, from {name}"),
+            "color": "#d29922",
+            "fields": fields,
         }]
     });
     (message, props)
@@ -210,6 +315,57 @@ mod tests {
             a.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         );
+    }
+
+    fn chat(email: Option<&str>, page: Option<&str>) -> ChatRow {
+        ChatRow {
+            id: "3f2a9c1b-aaaa-bbbb".into(),
+            token_hash: String::new(),
+            status: "pending".into(),
+            visitor_name: Some("Erika *V*".into()),
+            visitor_email: email.map(str::to_owned),
+            page_url: page.map(str::to_owned),
+            referrer: None,
+            visitor_ip: None,
+            created_at: 0,
+            accepted_at: None,
+            closed_at: None,
+            closed_by: None,
+            operator_user_id: None,
+            operator_username: None,
+            operator_name: None,
+            request_post_id: None,
+            channel_id: None,
+            channel_name: None,
+            last_post_at: 0,
+            department_id: None,
+            visitor_phone: None,
+        }
+    }
+
+    #[test]
+    fn default_templates_give_the_familiar_texts() {
+        let t = |chat| ChatTemplates {
+            chat,
+            department: None,
+            first_message: "hi",
+            public_url: "https://p.example",
+        };
+        let full = chat(
+            Some("erika@example.com"),
+            Some("https://shop.example.com/a_b"),
+        );
+        assert_eq!(
+            channel_header(&t(&full)),
+            r"**Erika \*V\*** · erika@example.com · page: https://shop.example.com/a\_b · type `!close` to end the chat"
+        );
+        let bare = chat(None, None);
+        assert_eq!(
+            channel_header(&t(&bare)),
+            r"**Erika \*V\*** · type `!close` to end the chat"
+        );
+        assert_eq!(channel_display_name(&t(&bare)), "Chat: Erika *V*");
+        assert_eq!(first_post(&t(&bare), 4000), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod files;
 pub mod format;
+pub mod presence;
 pub mod stream;
 pub mod wire;
 
@@ -17,9 +18,21 @@ use std::{
     },
 };
 
-use crate::config::{MattermostSettings, base};
+use crate::{
+    config::{MattermostSettings, base},
+    departments::Route,
+};
 pub use client::{Client, MmError};
+use presence::Presence;
 use wire::User;
+
+/// A department's team and requests channel, resolved to ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub team_id: String,
+    pub team_name: String,
+    pub channel_id: String,
+}
 
 /// What parley learned about the server at connection time.
 #[derive(Debug, Clone)]
@@ -42,6 +55,10 @@ pub struct Bridge {
     stream_connected: AtomicBool,
     users: Mutex<HashMap<String, User>>,
     last_problem: Mutex<Option<String>>,
+    /// Resolved routes of departments (and the default one), by names.
+    targets: Mutex<HashMap<Route, Arc<Target>>>,
+    /// Operators' presence per route, as last polled.
+    pub presence: Presence,
 }
 
 impl Bridge {
@@ -53,6 +70,8 @@ impl Bridge {
             stream_connected: AtomicBool::new(false),
             users: Mutex::new(HashMap::new()),
             last_problem: Mutex::new(None),
+            targets: Mutex::new(HashMap::new()),
+            presence: Presence::default(),
         }
     }
 
@@ -93,22 +112,18 @@ impl Bridge {
 
     async fn resolve(&self) -> Result<Context, MmError> {
         let me = self.client.me().await?;
-        let team = self.client.team_by_name(&self.settings.team).await.map_err(|e| {
-            explain(e, &format!(
-                "team `{}` not found, or the bot is not a member of it (PARLEY_MATTERMOST_TEAM)",
-                self.settings.team
-            ))
-        })?;
-        let channel = self
-            .client
-            .channel_by_name(&team.id, &self.settings.channel, false)
-            .await
-            .map_err(|e| {
-                explain(e, &format!(
-                    "channel `{}` not found in team `{}`, or the bot is not a member of it (PARLEY_MATTERMOST_CHANNEL)",
-                    self.settings.channel, team.name
-                ))
-            })?;
+        let route = Route::default_for(&self.settings);
+        let target = self
+            .resolve_route(
+                &route,
+                "PARLEY_MATTERMOST_TEAM",
+                "PARLEY_MATTERMOST_CHANNEL",
+            )
+            .await?;
+        self.targets
+            .lock()
+            .expect("targets lock")
+            .insert(route, Arc::new(target.clone()));
         let max_post_size = self
             .client
             .client_config()
@@ -119,11 +134,82 @@ impl Bridge {
         Ok(Context {
             bot_user_id: me.id,
             bot_username: me.username,
-            team_id: team.id,
-            team_name: team.name,
-            requests_channel_id: channel.id,
+            team_id: target.team_id,
+            team_name: target.team_name,
+            requests_channel_id: target.channel_id,
             max_post_size,
         })
+    }
+
+    /// Looks up a team and its requests channel, with errors that say what to change
+    /// (`team_setting`/`channel_setting` name where the names come from).
+    async fn resolve_route(
+        &self,
+        route: &Route,
+        team_setting: &str,
+        channel_setting: &str,
+    ) -> Result<Target, MmError> {
+        let team = self.client.team_by_name(&route.team).await.map_err(|e| {
+            explain(
+                e,
+                &format!(
+                    "team `{}` not found, or the bot is not a member of it ({team_setting})",
+                    route.team
+                ),
+            )
+        })?;
+        let channel = self
+            .client
+            .channel_by_name(&team.id, &route.channel, false)
+            .await
+            .map_err(|e| {
+                explain(e, &format!(
+                    "channel `{}` not found in team `{}`, or the bot is not a member of it ({channel_setting})",
+                    route.channel, team.name
+                ))
+            })?;
+        Ok(Target {
+            team_id: team.id,
+            team_name: team.name,
+            channel_id: channel.id,
+        })
+    }
+
+    /// A department's team and requests channel as ids, resolved once and then cached.
+    pub async fn target(&self, route: &Route) -> Result<Arc<Target>, MmError> {
+        if let Some(t) = self.targets.lock().expect("targets lock").get(route) {
+            return Ok(t.clone());
+        }
+        let target = Arc::new(
+            self.resolve_route(route, "the department's team", "the department's channel")
+                .await?,
+        );
+        self.targets
+            .lock()
+            .expect("targets lock")
+            .insert(route.clone(), target.clone());
+        Ok(target)
+    }
+
+    /// Drops a cached route (its channel was not found any more), so it is resolved anew.
+    pub fn forget_target(&self, route: &Route) {
+        self.targets.lock().expect("targets lock").remove(route);
+    }
+
+    /// The cached user, if parley has seen it.
+    pub fn cached_user(&self, id: &str) -> Option<User> {
+        self.users.lock().expect("user cache").get(id).cloned()
+    }
+
+    /// Adds users fetched in bulk to the cache.
+    pub fn cache_users(&self, users: Vec<User>) {
+        let mut cache = self.users.lock().expect("user cache");
+        if cache.len() + users.len() > 10_000 {
+            cache.clear();
+        }
+        for u in users {
+            cache.insert(u.id.clone(), u);
+        }
     }
 
     /// Whether visitors should be offered a live chat: Mattermost is configured, resolved and

@@ -19,6 +19,9 @@ pub struct User {
     pub nickname: String,
     #[serde(default)]
     pub is_bot: bool,
+    /// Set when the account is deactivated.
+    #[serde(default)]
+    pub delete_at: i64,
 }
 
 impl User {
@@ -56,6 +59,20 @@ pub struct Channel {
     pub creator_id: String,
     #[serde(default)]
     pub purpose: String,
+}
+
+/// A channel membership (`GET /channels/{id}/members`); only the member is needed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelMember {
+    pub user_id: String,
+}
+
+/// A user's status (`POST /users/status/ids`): `online`, `away`, `dnd`, `offline` or `ooo`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Status {
+    pub user_id: String,
+    #[serde(default)]
+    pub status: String,
 }
 
 /// Body of `POST /channels`.

@@ -32,6 +32,9 @@ pub struct ChatRow {
     pub channel_id: Option<String>,
     pub channel_name: Option<String>,
     pub last_post_at: i64,
+    /// The department the visitor chose; `None` = the default one.
+    pub department_id: Option<i64>,
+    pub visitor_phone: Option<String>,
 }
 
 impl ChatRow {
@@ -42,7 +45,8 @@ impl ChatRow {
 
 const COLUMNS: &str = "id, token_hash, status, visitor_name, visitor_email, page_url, referrer, \
     visitor_ip, created_at, accepted_at, closed_at, closed_by, operator_user_id, operator_username, \
-    operator_name, request_post_id, channel_id, channel_name, last_post_at";
+    operator_name, request_post_id, channel_id, channel_name, last_post_at, department_id, \
+    visitor_phone";
 
 /// A validated chat request.
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ pub struct NewChat {
     pub page_url: Option<String>,
     pub referrer: Option<String>,
     pub visitor_ip: Option<String>,
+    pub visitor_phone: Option<String>,
+    pub department_id: Option<i64>,
 }
 
 /// The operator who clicked Accept.
@@ -103,8 +109,8 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let row = sqlx::query_as::<_, ChatRow>(&format!(
             "INSERT INTO chats (id, token_hash, status, visitor_name, visitor_email, page_url,
-                                referrer, visitor_ip, created_at)
-             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8)
+                                referrer, visitor_ip, created_at, visitor_phone, department_id)
+             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10)
              RETURNING {COLUMNS}"
         ))
         .bind(&chat.id)
@@ -115,6 +121,8 @@ impl Store {
         .bind(chat.referrer.as_deref())
         .bind(chat.visitor_ip.as_deref())
         .bind(now)
+        .bind(chat.visitor_phone.as_deref())
+        .bind(chat.department_id)
         .fetch_one(&mut *tx)
         .await?;
         let message = NewMessage {

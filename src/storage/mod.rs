@@ -5,6 +5,7 @@
 pub mod blobs;
 pub mod chats;
 pub mod cleanup;
+pub mod departments;
 pub mod files;
 pub mod messages;
 pub mod offline;

@@ -16,6 +16,7 @@ use axum::{
 };
 use base64::Engine as _;
 use mattermost_sim::{MattermostSim, SimUser};
+use parley::state::AppState;
 use serde_json::{Value, json};
 
 use crate::helpers::spawn_app;
@@ -28,6 +29,7 @@ struct Operator {
     requests_channel_id: String,
     parley_url: String,
     channel: Arc<Mutex<Option<String>>>,
+    state: AppState,
 }
 
 async fn host_page(State(op): State<Operator>) -> Html<String> {
@@ -158,6 +160,62 @@ async fn channel_files(State(op): State<Operator>) -> Json<Value> {
     Json(json!({"ok": true, "posts": posts}))
 }
 
+/// Sets Alice's Mattermost status (`{"status"}`) and polls presence at once (the server does
+/// it every 30 s).
+async fn presence(State(op): State<Operator>, Json(body): Json<Value>) -> Json<Value> {
+    op.sim
+        .set_status(&op.alice.id, body["status"].as_str().unwrap_or("online"));
+    match parley::jobs::presence::run_once(&op.state).await {
+        Ok(_) => Json(json!({"ok": true})),
+        Err(e) => Json(json!({"ok": false, "error": e.to_string()})),
+    }
+}
+
+/// The bot's posts in the requests channel containing `{"needle"}`.
+async fn requests_posts(State(op): State<Operator>, Json(body): Json<Value>) -> Json<Value> {
+    let needle = body["needle"].as_str().unwrap_or_default();
+    let posts: Vec<Value> = op
+        .sim
+        .posts_in_channel(&op.requests_channel_id)
+        .into_iter()
+        .filter(|p| p.to_string().contains(needle))
+        .map(|p| json!({"message": p["message"], "props": p["props"]}))
+        .collect();
+    Json(json!({"ok": true, "posts": posts}))
+}
+
+/// Adds the departments `{"departments": [{"name", "greeting"}]}` (all to the requests
+/// channel) as the back office would.
+async fn add_departments(State(op): State<Operator>, Json(body): Json<Value>) -> Json<Value> {
+    for d in body["departments"].as_array().cloned().unwrap_or_default() {
+        let mut row = parley::storage::departments::DepartmentRow {
+            id: 0,
+            name: d["name"].as_str().unwrap_or("Sales").into(),
+            team: "support".into(),
+            channel: "requests".into(),
+            position: 0,
+            hours: None,
+            timezone: "UTC".into(),
+            text_title: None,
+            text_greeting: d["greeting"].as_str().map(str::to_owned),
+            text_offline: None,
+            template_request: None,
+            template_channel_display_name: None,
+            template_channel_header: None,
+            template_first_post: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        if let Err(e) = parley::departments::validate(&mut row) {
+            return Json(json!({"ok": false, "error": e.to_string()}));
+        }
+        if let Err(e) = op.state.store.insert_department(&row).await {
+            return Json(json!({"ok": false, "error": e.to_string()}));
+        }
+    }
+    Json(json!({"ok": true}))
+}
+
 #[tokio::test]
 async fn the_widget_works_in_chromium_from_another_origin() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -174,6 +232,7 @@ async fn the_widget_works_in_chromium_from_another_origin() {
         requests_channel_id: app.requests_channel_id.clone(),
         parley_url: app.url.clone(),
         channel: Arc::default(),
+        state: app.state.clone(),
     };
     let site = Router::new()
         .route("/", get(host_page))
@@ -181,6 +240,9 @@ async fn the_widget_works_in_chromium_from_another_origin() {
         .route("/control/operator-message", post(operator_message))
         .route("/control/operator-file", post(operator_file))
         .route("/control/channel-files", post(channel_files))
+        .route("/control/presence", post(presence))
+        .route("/control/requests-posts", post(requests_posts))
+        .route("/control/departments", post(add_departments))
         .with_state(operator);
     // 127.0.0.2 is another origin than parley's 127.0.0.1, as a customer's site would be.
     let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
@@ -209,4 +271,5 @@ async fn the_widget_works_in_chromium_from_another_origin() {
     );
     assert!(screenshots.join("widget-chat.png").exists());
     assert!(screenshots.join("widget-files.png").exists());
+    assert!(screenshots.join("widget-offline.png").exists());
 }

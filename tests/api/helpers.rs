@@ -61,6 +61,8 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         sim.add_team_member(&team_id, &user.id);
         sim.add_channel_member(&requests_channel_id, &user.id);
     }
+    // An operator is present, so the widget is online (see tests/api/departments.rs).
+    sim.set_status(&alice.id, "online");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_data_dir(dir.path().to_path_buf());

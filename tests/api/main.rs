@@ -3,6 +3,7 @@
 mod bridge;
 mod browser;
 mod cleanup;
+mod departments;
 mod files;
 mod helpers;
 mod visitor_api;

@@ -4,8 +4,11 @@
 //   HOST_PAGE_URL  a page on another origin that embeds <script src="{PARLEY_URL}/widget.js" async>
 //   PARLEY_URL     the parley server
 //   CONTROL_URL    the Rust test's control server (POST /accept, POST /operator-message {text},
-//                  POST /operator-file {name, text, base64}, POST /channel-files)
-//   SCREENSHOT_DIR where widget-prechat.png, widget-chat.png and widget-files.png are written
+//                  POST /operator-file {name, text, base64}, POST /channel-files,
+//                  POST /presence {status}, POST /requests-posts {needle},
+//                  POST /departments {departments: [{name, greeting}]})
+//   SCREENSHOT_DIR where widget-prechat.png, widget-chat.png, widget-files.png and
+//                  widget-offline.png are written
 //   CHROMIUM       optional path of the browser (default /usr/bin/chromium, Debian's; never downloaded)
 // Prints one line per step passed; exits 0 on success, 1 on the first failed assertion.
 
@@ -533,6 +536,60 @@ async function main() {
   checkProblems();
   step(12, `German locale: launcher "${label}", submit button "${submitText}"`);
   await de.close();
+
+  // ---------------------------------------------------------------- offline
+  // 13. every operator goes offline while the widget is open: it switches to the offline form
+  //     by itself (its status poll; the clock is fast-forwarded instead of waiting 20 s)
+  const off = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+  off.setDefaultTimeout(WAIT_MS);
+  const offPage = await newPage(off);
+  await offPage.clock.install();
+  await offPage.goto(HOST_PAGE_URL, { waitUntil: 'load' });
+  await tid(offPage, 'launcher').click();
+  await tid(offPage, 'prechat-form').waitFor({ state: 'visible' }).catch(() => {
+    throw new AssertionFailed('step 13: the pre-chat form is not shown while an operator is online');
+  });
+  await tid(offPage, 'prechat-message').fill('Is anybody there?');
+  await control('/presence', { status: 'offline' });
+  await offPage.clock.fastForward(21_000);
+  await until('step 13: the widget should switch to the offline form without a reload', async () => tid(offPage, 'offline-form').isVisible());
+  await until('step 13: the status should show offline', async () => (await tid(offPage, 'status').getAttribute('data-online')) === 'false');
+  assert((await tid(offPage, 'offline-message').inputValue()) === 'Is anybody there?', 'step 13: the typed message should move to the offline form');
+  checkProblems();
+  step(13, 'all operators offline: the open widget switched to the offline form by itself, keeping the typed text');
+
+  // 14. the visitor leaves a message: it appears in the requests channel
+  await tid(offPage, 'offline-name').fill('Olga Offline');
+  await tid(offPage, 'offline-email').fill('olga@example.com');
+  await tid(offPage, 'offline-message').fill('Please call me back about order 777');
+  await offPage.screenshot({ path: path.join(SCREENSHOT_DIR, 'widget-offline.png'), animations: 'disabled' });
+  await tid(offPage, 'offline-submit').click();
+  await until('step 14: the thanks should be shown', async () => tid(offPage, 'offline-thanks').isVisible());
+  const offlinePost = await until('step 14: the message should be posted in the requests channel', async () => {
+    const r = await control('/requests-posts', { needle: 'Please call me back about order 777' });
+    return r.posts[0];
+  });
+  assert(String(offlinePost.message).includes('Olga Offline'), `step 14: the post should name the visitor, got ${JSON.stringify(offlinePost.message)}`);
+  checkProblems();
+  step(14, 'offline message sent from the widget and posted to the requests channel (widget-offline.png)');
+
+  // 15. several departments: the visitor chooses one, its greeting is shown
+  await control('/presence', { status: 'online' });
+  await control('/departments', { departments: [{ name: 'Sales', greeting: 'Ask Sales anything' }, { name: 'Support', greeting: 'Support is here' }] });
+  await offPage.reload({ waitUntil: 'load' });
+  if (!(await tid(offPage, 'panel').isVisible())) await tid(offPage, 'launcher').click();
+  const select = tid(offPage, 'prechat-department');
+  await until('step 15: the pre-chat form should offer the departments', async () => (await select.isVisible()) && (await select.locator('option').count()) === 2);
+  await until('step 15: the first department\'s greeting should be shown', async () =>
+    (await tid(offPage, 'prechat-form').textContent()).includes('Ask Sales anything')
+  );
+  await select.selectOption({ label: 'Support' });
+  await until('step 15: choosing Support should show its greeting', async () =>
+    (await tid(offPage, 'prechat-form').textContent()).includes('Support is here')
+  );
+  checkProblems();
+  step(15, 'departments: the select lists both, the chosen one\'s greeting is shown');
+  await off.close();
 }
 
 const overall = setTimeout(async () => {

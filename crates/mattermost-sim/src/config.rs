@@ -14,6 +14,9 @@ pub struct SimConfig {
     pub allowed_untrusted_internal_connections: String,
     /// Reported as `Version` in the client config and in the WebSocket `hello`.
     pub server_version: String,
+    /// `ServiceSettings.EnableUserStatuses` (default true): when off, `/users/status/ids`
+    /// answers an empty list.
+    pub enable_user_statuses: bool,
 }
 
 impl Default for SimConfig {
@@ -24,6 +27,7 @@ impl Default for SimConfig {
             max_file_size: 104_857_600,
             allowed_untrusted_internal_connections: String::new(),
             server_version: "10.5.0".to_owned(),
+            enable_user_statuses: true,
         }
     }
 }

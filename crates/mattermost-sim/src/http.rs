@@ -21,6 +21,7 @@ use crate::{HELPER_HEADER, Shared};
 pub fn router(shared: Shared) -> Router {
     let api = Router::new()
         .route("/users/status/ids", post(users::statuses_by_ids))
+        .route("/users/ids", post(users::users_by_ids))
         .route("/users/username/{username}", get(users::get_by_username))
         .route("/users/{user_id}", get(users::get_user))
         .route("/users/{user_id}/teams", get(teams::teams_for_user))

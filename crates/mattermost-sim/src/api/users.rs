@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Caller, json_response, parse_body};
+use crate::http::{Caller, json_response};
 
 fn user_not_found() -> ApiError {
     ApiError::new(
@@ -46,17 +46,42 @@ pub async fn get_by_username(
     Ok(json_response(200, user.to_json()))
 }
 
-/// `POST /users/status/ids`: unknown ids come back `offline`.
+/// `POST /users/ids`: the users with these ids, in the server's order; unknown ids are left
+/// out (`getUsersByIds`: an empty list is 400 `user_ids`).
+pub async fn users_by_ids(
+    State(shared): State<Shared>,
+    Caller(_): Caller,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let ids: Vec<String> = serde_json::from_slice(&body).unwrap_or_default();
+    if ids.is_empty() {
+        return Err(ApiError::invalid_param("user_ids"));
+    }
+    let st = shared.lock();
+    let out: Vec<Value> = ids
+        .iter()
+        .filter_map(|id| st.users.get(id))
+        .map(|u| u.to_json())
+        .collect();
+    Ok(json_response(200, Value::Array(out)))
+}
+
+/// `POST /users/status/ids`: unknown ids come back `offline`; every id must be 26
+/// characters long (`getUserStatusesByIds`); with `EnableUserStatuses` off the answer is an
+/// empty list.
 pub async fn statuses_by_ids(
     State(shared): State<Shared>,
     Caller(_): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let ids: Vec<String> = parse_body(&body, "user_ids")?;
-    if ids.is_empty() {
-        return Err(ApiError::invalid_body("user_ids"));
+    let ids: Vec<String> = serde_json::from_slice(&body).unwrap_or_default();
+    if ids.is_empty() || ids.iter().any(|id| id.len() != 26) {
+        return Err(ApiError::invalid_param("user_ids"));
     }
     let st = shared.lock();
+    if !st.config.enable_user_statuses {
+        return Ok(json_response(200, Value::Array(Vec::new())));
+    }
     let out: Vec<Value> = ids
         .iter()
         .map(|id| match st.statuses.get(id) {

@@ -1,0 +1,475 @@
+//! Departments: where a chat's request goes (a requests channel in a team), when the
+//! department is open (its online hours and the presence of its operators), what the widget
+//! says for it and how parley's posts for it look. Without any department defined, the
+//! configured `PARLEY_MATTERMOST_TEAM`/`_CHANNEL` act as the one default department.
+//!
+//! Departments are read from the database when needed (the CLI and, later, the back office
+//! change them while the server runs); each is validated when saved (`validate`).
+
+pub mod cli;
+
+use jiff::{Timestamp, tz::TimeZone};
+use serde::Serialize;
+
+use crate::{
+    config::{MattermostSettings, PresenceSettings},
+    domain::{
+        hours::{OnlineHours, parse_zone},
+        template::{self, Target},
+    },
+    mattermost::presence::RouteStatus,
+    state::AppState,
+    storage::{StoreError, departments::DepartmentRow},
+};
+
+/// Longest department name.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Longest widget text (title, greeting, offline text).
+pub const MAX_TEXT_CHARS: usize = 500;
+
+/// The four templates, each with its default (the look parley has without a department) and
+/// its limit when saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateKind {
+    Request,
+    ChannelDisplayName,
+    ChannelHeader,
+    FirstPost,
+}
+
+impl TemplateKind {
+    pub const ALL: [TemplateKind; 4] = [
+        Self::Request,
+        Self::ChannelDisplayName,
+        Self::ChannelHeader,
+        Self::FirstPost,
+    ];
+
+    /// The default: today's texts. The first post is empty by default (nothing is posted;
+    /// the header carries the visitor's details and the conversation follows).
+    pub fn default_template(self) -> &'static str {
+        match self {
+            Self::Request => "**New chat request** from {nick}",
+            Self::ChannelDisplayName => "Chat: {nick}",
+            Self::ChannelHeader => {
+                "**{nick}**{#email} · {email}{/email}{#page_url} · page: {page_url}{/page_url} · type `!close` to end the chat"
+            }
+            Self::FirstPost => "",
+        }
+    }
+
+    /// Longest template accepted when saved.
+    pub fn max_chars(self) -> usize {
+        match self {
+            Self::Request => 2000,
+            Self::ChannelDisplayName => 200,
+            Self::ChannelHeader => 1024,
+            Self::FirstPost => 4000,
+        }
+    }
+
+    pub fn target(self) -> Target {
+        match self {
+            Self::ChannelDisplayName => Target::Plain,
+            _ => Target::Markdown,
+        }
+    }
+
+    /// How the CLI and errors name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Request => "request template",
+            Self::ChannelDisplayName => "channel display name template",
+            Self::ChannelHeader => "channel header template",
+            Self::FirstPost => "first post template",
+        }
+    }
+}
+
+/// A department as parley uses it.
+#[derive(Debug, Clone)]
+pub struct Department {
+    pub id: i64,
+    pub name: String,
+    pub team: String,
+    pub channel: String,
+    pub hours: Option<OnlineHours>,
+    pub zone: TimeZone,
+    pub texts: Texts,
+    pub templates: [Option<String>; 4],
+}
+
+/// What the widget shows for a department; `None` = the widget's own (translated) text.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Texts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub greeting: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline: Option<String>,
+}
+
+impl Department {
+    /// Reads a stored department. Stored values were validated when saved; should one be
+    /// broken anyway (edited by hand), it is logged and its default used rather than failing
+    /// visitors.
+    pub fn from_row(row: DepartmentRow) -> Self {
+        let zone = parse_zone(&row.timezone).unwrap_or_else(|e| {
+            tracing::error!(department = %row.name, problem = %e, "a department's time zone is invalid; using UTC");
+            TimeZone::UTC
+        });
+        let hours = row.hours.as_deref().and_then(|h| {
+            OnlineHours::parse(h, &row.timezone)
+                .map_err(|e| {
+                    tracing::error!(department = %row.name, problem = %e, "a department's online hours are invalid; ignoring them");
+                })
+                .ok()
+        });
+        Self {
+            id: row.id,
+            name: row.name,
+            team: row.team,
+            channel: row.channel,
+            hours,
+            zone,
+            texts: Texts {
+                title: row.text_title,
+                greeting: row.text_greeting,
+                offline: row.text_offline,
+            },
+            templates: [
+                row.template_request,
+                row.template_channel_display_name,
+                row.template_channel_header,
+                row.template_first_post,
+            ],
+        }
+    }
+
+    /// The template of `kind`: the department's own, or the default.
+    pub fn template(&self, kind: TemplateKind) -> &str {
+        let i = TemplateKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("every kind is listed");
+        self.templates[i]
+            .as_deref()
+            .unwrap_or(kind.default_template())
+    }
+
+    pub fn route(&self) -> Route {
+        Route {
+            team: self.team.clone(),
+            channel: self.channel.clone(),
+        }
+    }
+}
+
+/// Where a department's requests go: team and requests channel names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Route {
+    pub team: String,
+    pub channel: String,
+}
+
+impl Route {
+    /// The configured team and channel: the default department.
+    pub fn default_for(settings: &MattermostSettings) -> Self {
+        Self {
+            team: settings.team.clone(),
+            channel: settings.channel.clone(),
+        }
+    }
+}
+
+/// The template of `kind` for a chat of `department` (`None` = the default department).
+pub fn template_for(department: Option<&Department>, kind: TemplateKind) -> &str {
+    department.map_or(kind.default_template(), |d| d.template(kind))
+}
+
+/// Every department, in the widget's order.
+pub async fn list(state: &AppState) -> Result<Vec<Department>, StoreError> {
+    Ok(state
+        .store
+        .list_departments()
+        .await?
+        .into_iter()
+        .map(Department::from_row)
+        .collect())
+}
+
+/// The department of a stored chat or offline message (`None`: the default one, also when
+/// its department was removed since).
+pub async fn get(state: &AppState, id: Option<i64>) -> Result<Option<Department>, StoreError> {
+    match id {
+        Some(id) => Ok(state
+            .store
+            .get_department(id)
+            .await?
+            .map(Department::from_row)),
+        None => Ok(None),
+    }
+}
+
+/// Where requests of `department` go; `None` without Mattermost.
+pub fn route_of(state: &AppState, department: Option<&Department>) -> Option<Route> {
+    match department {
+        Some(d) => Some(d.route()),
+        None => state.settings.mattermost.as_ref().map(Route::default_for),
+    }
+}
+
+/// Whether a department can take a chat now: within its hours, and (once parley knows) at
+/// least one of its operators present in Mattermost. `stream_required` is for the widget's
+/// online status: operators' replies need the event stream; a new chat only needs Mattermost
+/// to have been reached (it waits in the outbox during a short outage).
+pub fn is_available(
+    state: &AppState,
+    department: Option<&Department>,
+    at: Timestamp,
+    stream_required: bool,
+) -> bool {
+    let Some(bridge) = &state.bridge else {
+        return false;
+    };
+    let connected = if stream_required {
+        bridge.is_online()
+    } else {
+        bridge.is_resolved()
+    };
+    if !connected {
+        return false;
+    }
+    if let Some(hours) = department.and_then(|d| d.hours.as_ref())
+        && !hours.is_open_at(at)
+    {
+        return false;
+    }
+    let Some(route) = route_of(state, department) else {
+        return false;
+    };
+    presence_allows(bridge.presence.status(&route), &state.settings.presence)
+}
+
+/// The presence rule: unknown (not polled yet, or statuses switched off in Mattermost) does
+/// not hold a department back; a channel parley cannot use does.
+pub fn presence_allows(status: Option<RouteStatus>, policy: &PresenceSettings) -> bool {
+    match status {
+        None | Some(RouteStatus::StatusesUnavailable) => true,
+        Some(RouteStatus::Problem(_)) => false,
+        Some(RouteStatus::Known(counts)) => {
+            counts.online > 0
+                || (policy.away_counts && counts.away > 0)
+                || (policy.dnd_counts && counts.dnd > 0)
+        }
+    }
+}
+
+/// A department's state for the visitor API.
+#[derive(Debug, Clone, Serialize)]
+pub struct DepartmentView {
+    pub id: i64,
+    pub name: String,
+    pub online: bool,
+    pub texts: Texts,
+}
+
+/// The departments with their online state now (empty without departments), and whether any
+/// can be reached.
+pub async fn status(
+    state: &AppState,
+    at: Timestamp,
+) -> Result<(bool, Vec<DepartmentView>), StoreError> {
+    let departments = list(state).await?;
+    if departments.is_empty() {
+        return Ok((is_available(state, None, at, true), Vec::new()));
+    }
+    let views: Vec<DepartmentView> = departments
+        .into_iter()
+        .map(|d| DepartmentView {
+            online: is_available(state, Some(&d), at, true),
+            id: d.id,
+            name: d.name,
+            texts: d.texts,
+        })
+        .collect();
+    Ok((views.iter().any(|v| v.online), views))
+}
+
+/// Why a department's settings cannot be saved: the field and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> Invalid {
+    Invalid {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// Checks (and tidies) a department before it is saved: name, team and channel names,
+/// online hours and time zone, texts, templates. Mattermost itself is asked separately
+/// (`cli::check_in_mattermost`), since it may be unreachable.
+pub fn validate(row: &mut DepartmentRow) -> Result<(), Invalid> {
+    row.name = row.name.trim().to_owned();
+    if row.name.is_empty() {
+        return Err(invalid("name", "must not be empty"));
+    }
+    if row.name.chars().count() > MAX_NAME_CHARS || row.name.chars().any(char::is_control) {
+        return Err(invalid(
+            "name",
+            format!("must be one line of at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    row.team = row.team.trim().to_owned();
+    row.channel = row.channel.trim().trim_start_matches('~').to_owned();
+    for (field, value) in [("team", &row.team), ("channel", &row.channel)] {
+        if !is_mattermost_name(value) {
+            return Err(invalid(
+                field,
+                format!(
+                    "`{value}` is not a Mattermost {field} name (the part of its URL: lowercase letters, digits, - and _)"
+                ),
+            ));
+        }
+    }
+    row.timezone = row.timezone.trim().to_owned();
+    if row.timezone.is_empty() {
+        row.timezone = "UTC".into();
+    }
+    parse_zone(&row.timezone).map_err(|e| invalid("timezone", e))?;
+    row.hours = row
+        .hours
+        .take()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty());
+    if let Some(h) = &row.hours {
+        let parsed = OnlineHours::parse(h, &row.timezone).map_err(|e| invalid("hours", e))?;
+        row.hours = Some(parsed.text().to_owned());
+    }
+    for (field, text) in [
+        ("title", &mut row.text_title),
+        ("greeting", &mut row.text_greeting),
+        ("offline text", &mut row.text_offline),
+    ] {
+        *text = text
+            .take()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        if let Some(t) = text {
+            if t.chars().count() > MAX_TEXT_CHARS {
+                return Err(invalid(
+                    field,
+                    format!("is longer than {MAX_TEXT_CHARS} characters"),
+                ));
+            }
+            if t.chars().any(|c| c.is_control() && c != '\n') {
+                return Err(invalid(field, "must not contain control characters"));
+            }
+        }
+    }
+    let templates = [
+        &mut row.template_request,
+        &mut row.template_channel_display_name,
+        &mut row.template_channel_header,
+        &mut row.template_first_post,
+    ];
+    for (kind, value) in TemplateKind::ALL.into_iter().zip(templates) {
+        // An empty first post means "post nothing"; other templates cannot be empty.
+        if let Some(t) = value.as_deref()
+            && t.trim().is_empty()
+            && kind != TemplateKind::FirstPost
+        {
+            *value = None;
+        }
+        if let Some(t) = value.as_deref() {
+            template::validate(t, kind.max_chars(), kind.target())
+                .map_err(|e| invalid(kind.label(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Mattermost's rule for channel names (team names are stricter, but any team name passes
+/// this): lowercase letters, digits, `-` and `_`, starting with a letter or digit, at most 64.
+fn is_mattermost_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> DepartmentRow {
+        DepartmentRow {
+            id: 0,
+            name: " Sales ".into(),
+            team: "support".into(),
+            channel: "~sales-requests".into(),
+            position: 0,
+            hours: Some("Mon-Fri 9:00-17:30".into()),
+            timezone: "Europe/Berlin".into(),
+            text_title: Some("  ".into()),
+            text_greeting: None,
+            text_offline: None,
+            template_request: Some("".into()),
+            template_channel_display_name: None,
+            template_channel_header: None,
+            template_first_post: Some("".into()),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_valid_department_is_tidied() {
+        let mut r = row();
+        validate(&mut r).unwrap();
+        assert_eq!(r.name, "Sales");
+        assert_eq!(r.channel, "sales-requests");
+        assert_eq!(r.hours.as_deref(), Some("mon-fri 09:00-17:30"));
+        assert_eq!(r.text_title, None);
+        assert_eq!(r.template_request, None, "empty means the default");
+        assert_eq!(
+            r.template_first_post.as_deref(),
+            Some(""),
+            "empty first post: none"
+        );
+    }
+
+    #[test]
+    fn mistakes_name_their_field() {
+        type Mutation = fn(&mut DepartmentRow);
+        let cases: Vec<(Mutation, &str)> = vec![
+            (|r| r.name = "".into(), "name"),
+            (|r| r.team = "Support Team".into(), "team"),
+            (|r| r.channel = "Sales Requests".into(), "channel"),
+            (|r| r.hours = Some("weekdays".into()), "hours"),
+            (|r| r.timezone = "Berlin".into(), "timezone"),
+            (
+                |r| r.template_request = Some("from {nick".into()),
+                "request template",
+            ),
+            (
+                |r| r.template_channel_display_name = Some("x".repeat(201)),
+                "channel display name template",
+            ),
+            (|r| r.text_greeting = Some("x".repeat(501)), "greeting"),
+        ];
+        for (mutate, field) in cases {
+            let mut r = row();
+            mutate(&mut r);
+            assert_eq!(validate(&mut r).unwrap_err().field, field);
+        }
+    }
+}
