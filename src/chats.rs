@@ -604,7 +604,15 @@ pub async fn catch_up(state: &AppState) -> Result<usize, ApplyError> {
         let Some(post_id) = &chat.request_post_id else {
             continue;
         };
-        let mut reactions = bridge.client.reactions(post_id).await?;
+        let mut reactions = match bridge.client.reactions(post_id).await {
+            Ok(list) => list,
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                // E.g. someone deleted the request post: the other chats still count.
+                tracing::warn!(chat_id = %chat.id, error = %e, "could not read the request post's reactions");
+                continue;
+            }
+        };
         reactions.retain(|r| r.emoji_name == ACCEPT_EMOJI);
         reactions.sort_by_key(|r| r.create_at);
         for reaction in &reactions {
