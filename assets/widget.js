@@ -44,6 +44,8 @@
   const BACKOFF_MAX_MS = 30000;
   const REQUEST_TIMEOUT_MS = 15000;
   const FORGET_CLOSED_AFTER_MS = 30 * 60 * 1000; // a chat that ended long ago is not resumed
+  const TYPING_SHOWN_MS = 5000; // "… is typing" disappears after this without a new signal
+  const TYPING_SEND_MS = 3000; // the visitor's typing is sent at most this often
 
   // ----------------------------------------------------------------- i18n --
 
@@ -93,6 +95,10 @@
       evAccepted: '{name} joined the chat',
       evClosedByVisitor: 'You ended the chat',
       evClosedByOperator: '{name} ended the chat',
+      evTransferred: 'You are now talking to {name}',
+      typing: '{name} is typing…',
+      edited: 'edited',
+      editedAt: 'Edited {time}',
       errRateLimited: 'Too many messages, please wait a moment',
       errChatClosed: 'This chat has already ended',
       errTooLong: 'Your message is too long',
@@ -178,6 +184,10 @@
       evAccepted: '{name} ist dem Chat beigetreten',
       evClosedByVisitor: 'Sie haben den Chat beendet',
       evClosedByOperator: '{name} hat den Chat beendet',
+      evTransferred: 'Sie sprechen jetzt mit {name}',
+      typing: '{name} schreibt…',
+      edited: 'bearbeitet',
+      editedAt: 'Bearbeitet {time}',
       errRateLimited: 'Zu viele Nachrichten – bitte warten Sie einen Moment',
       errChatClosed: 'Dieser Chat wurde bereits beendet',
       errTooLong: 'Ihre Nachricht ist zu lang',
@@ -653,6 +663,10 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
 .visitor .meta { justify-content: flex-end; text-align: right; }
 .msg.failed .bubble { opacity: .75; }
 .failed-text { color: var(--danger); }
+.edited { font-style: italic; }
+.typing { margin: 0; padding: 0 16px 6px; min-height: 0; font-size: 12px; color: var(--muted); font-style: italic; }
+.typing::after { content: ''; display: inline-block; width: 1.2em; text-align: left; animation: parley-dots 1.2s steps(4, end) infinite; }
+@keyframes parley-dots { 0% { content: ''; } 25% { content: '.'; } 50% { content: '..'; } 75% { content: '...'; } }
 .linkbtn { border: 0; background: none; padding: 0; color: var(--accent); text-decoration: underline; font-size: 12px; }
 
 .confirm, .ended { padding: 10px 14px; border-top: 1px solid var(--line); background: var(--soft);
@@ -753,6 +767,10 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     wsAttempt: 0,
     wsTimer: 0,
     wsEverFailed: false,
+    wsHadReady: false, // a socket of this chat was ready before (a later "ready" is a reconnect)
+    deleted: new Set(), // ids of messages an operator deleted: never shown again
+    typingTimer: 0,
+    typingSentAt: 0,
     lastCatchUp: 0,
     pumping: false,
     blockedUntil: 0,
@@ -950,6 +968,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     'aria-label': t('messagesLabel'),
     tabindex: '0',
   });
+  // "Alice is typing…": not a live region, so screen readers are not interrupted by it.
+  E.typing = h('p', { class: 'typing', 'data-testid': 'typing', hidden: true });
   E.confirmYes = h('button', { type: 'button', class: 'danger', 'data-testid': 'confirm-close', text: t('confirmYes'), onclick: closeChat });
   E.confirmNo = h('button', { type: 'button', class: 'secondary', text: t('cancel'), onclick: () => showConfirm(false, true) });
   E.confirm = h('div', { class: 'confirm', role: 'group', 'aria-labelledby': 'parley-confirm-q', hidden: true }, h('p', { id: 'parley-confirm-q', text: t('confirmEnd') }), E.confirmYes, E.confirmNo);
@@ -961,7 +981,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     'data-testid': 'composer',
     placeholder: t('composerPlaceholder'),
     onkeydown: onComposerKey,
-    oninput: autosize,
+    oninput: onComposerInput,
     onpaste: onComposerPaste,
   });
   E.fileInput = h('input', {
@@ -1019,6 +1039,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     { class: 'view chat', hidden: true },
     E.chatStatus,
     E.msgs,
+    E.typing,
     E.confirm,
     E.ended,
     E.uploadError,
@@ -1368,6 +1389,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
         return t('evClosedByVisitor');
       case 'closed_by_operator':
         return t('evClosedByOperator', { name });
+      case 'transferred':
+        return t('evTransferred', { name });
       default:
         return m.text || '';
     }
@@ -1393,7 +1416,13 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
       el.append(h('div', { class: 'bubble' }, h('span', { class: 'sr', text: `${t('you')}: ` }), String(m.text || '')));
     } else files.prepend(h('span', { class: 'sr', text: `${t('you')}: ` }));
     if (files) el.append(files);
-    if (time) el.append(h('div', { class: 'meta' }, h('time', { datetime: m.created_at, text: time })));
+    const meta = h('div', { class: 'meta' });
+    if (time) meta.append(h('time', { datetime: m.created_at, text: time }));
+    if (sender === 'operator' && m.edited_at) {
+      const at = formatTime(m.edited_at);
+      meta.append(h('span', { class: 'edited', 'data-testid': 'edited', text: t('edited'), title: at ? t('editedAt', { time: at }) : null }));
+    }
+    if (meta.childNodes.length) el.append(meta);
     return el;
   }
 
@@ -1468,7 +1497,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
       // Links change every few minutes; a new link alone is set in place (see patchFileUrls).
       const fileSig = files.map((f) => f && `${f.id}/${f.name}/${f.size}/${f.image}`).join(',');
       const urlSig = files.map((f) => f && f.url).join(' ');
-      const sig = `${m.sender}|${m.author}|${m.text}|${m.html}|${m.event}|${m.created_at}|${operatorName()}|${fileSig}`;
+      const sig = `${m.sender}|${m.author}|${m.text}|${m.html}|${m.event}|${m.created_at}|${m.edited_at}|${operatorName()}|${fileSig}`;
       let entry = msgEls.get(key);
       if (!entry || entry.sig !== sig) {
         const el = storedEl(m);
@@ -1514,6 +1543,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     for (const m of list || []) {
       if (!m || m.id == null || !Number.isFinite(Number(m.id))) continue;
       const id = Number(m.id);
+      if (S.deleted.has(id)) continue;
       const old = S.msgs.get(id);
       for (const f of Array.isArray(m.files) ? m.files : []) if (f && f.id != null) fileViews.set(String(f.id), f);
       if (old) {
@@ -1545,6 +1575,67 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     if (fromVisitorHere) scrollToBottom();
     if (S.open) markSeen();
     else updateBadge();
+  }
+
+  // An operator deleted a message: it leaves the list (and never comes back).
+  function removeMessage(id) {
+    id = Number(id);
+    if (!Number.isFinite(id)) return;
+    S.deleted.add(id);
+    if (!S.msgs.delete(id)) return;
+    renderMessages();
+    updateBadge();
+  }
+
+  // A complete list from the server (`after=0`): what it no longer has was deleted meanwhile.
+  function reconcile(list) {
+    if (list.length < 500) {
+      let max = 0;
+      const ids = new Set();
+      for (const m of list) {
+        if (m && Number.isFinite(Number(m.id))) {
+          ids.add(Number(m.id));
+          max = Math.max(max, Number(m.id));
+        }
+      }
+      // (newer ids may have arrived on the socket after the list was made)
+      for (const id of Array.from(S.msgs.keys())) if (id <= max && !ids.has(id)) removeMessage(id);
+    }
+    addMessages(list);
+  }
+
+  // "… is typing" for a few seconds, or until their message arrives.
+  function showTyping(name) {
+    if (!name || isClosed()) return;
+    const stick = nearBottom();
+    E.typing.textContent = t('typing', { name });
+    E.typing.hidden = false;
+    if (stick) scrollToBottom();
+    clearTimeout(S.typingTimer);
+    S.typingTimer = setTimeout(hideTyping, TYPING_SHOWN_MS);
+  }
+  function hideTyping() {
+    clearTimeout(S.typingTimer);
+    E.typing.hidden = true;
+    E.typing.textContent = '';
+  }
+
+  function onComposerInput() {
+    autosize();
+    sendTyping();
+  }
+
+  // Tells the operator the visitor is typing (at most every few seconds, only on a live socket).
+  function sendTyping() {
+    if (!S.ws || !S.wsReady || !S.chat || S.chat.status !== 'active' || !E.composer.value.trim()) return;
+    const now = Date.now();
+    if (now - S.typingSentAt < TYPING_SEND_MS) return;
+    S.typingSentAt = now;
+    try {
+      S.ws.send(JSON.stringify({ type: 'typing' }));
+    } catch (_) {
+      /* the socket is closing; typing is not worth a retry */
+    }
   }
 
   // --------------------------------------------------------------- files --
@@ -1872,7 +1963,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     if (urlRefresh) return urlRefresh;
     urlRefresh = api('GET', `/api/v1/chats/${encodeURIComponent(cred.id)}/messages?after=0`, { token: cred.token })
       .then((r) => {
-        if (S.cred === cred) addMessages((r && r.messages) || []);
+        if (S.cred === cred) reconcile((r && r.messages) || []);
       })
       .catch(() => {
         /* the next error or the timer tries again */
@@ -2182,6 +2273,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     renderChatState();
     renderMessages(); // system texts may use the operator's name
     if (isClosed() && !wasClosed) {
+      hideTyping();
       clearTimeout(S.wsTimer);
       for (const x of S.locals) if (x.state === 'queued') Object.assign(x, { state: 'failed', error: t('errChatClosed'), code: 'chat_closed' });
       renderMessages();
@@ -2201,7 +2293,10 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     S.ws = null;
     S.wsReady = false;
     S.wsEverFailed = false;
+    S.wsHadReady = false;
     S.wsAttempt = 0;
+    S.deleted.clear();
+    hideTyping();
     clearTimeout(S.wsTimer);
     clearTimeout(S.retryTimer);
     S.blockedUntil = 0;
@@ -2290,9 +2385,25 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
           S.wsEverFailed = false;
           setChat(f.chat);
           updateReconnecting();
+          // After a reconnect, list everything again: edits and deletes made meanwhile are
+          // not replayed by id.
+          if (S.wsHadReady) refreshFileUrls();
+          S.wsHadReady = true;
           break;
         case 'message':
+          if (f.message) {
+            if (f.message.sender !== 'visitor') hideTyping();
+            addMessages([f.message]);
+          }
+          break;
+        case 'message_updated':
           if (f.message) addMessages([f.message]);
+          break;
+        case 'message_deleted':
+          removeMessage(f.id);
+          break;
+        case 'typing':
+          showTyping(String(f.name || ''));
           break;
         case 'chat':
           setChat(f.chat);

@@ -7,13 +7,17 @@ use serde_json::Value;
 use crate::{
     attachments::{self, Upload},
     domain::{ChatStatus, ClosedBy, Sender, markdown, system_event},
-    mattermost::{format, wire::Post},
+    events::LiveEvent,
+    mattermost::{
+        Bridge, MmError, answers, format,
+        wire::{Post, Reaction, User},
+    },
     security,
     state::AppState,
     storage::{
         StoreError,
-        chats::{AcceptOutcome, ChatRow, Closing, NewChat, Operator},
-        messages::{MessageRow, NewMessage, VisitorMessage, VisitorMessageOutcome},
+        chats::{AcceptOutcome, ChatRow, Closing, NewChat, Operator, Transfer},
+        messages::{MessageRow, NewMessage, NewNote, VisitorMessage, VisitorMessageOutcome},
         now_ms,
     },
 };
@@ -184,6 +188,12 @@ pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError>
     if user.is_bot || post.from_bot() {
         return Ok(());
     }
+    if let Some(command) = text.strip_prefix('!') {
+        if !state.store.claim_post(&post.id, &chat.id).await? {
+            return Ok(());
+        }
+        return run_command(state, bridge, &chat, command, post, &user).await;
+    }
     if status == ChatStatus::Closed {
         // Say so once per post, so nobody waits for an answer that cannot come.
         if state.store.claim_post(&post.id, &chat.id).await? {
@@ -192,12 +202,6 @@ pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError>
             state.wake_outbox();
         }
         return Ok(());
-    }
-    if let Some(command) = text.strip_prefix('!') {
-        if !state.store.claim_post(&post.id, &chat.id).await? {
-            return Ok(());
-        }
-        return run_command(state, &chat, command, &user.display_name(), &user.username).await;
     }
     if state.store.has_post(&post.id).await? {
         return Ok(());
@@ -252,25 +256,330 @@ pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError>
     Ok(())
 }
 
+/// Carries out an operator command (the text after `!`) and answers in the channel. Answers
+/// are built by `mattermost::answers`, which makes every piece of echoed text inert.
 async fn run_command(
     state: &AppState,
+    bridge: &Bridge,
     chat: &ChatRow,
     command: &str,
-    name: &str,
-    username: &str,
+    post: &Post,
+    user: &User,
 ) -> Result<(), ApplyError> {
-    let word = command.split_whitespace().next().unwrap_or_default();
-    match word.to_ascii_lowercase().as_str() {
-        "close" => {
-            close_by_operator(state, chat, name, username).await?;
+    let mut parts = command.trim_start().splitn(2, char::is_whitespace);
+    let word = parts.next().unwrap_or_default();
+    let rest = parts.next().unwrap_or_default().trim();
+    let active = chat.status() == ChatStatus::Active;
+    let answer = match word.to_ascii_lowercase().as_str() {
+        "close" if active => {
+            close_by_operator(state, chat, &user.display_name(), &user.username).await?;
+            None
         }
-        _ => {
-            let text = format!(
-                "Unknown command `!{word}`; the visitor did not see it. Commands: `!close` ends the chat."
-            );
-            state.store.enqueue_notice(&chat.id, &text).await?;
-            state.wake_outbox();
+        "transfer" if active => transfer(state, bridge, chat, rest).await?,
+        "invite" if active => Some(invite(bridge, chat, rest).await),
+        "close" | "transfer" | "invite" => Some(answers::chat_has_ended()),
+        "note" => Some(note(state, chat, rest, post, user).await?),
+        "info" => Some(info(state, chat).await?),
+        "help" => Some(answers::help()),
+        _ => Some(answers::unknown_command(word)),
+    };
+    if let Some(answer) = answer {
+        state.store.enqueue_reply(&chat.id, &answer).await?;
+        state.wake_outbox();
+    }
+    Ok(())
+}
+
+/// `!note <text>`: kept in the transcript, never sent to the visitor (no live event, no
+/// outbox task; the visitor API leaves notes out).
+async fn note(
+    state: &AppState,
+    chat: &ChatRow,
+    text: &str,
+    post: &Post,
+    user: &User,
+) -> Result<String, ApplyError> {
+    if text.is_empty() {
+        return Ok(answers::note_needs_text());
+    }
+    let note = NewNote {
+        author: &user.display_name(),
+        body: text,
+        post_id: &post.id,
+        created_at: if post.create_at > 0 {
+            post.create_at
+        } else {
+            now_ms()
+        },
+    };
+    state.store.insert_note(&chat.id, &note).await?;
+    Ok(answers::note_saved())
+}
+
+/// `!transfer @user`: adds them to the channel, makes them the chat's operator and tells the
+/// visitor. Returns the answer when nothing changed (the handover queues its own).
+async fn transfer(
+    state: &AppState,
+    bridge: &Bridge,
+    chat: &ChatRow,
+    argument: &str,
+) -> Result<Option<String>, ApplyError> {
+    let target = match operator_named(bridge, "transfer", argument).await {
+        Ok(user) => user,
+        Err(answer) => return Ok(Some(answer)),
+    };
+    if chat.operator_user_id.as_deref() == Some(target.id.as_str()) {
+        return Ok(Some(answers::already_operator(&target.username)));
+    }
+    let Some(channel_id) = chat.channel_id.as_deref() else {
+        return Ok(Some(answers::try_again()));
+    };
+    if let Err(answer) = add_to_channel(bridge, channel_id, &target).await {
+        return Ok(Some(answer));
+    }
+    let to = Operator {
+        user_id: target.id.clone(),
+        username: target.username.clone(),
+        name: target.display_name(),
+    };
+    let system_text = format!("You are now talking to {}", to.name);
+    let reply = answers::transferred(chat.operator_username.as_deref(), &to.username, &to.name);
+    let handover = Transfer {
+        from_user_id: chat.operator_user_id.as_deref().unwrap_or_default(),
+        to: &to,
+        system_text: &system_text,
+        reply: &reply,
+    };
+    match state
+        .store
+        .transfer_chat(&chat.id, &handover, now_ms())
+        .await?
+    {
+        Some((chat, notice)) => {
+            state.hub.message(&notice);
+            state.hub.chat(&chat);
+            Ok(None)
         }
+        // Ended, or handed to someone else, while this command ran.
+        None => Ok(Some(answers::chat_has_changed())),
+    }
+}
+
+/// `!invite @user`: adds a colleague to the channel. The visitor is not told (they see the
+/// colleague's name once they write).
+async fn invite(bridge: &Bridge, chat: &ChatRow, argument: &str) -> String {
+    let target = match operator_named(bridge, "invite", argument).await {
+        Ok(user) => user,
+        Err(answer) => return answer,
+    };
+    if chat.operator_user_id.as_deref() == Some(target.id.as_str()) {
+        return answers::already_operator(&target.username);
+    }
+    let Some(channel_id) = chat.channel_id.as_deref() else {
+        return answers::try_again();
+    };
+    match add_to_channel(bridge, channel_id, &target).await {
+        Ok(()) => answers::invited(&target.username, &target.display_name()),
+        Err(answer) => answer,
+    }
+}
+
+/// `!info`: the visitor's details and their earlier chats by e-mail.
+async fn info(state: &AppState, chat: &ChatRow) -> Result<String, ApplyError> {
+    let (total, earlier) = match &chat.visitor_email {
+        Some(email) => {
+            state
+                .store
+                .list_chats_by_email(email, &chat.id, EARLIER_CHATS_SHOWN)
+                .await?
+        }
+        None => (0, Vec::new()),
+    };
+    Ok(answers::info(chat, total, &earlier, now_ms()))
+}
+
+/// How many earlier chats `!info` lists by date.
+const EARLIER_CHATS_SHOWN: i64 = 10;
+
+/// The one `@username` after a command, as a user who can take chats; otherwise the answer
+/// that says why not.
+async fn operator_named(bridge: &Bridge, command: &str, argument: &str) -> Result<User, String> {
+    let mut words = argument.split_whitespace();
+    let (Some(word), None) = (words.next(), words.next()) else {
+        return Err(answers::needs_username(command));
+    };
+    let username = word.strip_prefix('@').unwrap_or(word).to_ascii_lowercase();
+    if !is_username(&username) {
+        return Err(answers::not_a_username(word));
+    }
+    match bridge.user_by_username(&username).await {
+        Ok(user) if user.is_bot => Err(answers::is_a_bot(&user.username)),
+        Ok(user) if user.delete_at > 0 => Err(answers::deactivated(&user.username)),
+        Ok(user) => Ok(user),
+        Err(e) if e.status() == Some(404) => Err(answers::no_such_user(&username)),
+        Err(e) if e.is_transient() => Err(answers::try_again()),
+        Err(e) => Err(answers::could_not_add(&username, &refusal(&e))),
+    }
+}
+
+/// Mattermost usernames: lowercase letters, digits, `.`, `-` and `_` (at most 64).
+fn is_username(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'))
+}
+
+/// Adds a user to a chat channel (idempotent on the server), or says why not.
+async fn add_to_channel(bridge: &Bridge, channel_id: &str, user: &User) -> Result<(), String> {
+    match bridge.client.add_channel_member(channel_id, &user.id).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.id() == Some("app.team.get_member.missing.app_error") => {
+            Err(answers::not_in_team(&user.username))
+        }
+        Err(e) if e.is_transient() => Err(answers::try_again()),
+        Err(e) => Err(answers::could_not_add(&user.username, &refusal(&e))),
+    }
+}
+
+/// Mattermost's own words for a refusal.
+fn refusal(e: &MmError) -> String {
+    match e {
+        MmError::Api { message, .. } if !message.is_empty() => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An operator edited a post in a chat channel: the stored message takes the new text and the
+/// visitor sees it marked edited. Posts by parley itself, notes and unchanged text (a pin, a
+/// reaction) change nothing.
+pub async fn apply_post_edited(state: &AppState, post: &Post) -> Result<(), ApplyError> {
+    let Some(bridge) = &state.bridge else {
+        return Ok(());
+    };
+    let ctx = bridge.context().await?;
+    if post.user_id == ctx.bot_user_id
+        || !post.kind.is_empty()
+        || post.delete_at > 0
+        || post.from_bot()
+    {
+        return Ok(());
+    }
+    let text = post.message.trim();
+    let html = markdown::render_operator_html(text);
+    let edited_at = if post.edit_at > 0 {
+        post.edit_at
+    } else {
+        now_ms()
+    };
+    if let Some(row) = state
+        .store
+        .update_message_from_post(&post.id, text, &html, edited_at)
+        .await?
+    {
+        state.hub.message_updated(&row);
+    }
+    Ok(())
+}
+
+/// An operator deleted a post in a chat channel: its message is marked deleted (kept for the
+/// back office) and leaves the visitor's view.
+pub async fn apply_post_deleted(state: &AppState, post: &Post) -> Result<(), ApplyError> {
+    let Some(bridge) = &state.bridge else {
+        return Ok(());
+    };
+    let ctx = bridge.context().await?;
+    if post.user_id == ctx.bot_user_id {
+        return Ok(());
+    }
+    let at = if post.delete_at > 0 {
+        post.delete_at
+    } else {
+        now_ms()
+    };
+    if let Some(row) = state.store.delete_message_from_post(&post.id, at).await?
+        && row.internal == 0
+    {
+        state
+            .hub
+            .publish(&row.chat_id, LiveEvent::MessageDeleted { id: row.id });
+    }
+    Ok(())
+}
+
+/// Someone types in a channel (Mattermost's `typing` event): if it is an operator in an
+/// active chat's channel, the visitor's widget says so. Nothing is stored.
+pub async fn operator_typing(
+    state: &AppState,
+    channel_id: &str,
+    user_id: &str,
+) -> Result<(), ApplyError> {
+    let Some(bridge) = &state.bridge else {
+        return Ok(());
+    };
+    let ctx = bridge.context().await?;
+    if user_id.is_empty() || user_id == ctx.bot_user_id || channel_id.is_empty() {
+        return Ok(());
+    }
+    let Some(chat) = state.store.get_chat_by_channel(channel_id).await? else {
+        return Ok(());
+    };
+    if chat.status() != ChatStatus::Active {
+        return Ok(());
+    }
+    let user = bridge.user(user_id).await?;
+    if user.is_bot {
+        return Ok(());
+    }
+    let name = user.display_name();
+    state.hub.publish(&chat.id, LiveEvent::Typing { name });
+    Ok(())
+}
+
+/// The emoji that accepts a chat when put on its request post, for servers that cannot reach
+/// parley's button callback.
+pub const ACCEPT_EMOJI: &str = "white_check_mark";
+
+/// A reaction was added somewhere: `:white_check_mark:` on a pending chat's request post by a
+/// person accepts the chat, through the same exactly-one-winner path as the button. The
+/// request post is then rewritten as after a click.
+pub async fn apply_reaction(state: &AppState, reaction: &Reaction) -> Result<(), ApplyError> {
+    let Some(bridge) = &state.bridge else {
+        return Ok(());
+    };
+    if reaction.emoji_name != ACCEPT_EMOJI {
+        return Ok(());
+    }
+    let ctx = bridge.context().await?;
+    if reaction.user_id == ctx.bot_user_id {
+        return Ok(());
+    }
+    let Some(chat) = state
+        .store
+        .get_chat_by_request_post(&reaction.post_id)
+        .await?
+    else {
+        return Ok(());
+    };
+    if chat.status() != ChatStatus::Pending {
+        return Ok(());
+    }
+    let user = bridge.user(&reaction.user_id).await?;
+    if user.is_bot || user.delete_at > 0 {
+        return Ok(());
+    }
+    let operator = Operator {
+        user_id: user.id.clone(),
+        username: user.username.clone(),
+        name: user.display_name(),
+    };
+    if let AcceptOutcome::Accepted { chat, .. } = accept(state, &chat.id, &operator).await? {
+        tracing::info!(chat_id = %chat.id, "chat accepted by a reaction on its request post");
+        let status_line = format!("accepted by @{}", operator.username);
+        state
+            .store
+            .enqueue_request_update(&chat.id, &status_line)
+            .await?;
+        state.wake_outbox();
     }
     Ok(())
 }
@@ -291,11 +600,42 @@ pub async fn catch_up(state: &AppState) -> Result<usize, ApplyError> {
         let mut posts: Vec<&Post> = list.posts.values().collect();
         posts.sort_by_key(|p| (p.create_at, p.id.clone()));
         for post in posts {
-            apply_post(state, post).await?;
+            apply_post_change(state, post).await?;
             applied += 1;
         }
     }
+    // Reactions are not posts: look at the request posts of chats still waiting.
+    for chat in state.store.list_pending_chats_with_request_post().await? {
+        let Some(post_id) = &chat.request_post_id else {
+            continue;
+        };
+        let mut reactions = match bridge.client.reactions(post_id).await {
+            Ok(list) => list,
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                // E.g. someone deleted the request post: the other chats still count.
+                tracing::warn!(chat_id = %chat.id, error = %e, "could not read the request post's reactions");
+                continue;
+            }
+        };
+        reactions.retain(|r| r.emoji_name == ACCEPT_EMOJI);
+        reactions.sort_by_key(|r| r.create_at);
+        for reaction in &reactions {
+            apply_reaction(state, reaction).await?;
+        }
+    }
     Ok(applied)
+}
+
+/// Applies a post from a catch-up list, which holds new, edited and deleted posts alike.
+async fn apply_post_change(state: &AppState, post: &Post) -> Result<(), ApplyError> {
+    if post.delete_at > 0 {
+        return apply_post_deleted(state, post).await;
+    }
+    if post.edit_at > 0 {
+        apply_post_edited(state, post).await?;
+    }
+    apply_post(state, post).await
 }
 
 /// Why a post could not be applied.
@@ -309,8 +649,16 @@ pub enum ApplyError {
 
 /// Reads a post embedded as a JSON string in a WebSocket event (`data.post`).
 pub fn post_from_event(data: &Value) -> Option<Post> {
-    let raw = data.get("post")?;
-    match raw {
+    embedded(data, "post")
+}
+
+/// Reads a reaction embedded as a JSON string in a WebSocket event (`data.reaction`).
+pub fn reaction_from_event(data: &Value) -> Option<Reaction> {
+    embedded(data, "reaction")
+}
+
+fn embedded<T: serde::de::DeserializeOwned>(data: &Value, key: &str) -> Option<T> {
+    match data.get(key)? {
         Value::String(s) => serde_json::from_str(s).ok(),
         other => serde_json::from_value(other.clone()).ok(),
     }

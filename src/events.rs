@@ -53,9 +53,11 @@ pub struct MessageView {
     /// Sanitised HTML for operator messages (rendered Markdown), escaped text otherwise.
     pub html: Option<String>,
     /// For system messages: what happened, for translation (`accepted`, `closed_by_visitor`,
-    /// `closed_by_operator`).
+    /// `closed_by_operator`, `transferred`).
     pub event: Option<String>,
     pub created_at: String,
+    /// When the operator last edited the message in Mattermost, if ever.
+    pub edited_at: Option<String>,
     pub files: Vec<FileView>,
 }
 
@@ -71,6 +73,7 @@ impl MessageView {
             html: m.html.clone(),
             event: m.event.clone(),
             created_at: rfc3339(m.created_at),
+            edited_at: m.edited_at.map(rfc3339),
             files: m
                 .files
                 .iter()
@@ -111,8 +114,24 @@ impl FileView {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
-    Message { message: MessageView },
-    Chat { chat: ChatView },
+    Message {
+        message: MessageView,
+    },
+    Chat {
+        chat: ChatView,
+    },
+    /// An operator edited a message: its full new view.
+    MessageUpdated {
+        message: MessageView,
+    },
+    /// An operator deleted a message: the visitor no longer sees it.
+    MessageDeleted {
+        id: i64,
+    },
+    /// An operator is typing in the chat's channel (not stored, never replayed).
+    Typing {
+        name: String,
+    },
 }
 
 /// Fan-out of live events per chat. Senders exist only while someone listens.
@@ -167,6 +186,12 @@ impl Hub {
     pub fn message(&self, m: &MessageRow) {
         let message = self.view(m);
         self.publish(&m.chat_id, LiveEvent::Message { message });
+    }
+
+    /// Publishes a message's new text after an operator edited it.
+    pub fn message_updated(&self, m: &MessageRow) {
+        let message = self.view(m);
+        self.publish(&m.chat_id, LiveEvent::MessageUpdated { message });
     }
 
     /// Publishes a chat's new state.

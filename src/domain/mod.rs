@@ -90,4 +90,6 @@ pub mod system_event {
     pub const ACCEPTED: &str = "accepted";
     pub const CLOSED_BY_VISITOR: &str = "closed_by_visitor";
     pub const CLOSED_BY_OPERATOR: &str = "closed_by_operator";
+    /// Another operator took the chat over (`!transfer`); the author is the new operator.
+    pub const TRANSFERRED: &str = "transferred";
 }

@@ -1,8 +1,9 @@
 //! `GET /api/v1/chats/{id}/live`: the visitor's WebSocket. The token is sent in the first
 //! frame (never in the URL, so it stays out of access logs); then the backlog after the
-//! client's last message id, then live events, de-duplicated by id.
+//! client's last message id, then live events, de-duplicated by id. The visitor's
+//! `{"type":"typing"}` frames are passed on to Mattermost (at most one per two seconds).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::{
     extract::{
@@ -17,6 +18,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
+    domain::ChatStatus,
     events::{ChatView, LiveEvent},
     http::{error::ApiError, extract::authenticate},
     state::AppState,
@@ -24,8 +26,10 @@ use crate::{
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
-/// Largest frame a visitor may send (only the auth frame and pings are expected).
+/// Largest frame a visitor may send (the auth frame, typing and pings are expected).
 const MAX_FRAME: usize = 4096;
+/// The visitor's typing goes to Mattermost at most this often (the widget sends every 3 s).
+const TYPING_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize)]
 struct AuthFrame {
@@ -135,6 +139,7 @@ async fn serve(state: AppState, chat_id: String, mut socket: WebSocket) {
 
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    let mut last_typing: Option<Instant> = None;
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -160,6 +165,14 @@ async fn serve(state: AppState, chat_id: String, mut socket: WebSocket) {
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(Message::Text(text))) => {
+                    if is_typing(text.as_str())
+                        && last_typing.is_none_or(|t| t.elapsed() >= TYPING_EVERY)
+                    {
+                        last_typing = Some(Instant::now());
+                        visitor_typing(&state, &chat.id).await;
+                    }
+                }
                 Some(Ok(_)) => {}
             },
             _ = ping.tick() => {
@@ -168,5 +181,32 @@ async fn serve(state: AppState, chat_id: String, mut socket: WebSocket) {
                 }
             }
         }
+    }
+}
+
+/// Whether a frame from the widget is `{"type":"typing"}`.
+fn is_typing(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("typing"))
+}
+
+/// Shows the visitor as typing in the chat's channel, if the chat is active. Dropped while
+/// Mattermost's event stream is down: typing is never queued.
+async fn visitor_typing(state: &AppState, chat_id: &str) {
+    let Some(bridge) = &state.bridge else {
+        return;
+    };
+    let chat = match state.store.get_chat(chat_id).await {
+        Ok(Some(chat)) => chat,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read the chat for typing");
+            return;
+        }
+    };
+    if chat.status() == ChatStatus::Active
+        && let Some(channel_id) = &chat.channel_id
+    {
+        bridge.visitor_typing(channel_id);
     }
 }

@@ -239,6 +239,15 @@ async fn deliver(
             )
             .await?;
         }
+        OutboxTask::Reply { text, key } => {
+            let channel = chat.channel_id.as_deref().ok_or(StoreError::NotFound)?;
+            let props = json!({ format::CHAT_PROP: chat.id });
+            let target = PostTarget {
+                channel_id: channel,
+                key,
+            };
+            post_once(bridge, row, &target, text, props, Vec::new()).await?;
+        }
         OutboxTask::UpdateRequest { text } => {
             if let Some(post_id) = &chat.request_post_id {
                 let (message, props) = format::settled_request(&chat, text);

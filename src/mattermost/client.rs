@@ -9,8 +9,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
 use super::wire::{
-    AppError, Channel, ChannelMember, CreateChannel, NewPost, Post, PostList, PostPatch, Status,
-    Team, User,
+    AppError, Channel, ChannelMember, CreateChannel, NewPost, Post, PostList, PostPatch, Reaction,
+    Status, Team, User,
 };
 
 /// A failed Mattermost call.
@@ -225,6 +225,21 @@ impl Client {
             seg(user_id)
         ))
         .await
+    }
+
+    /// `GET /users/username/{username}`.
+    pub async fn user_by_username(&self, username: &str) -> Result<User, MmError> {
+        self.get(&format!("/users/username/{}", seg(username)))
+            .await
+    }
+
+    /// `GET /posts/{id}/reactions`: every reaction on a post.
+    pub async fn reactions(&self, post_id: &str) -> Result<Vec<Reaction>, MmError> {
+        // The server answers `null` rather than `[]` for a post without reactions.
+        let list: Option<Vec<Reaction>> = self
+            .get(&format!("/posts/{}/reactions", seg(post_id)))
+            .await?;
+        Ok(list.unwrap_or_default())
     }
 
     /// `GET /teams/name/{name}`.

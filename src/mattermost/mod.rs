@@ -3,6 +3,7 @@
 //! server is reachable. The REST client, the event stream and the post formats live in the
 //! submodules.
 
+pub mod answers;
 pub mod client;
 pub mod files;
 pub mod format;
@@ -16,7 +17,10 @@ use std::{
         Arc, Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
     },
+    time::{Duration, Instant},
 };
+
+use tokio::sync::mpsc;
 
 use crate::{
     config::{MattermostSettings, base},
@@ -59,11 +63,28 @@ pub struct Bridge {
     targets: Mutex<HashMap<Route, Arc<Target>>>,
     /// Operators' presence per route, as last polled.
     pub presence: Presence,
+    /// Visitor typing, handed from the live sockets to the event stream, which sends it as a
+    /// `user_typing` action. Never queued for long: see [`Bridge::visitor_typing`].
+    typing_tx: mpsc::Sender<Typing>,
+    typing_rx: tokio::sync::Mutex<mpsc::Receiver<Typing>>,
 }
+
+/// "The visitor is typing" for a chat channel, as handed to the event stream.
+#[derive(Debug)]
+pub(crate) struct Typing {
+    pub channel_id: String,
+    pub at: Instant,
+}
+
+/// Typing older than this when the stream gets to it is dropped: it would be stale.
+pub(crate) const TYPING_FRESH: Duration = Duration::from_secs(2);
 
 impl Bridge {
     pub fn new(settings: MattermostSettings) -> Self {
+        let (typing_tx, typing_rx) = mpsc::channel(32);
         Self {
+            typing_tx,
+            typing_rx: tokio::sync::Mutex::new(typing_rx),
             client: Client::new(&base(&settings.url), settings.token.clone()),
             settings,
             context: RwLock::new(None),
@@ -241,6 +262,39 @@ impl Bridge {
         }
         cache.insert(id.to_owned(), user.clone());
         Ok(user)
+    }
+
+    /// A user by username (without `@`), from the server; cached by id for later look-ups.
+    pub async fn user_by_username(&self, username: &str) -> Result<User, MmError> {
+        let user = self.client.user_by_username(username).await?;
+        let mut cache = self.users.lock().expect("user cache");
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(user.id.clone(), user.clone());
+        Ok(user)
+    }
+
+    /// Shows the visitor as typing in a chat channel: handed to the event stream, which sends
+    /// Mattermost's `user_typing` action. Dropped (returns false) while the stream is down or
+    /// behind; typing is never queued.
+    pub fn visitor_typing(&self, channel_id: &str) -> bool {
+        if !self.stream_connected.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.typing_tx
+            .try_send(Typing {
+                channel_id: channel_id.to_owned(),
+                at: Instant::now(),
+            })
+            .is_ok()
+    }
+
+    /// The receiving end of visitor typing, held by the one event stream task.
+    pub(crate) async fn typing_receiver(
+        &self,
+    ) -> tokio::sync::MutexGuard<'_, mpsc::Receiver<Typing>> {
+        self.typing_rx.lock().await
     }
 
     /// Web link to a channel of the configured team.

@@ -1,7 +1,9 @@
 //! The Mattermost WebSocket event stream: authenticates with the bot token, resumes with
 //! `connection_id`/`sequence_number` after a drop, reconnects with backoff, and hands every
-//! `posted` event to `chats::apply_post` in order. When the server could not resume (a new
-//! `connection_id`), open chats are caught up over REST so nothing is missed.
+//! event in order to `chats` (posts, edits and deletes, operators typing, reactions on request
+//! posts). When the server could not resume (a new `connection_id`), open chats are caught up
+//! over REST so nothing is missed. It also sends the visitor's typing to Mattermost as the
+//! bot's `user_typing` action.
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use secrecy::ExposeSecret;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 use tokio_util::sync::CancellationToken;
 
-use super::wire::WsEvent;
+use super::{TYPING_FRESH, wire::WsEvent};
 use crate::{chats, state::AppState};
 
 /// The server pings every 60 s; hearing nothing for this long means the link is dead.
@@ -95,13 +97,35 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
     request.headers_mut().insert("Authorization", auth);
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
     crate::jobs::outbox::mattermost_is_back(state).await;
+    // Typing handed over while no stream was up is stale: drop it.
+    let mut typing = bridge.typing_receiver().await;
+    while typing.try_recv().is_ok() {}
+    // Client actions are numbered from 1 on each connection (mattermost-api.md §6).
+    let mut action_seq: i64 = 0;
+    let mut deadline = tokio::time::Instant::now() + SILENCE_LIMIT;
 
     loop {
-        let frame = match tokio::time::timeout(SILENCE_LIMIT, socket.next()).await {
-            Err(_) => return Err(StreamError::Silent(SILENCE_LIMIT)),
-            Ok(None) => return Ok(()),
-            Ok(Some(frame)) => frame?,
+        let frame = tokio::select! {
+            frame = socket.next() => frame,
+            _ = tokio::time::sleep_until(deadline) => return Err(StreamError::Silent(SILENCE_LIMIT)),
+            Some(t) = typing.recv() => {
+                if t.at.elapsed() <= TYPING_FRESH {
+                    action_seq += 1;
+                    let action = serde_json::json!({
+                        "action": "user_typing",
+                        "seq": action_seq,
+                        "data": {"channel_id": t.channel_id, "parent_id": ""},
+                    });
+                    socket.send(Message::Text(action.to_string().into())).await?;
+                }
+                continue;
+            }
         };
+        let frame = match frame {
+            None => return Ok(()),
+            Some(frame) => frame?,
+        };
+        deadline = tokio::time::Instant::now() + SILENCE_LIMIT;
         let text = match frame {
             Message::Text(t) => t,
             Message::Ping(p) => {
@@ -117,6 +141,8 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
         if let Some(seq) = event.seq {
             resume.next_seq = seq + 1;
         }
+        // A resumed connection replays without a new hello; any event proves it is up.
+        bridge.set_stream_connected(true);
         match event.event.as_str() {
             "hello" => {
                 let id = event
@@ -126,7 +152,6 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
                     .map(str::to_owned);
                 let resumed = id.is_some() && id == resume.connection_id;
                 resume.connection_id = id;
-                bridge.set_stream_connected(true);
                 if !resumed {
                     // A fresh connection: whatever happened in between must be fetched.
                     match chats::catch_up(state).await {
@@ -135,24 +160,52 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
                     }
                 }
             }
-            "posted" => {
-                bridge.set_stream_connected(true);
-                if let Some(post) = chats::post_from_event(&event.data)
-                    && let Err(e) = chats::apply_post(state, &post).await
-                {
+            kind @ ("posted" | "post_edited" | "post_deleted") => {
+                let Some(post) = chats::post_from_event(&event.data) else {
+                    continue;
+                };
+                let applied = match kind {
+                    "posted" => chats::apply_post(state, &post).await,
+                    "post_edited" => chats::apply_post_edited(state, &post).await,
+                    _ => chats::apply_post_deleted(state, &post).await,
+                };
+                if let Err(e) = applied {
                     // Start afresh without resuming: the new connection's catch-up
                     // fetches this post again.
                     resume.connection_id = None;
                     return Err(StreamError::Protocol(format!(
-                        "could not apply post {}: {e}",
+                        "could not apply {kind} of post {}: {e}",
                         post.id
                     )));
                 }
             }
-            _ => {
-                // A resumed connection replays without a new hello; any event proves it is up.
-                bridge.set_stream_connected(true);
+            "typing" => {
+                let user_id = event
+                    .data
+                    .get("user_id")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                // Typing is fleeting: a failure is not worth a reconnect.
+                if let Err(e) =
+                    chats::operator_typing(state, &event.broadcast.channel_id, user_id).await
+                {
+                    tracing::debug!(error = %e, "could not pass on an operator's typing");
+                }
             }
+            "reaction_added" => {
+                let Some(reaction) = chats::reaction_from_event(&event.data) else {
+                    continue;
+                };
+                if let Err(e) = chats::apply_reaction(state, &reaction).await {
+                    // The catch-up of a fresh connection looks at request posts' reactions.
+                    resume.connection_id = None;
+                    return Err(StreamError::Protocol(format!(
+                        "could not apply a reaction on post {}: {e}",
+                        reaction.post_id
+                    )));
+                }
+            }
+            _ => {}
         }
     }
 }

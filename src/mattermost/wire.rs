@@ -19,7 +19,7 @@ pub struct User {
     pub nickname: String,
     #[serde(default)]
     pub is_bot: bool,
-    /// Set when the account is deactivated.
+    /// Non-zero for a deactivated account.
     #[serde(default)]
     pub delete_at: i64,
 }
@@ -101,6 +101,9 @@ pub struct Post {
     pub create_at: i64,
     #[serde(default)]
     pub update_at: i64,
+    /// When the message was last edited (0: never).
+    #[serde(default)]
+    pub edit_at: i64,
     #[serde(default)]
     pub delete_at: i64,
     #[serde(default)]
@@ -196,6 +199,25 @@ pub struct WsEvent {
     pub data: Value,
     #[serde(default)]
     pub seq: Option<i64>,
+    #[serde(default)]
+    pub broadcast: WsBroadcast,
+}
+
+/// Who an event was sent to; parley reads the channel (`typing` names it only here).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WsBroadcast {
+    #[serde(default)]
+    pub channel_id: String,
+}
+
+/// A reaction (`data.reaction` of `reaction_added`, a JSON string).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Reaction {
+    pub user_id: String,
+    pub post_id: String,
+    pub emoji_name: String,
+    #[serde(default)]
+    pub create_at: i64,
 }
 
 /// A file's metadata (`FileInfo`).

@@ -341,3 +341,148 @@ impl Store {
         Ok(())
     }
 }
+
+/// A handover of an active chat to another operator (`!transfer`).
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer<'a> {
+    /// The operator the chat has now; the handover happens only if that is still so.
+    pub from_user_id: &'a str,
+    pub to: &'a Operator,
+    /// The system message for the visitor.
+    pub system_text: &'a str,
+    /// parley's answer in the chat's channel (Markdown, already made safe).
+    pub reply: &'a str,
+}
+
+/// An earlier chat of the same visitor (found by e-mail), for `!info`.
+#[derive(Debug, Clone, FromRow)]
+pub struct EarlierChat {
+    pub id: String,
+    pub status: String,
+    pub created_at: i64,
+    pub operator_username: Option<String>,
+}
+
+impl Store {
+    /// Hands an active chat to another operator, with the system message for the visitor and
+    /// the answer in the channel, in one transaction. `None` if the chat is no longer active
+    /// or someone else changed its operator in the meantime.
+    pub async fn transfer_chat(
+        &self,
+        id: &str,
+        transfer: &Transfer<'_>,
+        now: i64,
+    ) -> Result<Option<(ChatRow, MessageRow)>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let moved = sqlx::query_as::<_, ChatRow>(&format!(
+            "UPDATE chats SET operator_user_id = $1, operator_username = $2, operator_name = $3
+             WHERE id = $4 AND status = 'active' AND operator_user_id = $5
+             RETURNING {COLUMNS}"
+        ))
+        .bind(&transfer.to.user_id)
+        .bind(&transfer.to.username)
+        .bind(&transfer.to.name)
+        .bind(id)
+        .bind(transfer.from_user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(chat) = moved else {
+            return Ok(None);
+        };
+        let notice = NewMessage {
+            sender: Sender::System,
+            author: Some(&transfer.to.name),
+            body: transfer.system_text,
+            html: None,
+            event: Some(crate::domain::system_event::TRANSFERRED),
+            post_id: None,
+            created_at: now,
+        };
+        let notice = messages::insert(&mut tx, id, &notice)
+            .await?
+            .ok_or_else(|| StoreError::Conflict("transfer notice".into()))?;
+        let reply = OutboxTask::Reply {
+            text: transfer.reply.into(),
+            key: OutboxTask::new_key(),
+        };
+        outbox::enqueue(&mut tx, id, &reply, now).await?;
+        tx.commit().await?;
+        Ok(Some((chat, notice)))
+    }
+
+    /// The chat whose request post this is.
+    pub async fn get_chat_by_request_post(
+        &self,
+        post_id: &str,
+    ) -> Result<Option<ChatRow>, StoreError> {
+        Ok(sqlx::query_as::<_, ChatRow>(&format!(
+            "SELECT {COLUMNS} FROM chats WHERE request_post_id = $1"
+        ))
+        .bind(post_id)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    /// Pending chats whose request post exists: after a gap in the event stream their
+    /// reactions are looked at again.
+    pub async fn list_pending_chats_with_request_post(&self) -> Result<Vec<ChatRow>, StoreError> {
+        Ok(sqlx::query_as::<_, ChatRow>(&format!(
+            "SELECT {COLUMNS} FROM chats WHERE status = 'pending' AND request_post_id IS NOT NULL"
+        ))
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Other chats started with the same e-mail address (any case), newest first.
+    pub async fn list_chats_by_email(
+        &self,
+        email: &str,
+        except_id: &str,
+        limit: i64,
+    ) -> Result<(i64, Vec<EarlierChat>), StoreError> {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM chats WHERE LOWER(visitor_email) = LOWER($1) AND id <> $2",
+        )
+        .bind(email)
+        .bind(except_id)
+        .fetch_one(&self.read)
+        .await?;
+        let rows = sqlx::query_as::<_, EarlierChat>(
+            "SELECT id, status, created_at, operator_username FROM chats
+             WHERE LOWER(visitor_email) = LOWER($1) AND id <> $2
+             ORDER BY created_at DESC LIMIT $3",
+        )
+        .bind(email)
+        .bind(except_id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok((count, rows))
+    }
+
+    /// Queues a ready-made answer (Markdown made safe by `mattermost::answers`) into an
+    /// accepted chat's channel.
+    pub async fn enqueue_reply(&self, chat_id: &str, text: &str) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let task = OutboxTask::Reply {
+            text: text.into(),
+            key: OutboxTask::new_key(),
+        };
+        outbox::enqueue(&mut tx, chat_id, &task, super::now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Queues the rewrite of a chat's request post (without its button).
+    pub async fn enqueue_request_update(
+        &self,
+        chat_id: &str,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let task = OutboxTask::UpdateRequest { text: text.into() };
+        outbox::enqueue(&mut tx, chat_id, &task, super::now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -22,6 +22,15 @@ pub struct MessageRow {
     pub event: Option<String>,
     pub post_id: Option<String>,
     pub created_at: i64,
+    /// An operator note (`!note`): in the transcript, never shown to the visitor.
+    #[sqlx(default)]
+    pub internal: i64,
+    /// When an operator last edited the post this message came from.
+    #[sqlx(default)]
+    pub edited_at: Option<i64>,
+    /// When an operator deleted that post (the message is kept, but not shown).
+    #[sqlx(default)]
+    pub deleted_at: Option<i64>,
     /// Attached files (loaded with the message).
     #[sqlx(skip)]
     pub files: Vec<FileRow>,
@@ -45,7 +54,8 @@ pub struct NewMessage<'a> {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, chat_id, sender, author, body, html, event, post_id, created_at";
+const COLUMNS: &str = "id, chat_id, sender, author, body, html, event, post_id, created_at, \
+    internal, edited_at, deleted_at";
 
 /// Inserts a message inside the caller's transaction. Returns `None` when its Mattermost post
 /// was already stored (each post is applied once).
@@ -178,7 +188,8 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Messages of a chat with an id above `after`, oldest first.
+    /// The messages of a chat the visitor sees (no notes, nothing deleted) with an id above
+    /// `after`, oldest first.
     pub async fn list_messages(
         &self,
         chat_id: &str,
@@ -186,7 +197,9 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
         let mut rows = sqlx::query_as::<_, MessageRow>(&format!(
-            "SELECT {COLUMNS} FROM messages WHERE chat_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            "SELECT {COLUMNS} FROM messages
+             WHERE chat_id = $1 AND id > $2 AND internal = 0 AND deleted_at IS NULL
+             ORDER BY id LIMIT $3"
         ))
         .bind(chat_id)
         .bind(after)
@@ -240,5 +253,107 @@ impl Store {
             .execute(&self.write)
             .await?;
         Ok(())
+    }
+}
+
+/// A note an operator wrote with `!note`.
+#[derive(Debug, Clone)]
+pub struct NewNote<'a> {
+    pub author: &'a str,
+    pub body: &'a str,
+    /// The command's post, so a replayed post is stored once.
+    pub post_id: &'a str,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// The whole transcript of a chat, oldest first: notes and deleted messages included (for
+    /// the back office).
+    pub async fn list_transcript(&self, chat_id: &str) -> Result<Vec<MessageRow>, StoreError> {
+        let mut rows = sqlx::query_as::<_, MessageRow>(&format!(
+            "SELECT {COLUMNS} FROM messages WHERE chat_id = $1 ORDER BY id"
+        ))
+        .bind(chat_id)
+        .fetch_all(&self.read)
+        .await?;
+        self.attach_files(&mut rows).await?;
+        Ok(rows)
+    }
+
+    /// Stores an operator note; `None` if its post was already stored.
+    pub async fn insert_note(
+        &self,
+        chat_id: &str,
+        note: &NewNote<'_>,
+    ) -> Result<Option<MessageRow>, StoreError> {
+        let html = crate::domain::markdown::html_escape(note.body);
+        Ok(sqlx::query_as::<_, MessageRow>(&format!(
+            "INSERT INTO messages (chat_id, sender, author, body, html, post_id, created_at, internal)
+             VALUES ($1, 'operator', $2, $3, $4, $5, $6, 1)
+             ON CONFLICT (post_id) DO NOTHING
+             RETURNING {COLUMNS}"
+        ))
+        .bind(chat_id)
+        .bind(note.author)
+        .bind(note.body)
+        .bind(html)
+        .bind(note.post_id)
+        .bind(note.created_at)
+        .fetch_optional(&self.write)
+        .await?)
+    }
+
+    /// An operator edited the post an operator message came from: the new text and its HTML.
+    /// Returns the message if it changed (notes, deleted messages and unchanged text are left
+    /// alone, so replayed or property-only edits change nothing).
+    pub async fn update_message_from_post(
+        &self,
+        post_id: &str,
+        body: &str,
+        html: &str,
+        edited_at: i64,
+    ) -> Result<Option<MessageRow>, StoreError> {
+        let row = sqlx::query_as::<_, MessageRow>(&format!(
+            "UPDATE messages SET body = $1, html = $2, edited_at = $3
+             WHERE post_id = $4 AND sender = 'operator' AND internal = 0
+               AND deleted_at IS NULL AND body <> $1
+             RETURNING {COLUMNS}"
+        ))
+        .bind(body)
+        .bind(html)
+        .bind(edited_at)
+        .bind(post_id)
+        .fetch_optional(&self.write)
+        .await?;
+        self.with_files(row).await
+    }
+
+    /// An operator deleted the post an operator message (or note) came from: the message is
+    /// marked deleted and kept. Returns it the first time.
+    pub async fn delete_message_from_post(
+        &self,
+        post_id: &str,
+        deleted_at: i64,
+    ) -> Result<Option<MessageRow>, StoreError> {
+        let row = sqlx::query_as::<_, MessageRow>(&format!(
+            "UPDATE messages SET deleted_at = $1
+             WHERE post_id = $2 AND sender = 'operator' AND deleted_at IS NULL
+             RETURNING {COLUMNS}"
+        ))
+        .bind(deleted_at)
+        .bind(post_id)
+        .fetch_optional(&self.write)
+        .await?;
+        self.with_files(row).await
+    }
+
+    async fn with_files(&self, row: Option<MessageRow>) -> Result<Option<MessageRow>, StoreError> {
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut rows = [row];
+        self.attach_files(&mut rows).await?;
+        let [row] = rows;
+        Ok(Some(row))
     }
 }

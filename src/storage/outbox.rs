@@ -22,6 +22,9 @@ pub enum OutboxTask {
     /// Rewrite the request post (without its button), e.g. when the visitor left before anyone
     /// accepted.
     UpdateRequest { text: String },
+    /// Post parley's answer to an operator command into the chat's channel: Markdown that
+    /// `mattermost::answers` built, every piece of user text in it already made inert.
+    Reply { text: String, key: String },
 }
 
 impl OutboxTask {
@@ -32,12 +35,16 @@ impl OutboxTask {
             Self::RelayMessage { .. } => "relay_message",
             Self::Notice { .. } => "notice",
             Self::UpdateRequest { .. } => "update_request",
+            Self::Reply { .. } => "reply",
         }
     }
 
     /// Tasks that can only run once the chat has its own channel.
     pub fn needs_channel(&self) -> bool {
-        matches!(self, Self::RelayMessage { .. } | Self::Notice { .. })
+        matches!(
+            self,
+            Self::RelayMessage { .. } | Self::Notice { .. } | Self::Reply { .. }
+        )
     }
 
     /// A fresh idempotency key.

@@ -1,7 +1,8 @@
 //! The widget in real Chromium (Debian's, driven by playwright-core from
 //! `tests/browser/widget_flow.mjs`), embedded in a page of another origin, against the real
 //! server and the simulator. This test serves that page and acts as the operator when the
-//! script asks (accepting, writing, sending a file) or reports what Mattermost received.
+//! script asks (accepting, writing, sending a file, typing, editing) or reports what
+//! Mattermost received.
 
 use std::{
     path::PathBuf,
@@ -216,6 +217,50 @@ async fn add_departments(State(op): State<Operator>, Json(body): Json<Value>) ->
     Json(json!({"ok": true}))
 }
 
+/// Alice types in the chat's channel.
+async fn operator_typing(State(op): State<Operator>) -> Json<Value> {
+    op.sim.typing_as(&op.alice, &chat_channel(&op));
+    Json(json!({"ok": true}))
+}
+
+/// Alice edits her newest post containing `match` to `text`.
+async fn operator_edit(State(op): State<Operator>, Json(body): Json<Value>) -> Json<Value> {
+    let needle = body["match"].as_str().unwrap_or_default();
+    let post = op
+        .sim
+        .posts_in_channel(&chat_channel(&op))
+        .into_iter()
+        .rev()
+        .find(|p| {
+            p["user_id"] == op.alice.id.as_str()
+                && p["delete_at"] == 0
+                && p["message"].as_str().unwrap_or_default().contains(needle)
+        });
+    let Some(post) = post else {
+        return Json(json!({"ok": false, "error": "no such post by Alice"}));
+    };
+    op.sim
+        .edit_post_as(
+            &op.alice,
+            post["id"].as_str().unwrap_or_default(),
+            body["text"].as_str().unwrap_or_default(),
+        )
+        .await;
+    Json(json!({"ok": true}))
+}
+
+/// How often parley's bot said "typing" in the chat's channel (the visitor typing).
+async fn visitor_typing(State(op): State<Operator>) -> Json<Value> {
+    let channel = chat_channel(&op);
+    let count = op
+        .sim
+        .typing_events()
+        .iter()
+        .filter(|e| e["channel_id"] == channel.as_str() && e["user_id"] != op.alice.id.as_str())
+        .count();
+    Json(json!({"ok": true, "count": count}))
+}
+
 #[tokio::test]
 async fn the_widget_works_in_chromium_from_another_origin() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -243,6 +288,9 @@ async fn the_widget_works_in_chromium_from_another_origin() {
         .route("/control/presence", post(presence))
         .route("/control/requests-posts", post(requests_posts))
         .route("/control/departments", post(add_departments))
+        .route("/control/operator-typing", post(operator_typing))
+        .route("/control/operator-edit", post(operator_edit))
+        .route("/control/visitor-typing", post(visitor_typing))
         .with_state(operator);
     // 127.0.0.2 is another origin than parley's 127.0.0.1, as a customer's site would be.
     let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();

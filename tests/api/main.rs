@@ -6,4 +6,5 @@ mod cleanup;
 mod departments;
 mod files;
 mod helpers;
+mod live_details;
 mod visitor_api;

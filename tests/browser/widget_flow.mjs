@@ -6,7 +6,8 @@
 //   CONTROL_URL    the Rust test's control server (POST /accept, POST /operator-message {text},
 //                  POST /operator-file {name, text, base64}, POST /channel-files,
 //                  POST /presence {status}, POST /requests-posts {needle},
-//                  POST /departments {departments: [{name, greeting}]})
+//                  POST /departments {departments: [{name, greeting}]},
+//                  POST /operator-typing, POST /operator-edit {match, text}, POST /visitor-typing)
 //   SCREENSHOT_DIR where widget-prechat.png, widget-chat.png, widget-files.png and
 //                  widget-offline.png are written
 //   CHROMIUM       optional path of the browser (default /usr/bin/chromium, Debian's; never downloaded)
@@ -502,14 +503,45 @@ async function main() {
   checkProblems();
   step(10, 'operator image diagram.png shown inline (reloaded after a failed load), lightbox opens on click and closes on Escape (widget-files.png)');
 
-  // 11. the visitor ends the chat
+  // 11. typing both ways, and an operator editing a message
+  await control('/operator-typing');
+  const typing = tid(page, 'typing');
+  await until('step 11: "Alice Operator is typing…" should be shown (data-testid="typing")', async () =>
+    (await typing.isVisible()) && (await typing.textContent()).includes('Alice Operator is typing')
+  );
+  await control('/operator-message', { text: 'Your order ships on Monday' });
+  const shipping = page.locator('[data-testid="message"][data-sender="operator"]', { hasText: 'Your order ships on' });
+  await until('step 11: the operator message should appear', async () => (await shipping.count()) === 1);
+  assert(!(await typing.isVisible()), 'step 11: the typing indicator should go away when the operator\'s message arrives');
+  await control('/operator-edit', { match: 'ships on Monday', text: 'Your order ships on **Tuesday**' });
+  await until('step 11: the edited text should replace the message, bold and marked "edited"', async () => {
+    const shown = await shipping.evaluateAll((els) =>
+      els.map((el) => ({
+        strong: (el.querySelector('strong') || {}).textContent || '',
+        edited: (el.querySelector('[data-testid="edited"]') || {}).textContent || '',
+      }))
+    );
+    return shown.length === 1 && shown[0].strong === 'Tuesday' && shown[0].edited === 'edited';
+  });
+  assertNoDuplicateIds(await readMessages(page), 'step 11');
+  const typedBefore = (await control('/visitor-typing')).count;
+  // (the widget sends typing at most every 3 s, so keep typing until it goes out)
+  await until('step 11: the visitor typing should show in Mattermost (the bot\'s user_typing)', async () => {
+    await tid(page, 'composer').press('a');
+    return (await control('/visitor-typing')).count > typedBefore;
+  });
+  await tid(page, 'composer').fill('');
+  checkProblems();
+  step(11, 'typing shown both ways; the operator\'s edit replaced the text in place, marked "edited"');
+
+  // 12. the visitor ends the chat
   await tid(page, 'close-chat').click();
   await tid(page, 'confirm-close').click();
-  await until('step 11: the composer should be disabled after the chat is closed', async () => tid(page, 'composer').isDisabled());
-  await until('step 11: a "Start a new chat" button should be shown', async () => tid(page, 'new-chat').isVisible());
-  await until('step 11: the chat status should be "closed"', async () => (await tid(page, 'chat-status').getAttribute('data-status')) === 'closed');
+  await until('step 12: the composer should be disabled after the chat is closed', async () => tid(page, 'composer').isDisabled());
+  await until('step 12: a "Start a new chat" button should be shown', async () => tid(page, 'new-chat').isVisible());
+  await until('step 12: the chat status should be "closed"', async () => (await tid(page, 'chat-status').getAttribute('data-status')) === 'closed');
   checkProblems();
-  step(11, 'visitor closed the chat: composer disabled, "Start a new chat" shown');
+  step(12, 'visitor closed the chat: composer disabled, "Start a new chat" shown');
   await context.close();
 
   // ---------------------------------------------------------------- German
@@ -520,21 +552,21 @@ async function main() {
   const deLauncher = tid(dePage, 'launcher');
   await deLauncher.waitFor({ state: 'visible' });
   const label = await deLauncher.getAttribute('aria-label');
-  assert(label === DE.launcher, `step 12: launcher aria-label should be "${DE.launcher}", got "${label}"`);
+  assert(label === DE.launcher, `step 13: launcher aria-label should be "${DE.launcher}", got "${label}"`);
   await deLauncher.click();
   await tid(dePage, 'prechat-form').waitFor({ state: 'visible' }).catch(() => {
-    throw new AssertionFailed('step 12: the pre-chat form is not shown (is parley online?)');
+    throw new AssertionFailed('step 13: the pre-chat form is not shown (is parley online?)');
   });
   const submitText = (await tid(dePage, 'prechat-submit').textContent()).trim();
-  assert(submitText === DE.startChat, `step 12: the pre-chat submit button should read "${DE.startChat}", got "${submitText}"`);
+  assert(submitText === DE.startChat, `step 13: the pre-chat submit button should read "${DE.startChat}", got "${submitText}"`);
   const lang = await tid(dePage, 'panel').getAttribute('lang');
-  assert(lang === 'de', `step 12: the panel should have lang="de", got "${lang}"`);
+  assert(lang === 'de', `step 13: the panel should have lang="de", got "${lang}"`);
   const deAttach = await tid(dePage, 'attach-button').getAttribute('aria-label');
-  assert(deAttach === DE.attach, `step 12: the attach button should be labelled "${DE.attach}", got "${deAttach}"`);
+  assert(deAttach === DE.attach, `step 13: the attach button should be labelled "${DE.attach}", got "${deAttach}"`);
   const labels = await dePage.locator('[data-testid="prechat-form"] label').allTextContents();
-  assert(labels.includes(DE.message), `step 12: the pre-chat form should have the label "${DE.message}", got ${JSON.stringify(labels)}`);
+  assert(labels.includes(DE.message), `step 13: the pre-chat form should have the label "${DE.message}", got ${JSON.stringify(labels)}`);
   checkProblems();
-  step(12, `German locale: launcher "${label}", submit button "${submitText}"`);
+  step(13, `German locale: launcher "${label}", submit button "${submitText}"`);
   await de.close();
 
   // ---------------------------------------------------------------- offline
@@ -556,7 +588,7 @@ async function main() {
   await until('step 13: the status should show offline', async () => (await tid(offPage, 'status').getAttribute('data-online')) === 'false');
   assert((await tid(offPage, 'offline-message').inputValue()) === 'Is anybody there?', 'step 13: the typed message should move to the offline form');
   checkProblems();
-  step(13, 'all operators offline: the open widget switched to the offline form by itself, keeping the typed text');
+  step(14, 'all operators offline: the open widget switched to the offline form by itself, keeping the typed text');
 
   // 14. the visitor leaves a message: it appears in the requests channel
   await tid(offPage, 'offline-name').fill('Olga Offline');
@@ -571,7 +603,7 @@ async function main() {
   });
   assert(String(offlinePost.message).includes('Olga Offline'), `step 14: the post should name the visitor, got ${JSON.stringify(offlinePost.message)}`);
   checkProblems();
-  step(14, 'offline message sent from the widget and posted to the requests channel (widget-offline.png)');
+  step(15, 'offline message sent from the widget and posted to the requests channel (widget-offline.png)');
 
   // 15. several departments: the visitor chooses one, its greeting is shown
   await control('/presence', { status: 'online' });
@@ -588,7 +620,7 @@ async function main() {
     (await tid(offPage, 'prechat-form').textContent()).includes('Support is here')
   );
   checkProblems();
-  step(15, 'departments: the select lists both, the chosen one\'s greeting is shown');
+  step(16, 'departments: the select lists both, the chosen one\'s greeting is shown');
   await off.close();
 }
 

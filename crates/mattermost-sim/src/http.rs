@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::HashMap;
 
-use crate::api::{actions, channels, files, posts, system, teams, users};
+use crate::api::{actions, channels, files, posts, reactions, system, teams, users};
 use crate::error::{ApiError, ApiResult};
 use crate::model::User;
 use crate::ws;
@@ -55,6 +55,8 @@ pub fn router(shared: Shared) -> Router {
         .route("/posts/ephemeral", post(posts::create_ephemeral))
         .route("/posts/{post_id}", get(posts::get).delete(posts::delete))
         .route("/posts/{post_id}/patch", put(posts::patch))
+        .route("/posts/{post_id}/reactions", get(reactions::for_post))
+        .route("/reactions", post(reactions::save))
         .route(
             "/posts/{post_id}/actions/{action_id}",
             post(actions::do_action),
@@ -101,7 +103,7 @@ async fn faults_and_log(State(shared): State<Shared>, req: Request, next: Next) 
     let (verdict, delay, version) = {
         let mut st = shared.lock();
         let f = &mut st.faults;
-        let verdict = if f.down {
+        let verdict = if f.down || (websocket && f.websockets_down) {
             Verdict::Down
         } else if helper || websocket {
             Verdict::Pass

@@ -438,6 +438,42 @@ impl MattermostSim {
         assert_eq!(status, 200, "delete_post_as({}) failed: {v}", user.username);
     }
 
+    /// Reacts to a post as `user` (`POST /reactions`); returns the Reaction. Panics unless
+    /// the server accepts it (200, as the real server answers).
+    pub async fn react_as(&self, user: &SimUser, post_id: &str, emoji_name: &str) -> Value {
+        let body = json!({"user_id": user.id, "post_id": post_id, "emoji_name": emoji_name});
+        let (status, v) = self
+            .call(user, reqwest::Method::POST, "/reactions", Some(body))
+            .await;
+        assert_eq!(status, 200, "react_as({}) failed: {v}", user.username);
+        v
+    }
+
+    /// Shows `user` typing in a channel, as their client's `user_typing` action does:
+    /// `typing` goes to the other members' WebSockets. Panics if the user may not post there.
+    pub fn typing_as(&self, user: &SimUser, channel_id: &str) {
+        let result = self.inner.lock().user_typing(&user.id, channel_id, "");
+        if let Err(e) = result {
+            panic!("typing_as({}) failed: {}", user.username, e.id);
+        }
+    }
+
+    /// Every accepted `user_typing` action, oldest first: `{user_id, channel_id, parent_id,
+    /// at}` (from WebSocket clients such as parley's bot, and from [`Self::typing_as`]).
+    pub fn typing_events(&self) -> Vec<Value> {
+        self.inner.lock().typing_log.clone()
+    }
+
+    /// The reactions on a post, oldest first.
+    pub fn reactions_on(&self, post_id: &str) -> Vec<Value> {
+        self.inner
+            .lock()
+            .reactions_for_post(post_id)
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+            .collect()
+    }
+
     // ----- fault injection -----------------------------------------------------
 
     /// The next `n` REST calls (not the helpers', not WebSocket upgrades) answer
@@ -462,6 +498,17 @@ impl MattermostSim {
         st.faults.down = down;
         if down {
             st.hub.drop_all();
+        }
+    }
+
+    /// While on, WebSocket upgrades are refused but REST answers. Turning it on cuts open
+    /// WebSockets and forgets their connections (as after the server's 5-minute reaper), so
+    /// every event until a client connects afresh is lost to it: it must catch up over REST.
+    pub fn set_websockets_down(&self, down: bool) {
+        let mut st = self.inner.lock();
+        st.faults.websockets_down = down;
+        if down {
+            st.hub.expire_all();
         }
     }
 

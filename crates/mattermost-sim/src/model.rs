@@ -224,6 +224,9 @@ pub struct Post {
     pub reply_count: i64,
     pub last_reply_at: i64,
     pub participants: Option<Value>,
+    /// Set once someone reacted (`omitempty` on the real server).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub has_reactions: bool,
 }
 
 impl Post {
@@ -249,6 +252,7 @@ impl Post {
             reply_count: 0,
             last_reply_at: 0,
             participants: None,
+            has_reactions: false,
         }
     }
 
@@ -356,4 +360,17 @@ pub struct Status {
     pub status: String,
     pub manual: bool,
     pub last_activity_at: i64,
+}
+
+/// An emoji reaction on a post (`model.Reaction`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Reaction {
+    pub user_id: String,
+    pub post_id: String,
+    pub emoji_name: String,
+    pub create_at: i64,
+    pub update_at: i64,
+    pub delete_at: i64,
+    pub remote_id: String,
+    pub channel_id: String,
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::SimConfig;
 use crate::model::{
-    Channel, ChannelMember, FileInfo, Post, Status, Team, User, new_id, now_ms, strip_integrations,
+    Channel, ChannelMember, FileInfo, Post, Reaction, Status, Team, User, new_id, now_ms,
+    strip_integrations,
 };
 use crate::ws::{Audience, Broadcast, Hub, WsEvent};
 
@@ -23,6 +24,8 @@ pub struct Faults {
     pub rate_limit_next: usize,
     pub retry_after_secs: u64,
     pub down: bool,
+    /// WebSocket upgrades are refused (REST still works).
+    pub websockets_down: bool,
     pub delay: Duration,
 }
 
@@ -54,6 +57,10 @@ pub struct State {
     pub ephemeral: Vec<(String, Value)>,
     pub integration_requests: Vec<Value>,
     pub request_log: Vec<(String, String, u16)>,
+    /// Reactions in the order they were first saved; removed ones keep `delete_at`.
+    pub reactions: Vec<Reaction>,
+    /// Every accepted `user_typing` action: `{user_id, channel_id, parent_id, at}`.
+    pub typing_log: Vec<Value>,
     pub faults: Faults,
     pub hub: Hub,
 }
@@ -428,5 +435,112 @@ impl State {
         self.posts.insert(new.id.clone(), new.clone());
         self.emit_post_event("post_edited", &new);
         Ok(new)
+    }
+}
+
+impl State {
+    /// The `user_typing` action (MM:wsapi/user.go `userTyping`): needs `create_post` in the
+    /// channel (else the invalid-param error), then `typing` goes to the channel's members
+    /// except the typist.
+    pub fn user_typing(
+        &mut self,
+        user_id: &str,
+        channel_id: &str,
+        parent_id: &str,
+    ) -> Result<(), crate::error::ApiError> {
+        let invalid = || {
+            crate::error::ApiError::new(
+                400,
+                "api.websocket_handler.invalid_param.app_error",
+                "Invalid channel_id parameter.",
+            )
+        };
+        if !crate::validate::is_id(channel_id) {
+            return Err(invalid());
+        }
+        let user = self.users.get(user_id).cloned().ok_or_else(invalid)?;
+        if !self.channels.contains_key(channel_id) || !self.has_channel_role(&user, channel_id) {
+            return Err(invalid());
+        }
+        self.typing_log.push(json!({
+            "user_id": user_id, "channel_id": channel_id, "parent_id": parent_id, "at": now_ms()
+        }));
+        let mut omit = Map::new();
+        omit.insert(user_id.to_owned(), Value::Bool(true));
+        let ev = WsEvent::new(
+            "typing",
+            json!({"parent_id": parent_id, "user_id": user_id}),
+            Broadcast {
+                channel_id: channel_id.to_owned(),
+                omit_users: Some(omit),
+                ..Broadcast::default()
+            },
+        );
+        self.publish(&ev);
+        Ok(())
+    }
+
+    /// Saves a reaction like `SaveReactionForPost` (an upsert on user, post and emoji),
+    /// marks the post as having reactions and broadcasts `reaction_added` to the channel
+    /// with `data.reaction` as a JSON string. The caller has checked the request.
+    pub fn save_reaction(&mut self, user_id: &str, post_id: &str, emoji_name: &str) -> Reaction {
+        let now = now_ms();
+        let channel_id = self
+            .posts
+            .get(post_id)
+            .map(|p| p.channel_id.clone())
+            .unwrap_or_default();
+        let existing = self
+            .reactions
+            .iter_mut()
+            .find(|r| r.user_id == user_id && r.post_id == post_id && r.emoji_name == emoji_name);
+        let reaction = match existing {
+            Some(r) => {
+                r.update_at = now;
+                r.delete_at = 0;
+                r.clone()
+            }
+            None => {
+                let r = Reaction {
+                    user_id: user_id.to_owned(),
+                    post_id: post_id.to_owned(),
+                    emoji_name: emoji_name.to_owned(),
+                    create_at: now,
+                    update_at: now,
+                    delete_at: 0,
+                    remote_id: String::new(),
+                    channel_id: channel_id.clone(),
+                };
+                self.reactions.push(r.clone());
+                r
+            }
+        };
+        // The store sets HasReactions and moves UpdateAt, so `?since=` lists the post again.
+        if let Some(post) = self.posts.get_mut(post_id) {
+            post.has_reactions = true;
+            post.update_at = now;
+        }
+        let data = json!({
+            "reaction": serde_json::to_string(&reaction).unwrap_or_default(),
+        });
+        let ev = WsEvent::new(
+            "reaction_added",
+            data,
+            Broadcast {
+                channel_id,
+                ..Broadcast::default()
+            },
+        );
+        self.publish(&ev);
+        reaction
+    }
+
+    /// The live reactions on a post, oldest first.
+    pub fn reactions_for_post(&self, post_id: &str) -> Vec<Reaction> {
+        self.reactions
+            .iter()
+            .filter(|r| r.post_id == post_id && r.delete_at == 0)
+            .cloned()
+            .collect()
     }
 }

@@ -30,7 +30,7 @@ fn matches_identifier(name: &str) -> bool {
     chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn is_id(s: &str) -> bool {
+pub fn is_id(s: &str) -> bool {
     s.len() == 26
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())

@@ -828,3 +828,179 @@ async fn simultaneous_clicks_reach_the_integration_concurrently() {
     assert_eq!((a.0, b.0), (200, 200));
     assert_eq!(w.sim.integration_requests().len(), 2);
 }
+
+#[tokio::test]
+async fn reactions_are_saved_listed_and_broadcast_like_the_server() {
+    let w = world().await;
+    let post = w.sim.post_as(&w.bot, &w.channel, "a request").await;
+    let post_id = post["id"].as_str().unwrap();
+    let mut ws = connect(&w, &w.bot, "").await;
+    assert_eq!(next_json(&mut ws).await["event"], "hello");
+    wait_for_connections(&w.sim, 1).await;
+
+    // The server writes the Reaction without a status: 200, not the reference's 201.
+    let body = json!({"user_id": w.alice.id, "post_id": post_id, "emoji_name": "white_check_mark"});
+    let (status, reaction) = w.post_json(&w.alice, "/reactions", body.clone()).await;
+    assert_eq!(status, 200, "{reaction}");
+    assert_eq!(reaction["emoji_name"], "white_check_mark");
+    assert_eq!(reaction["channel_id"], w.channel.as_str());
+    assert!(reaction["create_at"].as_i64().unwrap() > 0);
+
+    let event = next_json(&mut ws).await;
+    assert_eq!(event["event"], "reaction_added");
+    assert_eq!(event["broadcast"]["channel_id"], w.channel.as_str());
+    let inner: Value = serde_json::from_str(
+        event["data"]["reaction"]
+            .as_str()
+            .expect("data.reaction is a JSON string"),
+    )
+    .unwrap();
+    assert_eq!(inner["user_id"], w.alice.id.as_str());
+    assert_eq!(inner["post_id"], post_id);
+
+    let (status, list) = w
+        .send(
+            reqwest::Method::GET,
+            &w.bot,
+            &format!("/posts/{post_id}/reactions"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let stored = w.sim.post(post_id).unwrap();
+    assert_eq!(stored["has_reactions"], true);
+    assert!(stored["update_at"].as_i64() > post["update_at"].as_i64());
+
+    // Reacting again is an upsert: still one reaction.
+    assert_eq!(w.post_json(&w.alice, "/reactions", body).await.0, 200);
+    assert_eq!(w.sim.reactions_on(post_id).len(), 1);
+
+    let refusals = [
+        (
+            json!({"user_id": w.bot.id, "post_id": post_id, "emoji_name": "smile"}),
+            403,
+            "api.reaction.save_reaction.user_id.app_error",
+        ),
+        (
+            json!({"user_id": w.alice.id, "post_id": "short", "emoji_name": "smile"}),
+            400,
+            "api.reaction.save_reaction.invalid.app_error",
+        ),
+        (
+            json!({"user_id": w.alice.id, "post_id": post_id, "emoji_name": "no_such_emoji"}),
+            404,
+            "app.emoji.get_by_name.no_result",
+        ),
+        (
+            json!({"user_id": w.alice.id, "post_id": post_id, "emoji_name": "bad name"}),
+            400,
+            "model.reaction.is_valid.emoji_name.app_error",
+        ),
+    ];
+    for (body, status, id) in refusals {
+        let (got, err) = w.post_json(&w.alice, "/reactions", body.clone()).await;
+        assert_eq!((got, err["id"].as_str().unwrap()), (status, id), "{body}");
+    }
+    // Not a member of the channel: no add_reaction.
+    let outsider = w.sim.create_user("olga", "Olga", "Outside");
+    w.sim.add_team_member(&w.team, &outsider.id);
+    let (status, _) = w
+        .post_json(
+            &outsider,
+            "/reactions",
+            json!({"user_id": outsider.id, "post_id": post_id, "emoji_name": "smile"}),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    let seen = w.sim.react_as(&w.bot, post_id, "eyes").await;
+    assert_eq!(seen["user_id"], w.bot.id.as_str());
+    assert_eq!(w.sim.reactions_on(post_id).len(), 2);
+}
+
+#[tokio::test]
+async fn typing_needs_a_member_and_is_recorded() {
+    let w = world().await;
+    let mut bot = connect(&w, &w.bot, "").await;
+    assert_eq!(next_json(&mut bot).await["event"], "hello");
+    wait_for_connections(&w.sim, 1).await;
+
+    w.sim.typing_as(&w.alice, &w.channel);
+    let typing = next_json(&mut bot).await;
+    assert_eq!(typing["event"], "typing");
+    assert_eq!(typing["broadcast"]["channel_id"], w.channel.as_str());
+    assert_eq!(typing["broadcast"]["omit_users"][&w.alice.id], true);
+    let log = w.sim.typing_events();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["user_id"], w.alice.id.as_str());
+
+    // Typing where one may not post is the invalid-param error, and nothing is sent.
+    let (_, other) = w.create_channel("elsewhere").await;
+    let other_id = other["id"].as_str().unwrap();
+    bot.send(Message::Text(
+        json!({"seq": 1, "action": "user_typing", "data": {"channel_id": "nope", "parent_id": ""}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let reply = loop {
+        // (the new channel's own events may come first)
+        let frame = next_json(&mut bot).await;
+        if frame.get("seq_reply").is_some() {
+            break frame;
+        }
+    };
+    assert_eq!(reply["status"], "FAIL");
+    assert_eq!(
+        reply["error"]["id"],
+        "api.websocket_handler.invalid_param.app_error"
+    );
+    let mut alice = connect(&w, &w.alice, "").await;
+    assert_eq!(next_json(&mut alice).await["event"], "hello");
+    alice
+        .send(Message::Text(
+            json!({"seq": 1, "action": "user_typing", "data": {"channel_id": other_id}})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut alice).await["status"], "FAIL");
+    assert_eq!(w.sim.typing_events().len(), 1);
+}
+
+#[tokio::test]
+async fn websockets_down_refuses_upgrades_and_forgets_connections() {
+    let w = world().await;
+    let mut ws = connect(&w, &w.bot, "").await;
+    let hello = next_json(&mut ws).await;
+    let conn_id = hello["data"]["connection_id"].as_str().unwrap().to_owned();
+    wait_for_connections(&w.sim, 1).await;
+
+    w.sim.set_websockets_down(true);
+    wait_for_connections(&w.sim, 0).await;
+    let url = format!(
+        "{}/api/v4/websocket",
+        w.sim.url().replace("http://", "ws://")
+    );
+    assert!(
+        tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .is_err()
+    );
+    // REST still answers.
+    w.sim.post_as(&w.alice, &w.channel, "missed").await;
+
+    w.sim.set_websockets_down(false);
+    let mut again = connect(
+        &w,
+        &w.bot,
+        &format!("?connection_id={conn_id}&sequence_number=1"),
+    )
+    .await;
+    let hello = next_json(&mut again).await;
+    assert_eq!(hello["event"], "hello", "the old connection is gone");
+    assert_ne!(hello["data"]["connection_id"], conn_id.as_str());
+}

@@ -293,6 +293,14 @@ impl Hub {
         }
     }
 
+    /// Cuts every open socket and forgets every connection, as the server does once they
+    /// have been gone longer than the reaper allows: a client cannot resume and misses what
+    /// happens until it connects afresh.
+    pub fn expire_all(&mut self) {
+        self.drop_all();
+        self.conns.clear();
+    }
+
     pub fn open_count(&self) -> usize {
         self.conns.values().filter(|c| c.socket.is_some()).count()
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use super::{Broadcast, Out, WsEvent};
+use super::Out;
 use crate::Shared;
 use crate::error::ApiError;
 use crate::http::{query_params, request_token};
@@ -178,33 +178,17 @@ fn handle_frame(shared: &Shared, socket_id: u64, user_id: &mut Option<String>, t
             let channel_id = data
                 .get("channel_id")
                 .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
+                .unwrap_or_default();
             let parent_id = data
                 .get("parent_id")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            if channel_id.is_empty() {
-                st.hub.reply(
-                    socket_id,
-                    &ws_error(seq, "api.websocket_handler.invalid_param.app_error", 400),
-                );
-                return true;
+            match st.user_typing(&uid, channel_id, parent_id) {
+                Ok(()) => st
+                    .hub
+                    .reply(socket_id, &json!({"status": "OK", "seq_reply": seq})),
+                Err(e) => st.hub.reply(socket_id, &ws_error(seq, &e.id, e.status)),
             }
-            let mut omit = serde_json::Map::new();
-            omit.insert(uid.clone(), Value::Bool(true));
-            let ev = WsEvent::new(
-                "typing",
-                json!({"parent_id": parent_id, "user_id": uid}),
-                Broadcast {
-                    channel_id,
-                    omit_users: Some(omit),
-                    ..Broadcast::default()
-                },
-            );
-            st.publish(&ev);
-            st.hub
-                .reply(socket_id, &json!({"status": "OK", "seq_reply": seq}));
         }
         "get_statuses" | "get_statuses_by_ids" => {
             let wanted: Option<Vec<String>> = data
