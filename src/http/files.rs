@@ -244,7 +244,7 @@ pub async fn download_signed(
     }
     let file = state
         .store
-        .get_file(&file_id)
+        .get_visitor_file(&file_id)
         .await?
         .ok_or_else(|| ApiError::not_found("file"))?;
     serve(&state, &file).await
@@ -258,7 +258,7 @@ pub async fn download_for_visitor(
 ) -> Result<Response, ApiError> {
     let file = state
         .store
-        .get_file(&file_id)
+        .get_visitor_file(&file_id)
         .await?
         .filter(|f| f.chat_id == chat.id)
         .ok_or_else(|| ApiError::not_found("file"))?;

@@ -503,3 +503,51 @@ async fn a_file_mattermost_refuses_leaves_the_text_and_a_note() {
     );
     wait_until("delivery is done", || app.outbox_empty()).await;
 }
+
+#[tokio::test]
+async fn a_deleted_operator_post_takes_its_files_from_the_visitor() {
+    let app = spawn_app().await;
+    let chat = app.start_simple_chat("Hello").await;
+    let channel_id = app.accept(&chat, &app.alice).await;
+    let file = app
+        .sim
+        .upload_file_as(&app.alice, &channel_id, "wrong-customer.png", PNG.to_vec())
+        .await;
+    let post = app
+        .sim
+        .post_with_files_as(
+            &app.alice,
+            &channel_id,
+            "oops",
+            &[file["id"].as_str().unwrap().to_owned()],
+        )
+        .await;
+    let message = app.wait_for_message(&chat, |m| m["text"] == "oops").await;
+    let url = message["files"][0]["url"].as_str().unwrap().to_owned();
+    let file_id = message["files"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.http.get(&url).send().await.unwrap().status(), 200);
+
+    app.sim
+        .delete_post_as(&app.alice, post["id"].as_str().unwrap())
+        .await;
+    wait_until("the message is gone from the transcript", || async {
+        app.messages(&chat)
+            .await
+            .iter()
+            .all(|m| m["text"] != "oops")
+    })
+    .await;
+    assert_eq!(
+        app.http.get(&url).send().await.unwrap().status(),
+        404,
+        "a link handed out earlier stops working"
+    );
+    let with_token = app
+        .http
+        .get(app.api(&format!("/chats/{}/files/{file_id}", chat.id)))
+        .bearer_auth(&chat.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token.status(), 404);
+}
