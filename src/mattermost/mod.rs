@@ -6,6 +6,7 @@
 pub mod client;
 pub mod files;
 pub mod format;
+pub mod probe;
 pub mod stream;
 pub mod wire;
 

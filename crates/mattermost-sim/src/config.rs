@@ -14,6 +14,11 @@ pub struct SimConfig {
     pub allowed_untrusted_internal_connections: String,
     /// Reported as `Version` in the client config and in the WebSocket `hello`.
     pub server_version: String,
+    /// `FileSettings.EnableFileAttachments` (default true): uploads answer 501 when false.
+    pub enable_file_attachments: bool,
+    /// Whether the permission scheme gives `team_user` the `create_private_channel`
+    /// permission (the default scheme does; a custom scheme may take it away).
+    pub team_user_can_create_private_channels: bool,
 }
 
 impl Default for SimConfig {
@@ -24,6 +29,8 @@ impl Default for SimConfig {
             max_file_size: 104_857_600,
             allowed_untrusted_internal_connections: String::new(),
             server_version: "10.5.0".to_owned(),
+            enable_file_attachments: true,
+            team_user_can_create_private_channels: true,
         }
     }
 }
