@@ -146,6 +146,7 @@ pub async fn run(settings: &Settings) -> Report {
 
 async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostSettings) {
     let client = Client::new(&base(&mm.url), mm.token.clone());
+    let url = base(&mm.url);
     let later = [
         ("token", T_TOKEN, true),
         ("team", T_TEAM, true),
@@ -169,8 +170,8 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
             true,
             Verdict::Ok,
             match ping.version {
-                Some(v) if !v.is_empty() => format!("{} answers (Mattermost {v})", mm.url),
-                _ => format!("{} answers", mm.url),
+                Some(v) if !v.is_empty() => format!("{url} answers (Mattermost {v})"),
+                _ => format!("{url} answers"),
             },
             None,
         ),
@@ -182,7 +183,7 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
                 Verdict::Failed,
                 format!(
                     "{} answers, but not as Mattermost does (no /api/v4/system/ping)",
-                    mm.url
+                    url
                 ),
                 Some(
                     "PARLEY_MATTERMOST_URL must be the address you open Mattermost at, without \
@@ -198,7 +199,7 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
                 T_REACHABLE,
                 true,
                 Verdict::Failed,
-                format!("{} cannot be used: {e}", mm.url),
+                format!("{url} cannot be used: {e}"),
                 Some(
                     "check PARLEY_MATTERMOST_URL, and that this machine can reach it (DNS, \
                      firewall, proxy, TLS certificate)"
@@ -557,13 +558,14 @@ async fn check_client_config(report: &mut Report, settings: &Settings, client: &
 /// `AllowedUntrustedInternalConnections`; a bot cannot read that setting, so this reminds.
 fn check_callbacks(report: &mut Report, public_url: &Url) {
     let host = public_url.host_str().unwrap_or_default().to_owned();
+    let shown = base(public_url);
     if is_private(public_url) {
         report.push(
             "callbacks",
             T_CALLBACKS,
             false,
             Verdict::Warning,
-            format!("PARLEY_PUBLIC_URL ({public_url}) is a private address"),
+            format!("PARLEY_PUBLIC_URL ({shown}) is a private address"),
             Some(format!(
                 "Mattermost refuses to call private addresses: list `{host}` in System Console → \
                  Environment → Developer → Allow untrusted internal connections to \
@@ -576,7 +578,7 @@ fn check_callbacks(report: &mut Report, public_url: &Url) {
             T_CALLBACKS,
             false,
             Verdict::Ok,
-            format!("PARLEY_PUBLIC_URL ({public_url}) is a public address; Mattermost must be able to reach it"),
+            format!("PARLEY_PUBLIC_URL ({shown}) is a public address; Mattermost must be able to reach it"),
             None,
         );
     }

@@ -268,7 +268,7 @@ pub fn effective_config(s: &Settings) -> Vec<ConfigLine> {
     let unset = || "(not set)".to_owned();
     let lines: Vec<(&str, String)> = vec![
         ("listen", s.listen.to_string()),
-        ("public_url", s.public_url.to_string()),
+        ("public_url", crate::config::base(&s.public_url)),
         (
             "database_url",
             match &s.database {
@@ -279,7 +279,8 @@ pub fn effective_config(s: &Settings) -> Vec<ConfigLine> {
         ("data_dir", s.data_dir.display().to_string()),
         (
             "mattermost_url",
-            mm.map(|m| m.url.to_string()).unwrap_or_else(unset),
+            mm.map(|m| crate::config::base(&m.url))
+                .unwrap_or_else(unset),
         ),
         (
             "mattermost_token",

@@ -65,8 +65,12 @@ async function main() {
   });
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const page = await context.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  // HTTP errors are checked by status below (the refused sign-in's 401 is expected).
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console: ${m.text()}`);
+  });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('response', (r) => { if (r.status() >= 400 && !r.url().includes('/admin/login')) problems.push(`${r.status()} for ${r.url()}`); });
   page.setDefaultTimeout(15_000);
 
   // 1. First run: the link from the log creates the first admin.

@@ -28,7 +28,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/admin/setup/{token}",
             get(auth::setup_page).post(auth::setup),
         )
-        .route("/admin/static/admin.css", get(views::stylesheet));
+        .route("/admin/static/admin.css", get(views::stylesheet))
+        .route("/admin/static/icon.svg", get(views::icon));
     let managers = Router::new()
         .route("/admin", get(pages::dashboard))
         .route("/admin/chats", get(chats::list))

@@ -88,7 +88,7 @@ fn render(
             h2 { "Mattermost connection" }
             p { span class={ "dot " (if healthy { "ok" } else { "bad" }) } {} (connection) }
             dl {
-                dt { "Server" } dd { (mm.map(|m| m.url.to_string()).unwrap_or_else(|| "not set".into())) }
+                dt { "Server" } dd { (mm.map(|m| crate::config::base(&m.url)).unwrap_or_else(|| "not set".into())) }
                 dt { "Team" } dd { (mm.map(|m| m.team.clone()).unwrap_or_else(|| "not set".into())) }
                 dt { "Requests channel" } dd { (mm.map(|m| m.channel.clone()).unwrap_or_else(|| "not set".into())) }
                 dt { "Token" } dd { (if mm.is_some() { "set (never shown)" } else { "not set" }) }

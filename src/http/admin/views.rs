@@ -27,6 +27,26 @@ pub async fn stylesheet() -> Response {
     response
 }
 
+const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+    <rect width=\"16\" height=\"16\" rx=\"4\" fill=\"#1f6feb\"/>\
+    <path d=\"M4 5h8v5H8l-3 2v-2H4z\" fill=\"#fff\"/></svg>";
+
+/// `GET /admin/static/icon.svg`: the tab's icon (without it, browsers ask for a missing
+/// `/favicon.ico`).
+pub async fn icon() -> Response {
+    let mut response = ICON.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("image/svg+xml"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    response
+}
+
 /// A whole page: header with the navigation for the signed-in manager, then `body`.
 pub fn layout(title: &str, signed: Option<&Signed>, body: Markup) -> Markup {
     html! {
@@ -37,6 +57,7 @@ pub fn layout(title: &str, signed: Option<&Signed>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · parley" }
                 link rel="stylesheet" href="/admin/static/admin.css";
+                link rel="icon" href="/admin/static/icon.svg" type="image/svg+xml";
             }
             body {
                 header.top {
