@@ -132,6 +132,7 @@ async fn forget_idle_rate_limits(state: AppState, shutdown: CancellationToken) {
             _ = every.tick() => {
                 state.rate_limits.forget_idle();
                 state.backoffice.forget_idle();
+                crate::backoffice::accounts::forget_expired_sessions(&state.store).await;
             }
         }
     }

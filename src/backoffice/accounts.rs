@@ -186,6 +186,18 @@ pub fn session_is_live(created_at: i64, last_seen_at: i64, now: i64) -> bool {
     now - last_seen_at < ms(SESSION_IDLE) && now - created_at < ms(SESSION_ABSOLUTE)
 }
 
+/// Removes sessions past their idle or absolute lifetime (they are refused anyway; this keeps
+/// the table small).
+pub async fn forget_expired_sessions(store: &Store) {
+    let now = now_ms();
+    let result = store
+        .delete_expired_sessions(now - ms(SESSION_IDLE), now - ms(SESSION_ABSOLUTE))
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not remove expired back-office sessions");
+    }
+}
+
 /// Process-wide state of the back office: the sign-in rate limits.
 pub struct BackOffice {
     login_per_ip: DefaultKeyedRateLimiter<IpAddr>,

@@ -109,14 +109,14 @@ pub async fn list(
                 tbody {
                     @for c in &chats {
                         tr {
-                            td { a href={ "/admin/chats/" (c.id) } { (time(c.created_at)) } }
-                            td {
+                            td data-label="Started" { a href={ "/admin/chats/" (c.id) } { (time(c.created_at)) } }
+                            td data-label="Visitor" {
                                 (c.visitor_name.as_deref().unwrap_or("(no name)"))
                                 @if let Some(e) = &c.visitor_email { br; small { (e) } }
                             }
-                            td { span class={ "status " (c.status) } { (status_label(&c.status)) } }
-                            td { (c.operator_name.as_deref().unwrap_or("—")) }
-                            td { (c.messages) }
+                            td data-label="Status" { span class={ "status " (c.status) } { (status_label(&c.status)) } }
+                            td data-label="Operator" { (c.operator_name.as_deref().unwrap_or("—")) }
+                            td data-label="Messages" { (c.messages) }
                         }
                     }
                 }
