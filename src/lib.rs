@@ -2,12 +2,16 @@
 
 /// Files on their way into a chat (received, typed, kept).
 pub mod attachments;
+/// The back office's use cases: manager accounts and the settings managers change.
+pub mod backoffice;
 /// The chat use cases shared by the API, the callback and the event stream.
 pub mod chats;
 /// Settings from `parley.toml` and `PARLEY_*` variables.
 pub mod config;
 /// Departments: routing, online hours, presence rules, texts and templates.
 pub mod departments;
+/// `parley doctor`: checks of the Mattermost connection and server settings.
+pub mod doctor;
 /// Domain types and input rules, without I/O.
 pub mod domain;
 /// Views sent to visitors, and the live event hub.

@@ -1,4 +1,5 @@
-//! The `parley` command: `serve` (default), `migrate`, `healthcheck`, `archive`, `department`.
+//! The `parley` command: `serve` (default), `migrate`, `healthcheck`, `archive`, `department`,
+//! `doctor`, `admin`.
 
 use std::{process::ExitCode, time::Duration};
 
@@ -41,6 +42,31 @@ enum Command {
         #[command(subcommand)]
         command: DepartmentCommand,
     },
+    /// Check the Mattermost connection and every server setting parley depends on, and say
+    /// what to change. Exits 0 when every essential check passed.
+    Doctor,
+    /// Manage back-office accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a back-office account and print a one-time link for that person to set a
+    /// password (valid 72 hours).
+    CreateManager {
+        /// The person's e-mail address (their sign-in name).
+        #[arg(long)]
+        email: String,
+        /// `admin` (everything) or `manager` (chats and offline messages).
+        #[arg(long, default_value = "manager", value_parser = ["admin", "manager"])]
+        role: String,
+    },
+    /// Print a new one-time link for a manager to set a password (e.g. a forgotten one).
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,10 +95,13 @@ fn main() -> ExitCode {
                 println!("{report}");
                 Ok(())
             }
+            Command::Doctor => return doctor(&settings).await,
+            Command::Admin(command) => admin(&settings, command).await,
         }
+        .map(|()| ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("parley: {e:#}");
             ExitCode::FAILURE
@@ -136,8 +165,9 @@ async fn archive(settings: &Settings) -> anyhow::Result<()> {
         &parley::config::base(&mattermost.url),
         mattermost.token.clone(),
     );
-    let report = cleanup::run_once(&store, &client, settings.delete_after, now_ms()).await?;
-    match settings.delete_after.as_secs() / 3600 {
+    let delete_after = parley::backoffice::settings::delete_after(&store, settings).await;
+    let report = cleanup::run_once(&store, &client, delete_after, now_ms()).await?;
+    match delete_after.as_secs() / 3600 {
         0 => println!("Channels of ended chats: {report}"),
         hours => println!("Channels of chats that ended at least {hours} h ago: {report}"),
     }
@@ -149,5 +179,53 @@ async fn archive(settings: &Settings) -> anyhow::Result<()> {
         "{} chat channel(s) could not be removed (the log says why)",
         report.failed
     );
+    Ok(())
+}
+
+async fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let report = parley::doctor::run(settings).await;
+    println!("{report}");
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn admin(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
+    use parley::backoffice::{Role, accounts};
+    let store = Store::open(&settings.database).await?;
+    let public = parley::config::base(&settings.public_url);
+    match command {
+        AdminCommand::CreateManager { email, role } => {
+            let role = Role::parse(&role).unwrap_or(Role::Manager);
+            let (manager, link) = accounts::invite(&store, &public, &email, role)
+                .await
+                .map_err(|e| match e {
+                    accounts::InviteError::Exists(_) => anyhow::anyhow!(
+                        "{e}; `parley admin reset-password --email {}` prints a new link",
+                        email.trim()
+                    ),
+                    other => other.into(),
+                })?;
+            println!(
+                "Created {} ({}). Send them this link to set a password (it works once, for 72 hours):\n{link}",
+                manager.email,
+                role.as_str()
+            );
+        }
+        AdminCommand::ResetPassword { email } => {
+            let normalised = accounts::normalise_email(&email).unwrap_or_default();
+            let manager = store
+                .get_manager_by_email(&normalised)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no manager has the e-mail {}", email.trim()))?;
+            let link = accounts::reset_link(&store, &public, manager.id).await?;
+            println!(
+                "A new link for {} to set a password (it works once, for 72 hours):\n{link}",
+                manager.email
+            );
+        }
+    }
     Ok(())
 }

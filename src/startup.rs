@@ -8,6 +8,7 @@ use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    backoffice::{BackOffice, accounts::first_run_link},
     config::Settings,
     events::Hub,
     http::{self, rate_limit::RateLimits},
@@ -68,7 +69,9 @@ impl Application {
             signer,
             blobs,
             outbox_wakeup: Arc::new(Notify::new()),
+            backoffice: Arc::new(BackOffice::new()),
         };
+        announce_first_run(&state).await?;
         Ok(Self {
             listener,
             state,
@@ -130,7 +133,25 @@ async fn forget_idle_rate_limits(state: AppState, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = every.tick() => state.rate_limits.forget_idle(),
+            _ = every.tick() => {
+                state.rate_limits.forget_idle();
+                state.backoffice.forget_idle();
+                crate::backoffice::accounts::forget_expired_sessions(&state.store).await;
+            }
         }
     }
+}
+
+/// With no manager yet, logs a one-time link to create the first admin (a new one at every
+/// start until someone used it).
+async fn announce_first_run(state: &AppState) -> anyhow::Result<()> {
+    let base = crate::config::base(&state.settings.public_url);
+    if let Some(link) = first_run_link(&state.store, &base).await? {
+        tracing::warn!(
+            setup_link = %link,
+            "no back-office account exists yet: open {link} within 24 hours to create the \
+             first admin (or run `parley admin create-manager --email … --role admin`)"
+        );
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::{
+    backoffice::BackOffice,
     config::Settings,
     events::Hub,
     http::rate_limit::RateLimits,
@@ -27,6 +28,8 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Wakes the outbox worker when a task is added.
     pub outbox_wakeup: Arc<Notify>,
+    /// The back office's sign-in limits.
+    pub backoffice: Arc<BackOffice>,
 }
 
 impl AppState {

@@ -2,6 +2,7 @@
 //! the widget's sites, body limits, tracing without secrets, security headers).
 
 pub mod actions;
+pub mod admin;
 pub mod assets;
 pub mod error;
 pub mod extract;
@@ -9,6 +10,7 @@ pub mod files;
 pub mod live;
 pub mod rate_limit;
 pub mod visitor;
+pub mod widget_config;
 
 use axum::{
     Router,
@@ -50,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/files/{file_id}", get(files::download_signed))
         .route("/chats/{id}/live", get(live::live))
         .route("/offline-messages", post(visitor::create_offline_message))
+        .route("/widget-config", get(widget_config::get_widget_config))
         .route("/openapi.json", get(assets::openapi))
         .fallback(|| async { ApiError::not_found("API route") })
         .layer(cors(&state.settings.allowed_origins));
@@ -60,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/widget.js", get(assets::widget_js))
         .route("/mattermost/actions", post(actions::handle_action))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(admin::router(&state))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -295,12 +295,10 @@ pub async fn run_every(
             _ = tokio::time::sleep(wait) => {}
         }
         wait = every;
-        let run = run_once(
-            &state.store,
-            &bridge.client,
-            state.settings.delete_after,
-            now_ms(),
-        );
+        // The back office may change the delay (unless PARLEY_DELETE_AFTER_HOURS is set).
+        let delete_after =
+            crate::backoffice::settings::delete_after(&state.store, &state.settings).await;
+        let run = run_once(&state.store, &bridge.client, delete_after, now_ms());
         tokio::select! {
             _ = shutdown.cancelled() => return,
             result = run => match result {

@@ -8,6 +8,7 @@ pub mod client;
 pub mod files;
 pub mod format;
 pub mod presence;
+pub mod probe;
 pub mod stream;
 pub mod wire;
 

@@ -2,14 +2,18 @@
 //! driver with `$n` placeholders and portable SQL, so PostgreSQL can be added by adding its
 //! migrations (see docs/decisions.md).
 
+pub mod audit;
 pub mod blobs;
 pub mod chats;
 pub mod cleanup;
 pub mod departments;
 pub mod files;
+pub mod history;
+pub mod managers;
 pub mod messages;
 pub mod offline;
 pub mod outbox;
+pub mod settings;
 pub mod values;
 
 use std::{str::FromStr, time::Duration};

@@ -1,5 +1,7 @@
 //! Black-box tests: the real server on a random port against the Mattermost simulator.
 
+mod admin;
+mod admin_browser;
 mod bridge;
 mod browser;
 mod cleanup;

@@ -17,6 +17,11 @@ pub struct SimConfig {
     /// `ServiceSettings.EnableUserStatuses` (default true): when off, `/users/status/ids`
     /// answers an empty list.
     pub enable_user_statuses: bool,
+    /// `FileSettings.EnableFileAttachments` (default true): uploads answer 501 when false.
+    pub enable_file_attachments: bool,
+    /// Whether the permission scheme gives `team_user` the `create_private_channel`
+    /// permission (the default scheme does; a custom scheme may take it away).
+    pub team_user_can_create_private_channels: bool,
 }
 
 impl Default for SimConfig {
@@ -28,6 +33,8 @@ impl Default for SimConfig {
             allowed_untrusted_internal_connections: String::new(),
             server_version: "10.5.0".to_owned(),
             enable_user_statuses: true,
+            enable_file_attachments: true,
+            team_user_can_create_private_channels: true,
         }
     }
 }

@@ -32,6 +32,10 @@ pub fn router(shared: Shared) -> Router {
         )
         .route("/teams/{team_id}", get(teams::get_team))
         .route(
+            "/teams/{team_id}/members/{user_id}",
+            get(teams::team_member),
+        )
+        .route(
             "/teams/{team_id}/channels/name/{channel_name}",
             get(channels::get_by_name),
         )

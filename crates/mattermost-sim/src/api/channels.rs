@@ -75,6 +75,13 @@ pub async fn create(
     if !caller.system_admin && !st.is_team_member(&req.team_id, &caller.id) {
         return Err(ApiError::forbidden());
     }
+    // A permission scheme without `create_private_channel` for team members.
+    if req.channel_type == "P"
+        && !caller.system_admin
+        && !st.config.team_user_can_create_private_channels
+    {
+        return Err(ApiError::forbidden());
+    }
     match req.channel_type.as_str() {
         "O" | "P" => {}
         "D" | "G" => {

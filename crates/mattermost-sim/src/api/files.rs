@@ -127,7 +127,18 @@ pub async fn upload(
     Caller(caller): Caller,
     req: Request,
 ) -> ApiResult<Response> {
-    let max = shared.lock().config.max_file_size;
+    let (max, enabled) = {
+        let st = shared.lock();
+        (st.config.max_file_size, st.config.enable_file_attachments)
+    };
+    if !enabled {
+        // api4/file.go `uploadFileStream`: attachments disabled in the System Console.
+        return Err(ApiError::new(
+            501,
+            "api.file.attachments.disabled.app_error",
+            "File attachments have been disabled on this server.",
+        ));
+    }
     let content_length = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -34,7 +34,7 @@ pub async fn client_config(
             "SiteURL": shared.base_url,
             "MaxPostSize": c.max_post_size.to_string(),
             "MaxFileSize": c.max_file_size.to_string(),
-            "EnableFileAttachments": "true",
+            "EnableFileAttachments": c.enable_file_attachments.to_string(),
             "EnableBotAccountCreation": "false",
             "EnableUserAccessTokens": "false",
             "EnablePostUsernameOverride": "false",

@@ -81,3 +81,43 @@ pub async fn teams_for_user(
         Value::Array(teams.iter().map(|t| t.to_json()).collect()),
     ))
 }
+
+/// `GET /teams/{team_id}/members/{user_id}` (`me` allowed): needs `view_team`; a user who is
+/// not a member gets 404 `app.team.get_member.missing.app_error` (api4/team.go
+/// `getTeamMember`).
+pub async fn team_member(
+    State(shared): State<Shared>,
+    Caller(caller): Caller,
+    Path((team_id, user_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let user_id = if user_id == "me" {
+        caller.id.clone()
+    } else {
+        user_id
+    };
+    let st = shared.lock();
+    if !st.teams.contains_key(&team_id) {
+        return Err(ApiError::forbidden());
+    }
+    check_view(&st, &caller, &team_id)?;
+    if !st.is_team_member(&team_id, &user_id) {
+        return Err(ApiError::new(
+            404,
+            "app.team.get_member.missing.app_error",
+            "No team member found for that user ID and team ID.",
+        ));
+    }
+    let roles = if st.users.get(&user_id).is_some_and(|u| u.system_admin) {
+        "team_user team_admin"
+    } else {
+        "team_user"
+    };
+    Ok(json_response(
+        200,
+        serde_json::json!({
+            "team_id": team_id, "user_id": user_id, "roles": roles, "delete_at": 0,
+            "scheme_user": true, "scheme_admin": roles.contains("team_admin"),
+            "explicit_roles": "",
+        }),
+    ))
+}

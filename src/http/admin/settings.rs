@@ -1,0 +1,269 @@
+//! Settings (admins only): the configuration in force (values from the environment or
+//! `parley.toml` read-only, secrets hidden), the Mattermost connection with **Test
+//! connection** (the doctor's checks), and the widget's texts and look plus the cleanup delay,
+//! stored in the database.
+
+use axum::{
+    Extension, Form,
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::{
+    auth::Signed,
+    pages::connection_state,
+    views::{PageError, csrf_field, layout, page},
+};
+use crate::{
+    backoffice::settings::{
+        self as office, FieldMode, Invalid, SettingsForm, Source, WidgetSettings, keys,
+    },
+    doctor::{self, Report, Verdict},
+    http::extract::ClientIp,
+    state::AppState,
+    storage::{audit::NewAudit, now_ms},
+};
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct SettingsQuery {
+    saved: Option<String>,
+}
+
+/// `GET /admin/settings`.
+pub async fn page_handler(
+    State(state): State<AppState>,
+    Extension(signed): Extension<Signed>,
+    Query(q): Query<SettingsQuery>,
+) -> Result<Response, PageError> {
+    let widget = office::widget(&state.store).await?;
+    let hours = office::delete_after(&state.store, &state.settings)
+        .await
+        .as_secs()
+        / 3600;
+    let form = form_of(&widget, hours);
+    let notice = q.saved.is_some().then_some("Settings saved.");
+    Ok(page(
+        StatusCode::OK,
+        render(&state, &signed, &form, &[], None, notice),
+    ))
+}
+
+fn form_of(w: &WidgetSettings, hours: u64) -> SettingsForm {
+    SettingsForm {
+        title: w.title.clone(),
+        color: w.color.clone(),
+        greeting: w.greeting.clone(),
+        position: w.position.clone(),
+        name_field: w.name_field.as_str().into(),
+        email_field: w.email_field.as_str().into(),
+        delete_after_hours: Some(hours.to_string()),
+    }
+}
+
+fn render(
+    state: &AppState,
+    signed: &Signed,
+    form: &SettingsForm,
+    problems: &[Invalid],
+    report: Option<&Report>,
+    notice: Option<&str>,
+) -> Markup {
+    let problem = |field: &str| {
+        problems
+            .iter()
+            .find(|p| p.field == field)
+            .map(|p| p.message.clone())
+    };
+    let (connection, healthy) = connection_state(state);
+    let mm = state.settings.mattermost.as_ref();
+    let delay_source = office::source("delete_after_hours");
+    let body = html! {
+        @if let Some(n) = notice { p.notice role="status" { (n) } }
+        @if !problems.is_empty() { p.error role="alert" { "Nothing was saved: please correct the fields marked below." } }
+        section.card id="mattermost" {
+            h2 { "Mattermost connection" }
+            p { span class={ "dot " (if healthy { "ok" } else { "bad" }) } {} (connection) }
+            dl {
+                dt { "Server" } dd { (mm.map(|m| crate::config::base(&m.url)).unwrap_or_else(|| "not set".into())) }
+                dt { "Team" } dd { (mm.map(|m| m.team.clone()).unwrap_or_else(|| "not set".into())) }
+                dt { "Requests channel" } dd { (mm.map(|m| m.channel.clone()).unwrap_or_else(|| "not set".into())) }
+                dt { "Token" } dd { (if mm.is_some() { "set (never shown)" } else { "not set" }) }
+            }
+            p.hint { "The connection is set with the PARLEY_MATTERMOST_* environment variables (or parley.toml) and takes effect when parley starts. "
+                "The README's \"Connecting Mattermost\" says how to set up the bot." }
+            form method="post" action="/admin/settings/test" {
+                (csrf_field(&signed.csrf))
+                button type="submit" { "Test connection" }
+            }
+            @if let Some(r) = report { (report_view(r)) }
+        }
+        section.card id="widget" {
+            h2 { "Widget and cleanup" }
+            form.settings method="post" action="/admin/settings" {
+                (csrf_field(&signed.csrf))
+                label { "Title" input type="text" name="title" value=(form.title) maxlength="60" required; }
+                @if let Some(p) = problem("title") { span.field-error { (p) } }
+                label { "Colour" input type="color" name="color" value=(form.color); }
+                @if let Some(p) = problem("color") { span.field-error { (p) } }
+                label { "Greeting" textarea name="greeting" rows="3" maxlength="300" { (form.greeting) } }
+                @if let Some(p) = problem("greeting") { span.field-error { (p) } }
+                label { "Position on the page"
+                    select name="position" {
+                        option value="right" selected[form.position == "right"] { "bottom right" }
+                        option value="left" selected[form.position == "left"] { "bottom left" }
+                    }
+                }
+                @if let Some(p) = problem("position") { span.field-error { (p) } }
+                @for (name, label, value) in [("name_field", "Name in the pre-chat form", &form.name_field), ("email_field", "E-mail in the pre-chat form", &form.email_field)] {
+                    label { (label)
+                        select name=(name) {
+                            @for mode in [FieldMode::Required, FieldMode::Optional, FieldMode::Hidden] {
+                                option value=(mode.as_str()) selected[value == mode.as_str()] { (mode.as_str()) }
+                            }
+                        }
+                    }
+                    @if let Some(p) = problem(name) { span.field-error { (p) } }
+                }
+                @if delay_source == Source::Default {
+                    label { "Remove ended chats' Mattermost channels after (hours; 0 = at the next cleanup)"
+                        input type="number" name="delete_after_hours" min="0" max="8760" value=(form.delete_after_hours.as_deref().unwrap_or("24")); }
+                    @if let Some(p) = problem("delete_after_hours") { span.field-error { (p) } }
+                } @else {
+                    p { "Channels of ended chats are removed after " strong { (state.settings.delete_after.as_secs() / 3600) " hours" }
+                        " (set by PARLEY_DELETE_AFTER_HOURS in the " (delay_source.label()) "; change it there)." }
+                }
+                button type="submit" { "Save" }
+            }
+            p.hint { "The widget reads these from " code { "GET /api/v1/widget-config" } "; see them on the " a href="/" { "demo page" } "." }
+        }
+        section.card id="configuration" {
+            h2 { "Configuration in force" }
+            p.hint { "Set by environment variables or parley.toml; read-only here. Secrets are never shown." }
+            table.list {
+                thead { tr { th { "Variable" } th { "Value" } th { "From" } } }
+                tbody { @for line in office::effective_config(&state.settings) {
+                    tr { td { code { (line.variable) } } td { (line.value) } td { (line.source.label()) } }
+                } }
+            }
+        }
+    };
+    layout("Settings", Some(signed), body)
+}
+
+fn report_view(report: &Report) -> Markup {
+    html! {
+        div.report id="doctor" {
+            p class=(if report.passed() { "notice" } else { "error" }) {
+                @if report.passed() { "All essential checks passed." }
+                @else { "Some essential checks failed: parley cannot work with Mattermost until they pass." }
+            }
+            ul.checks {
+                @for c in &report.checks {
+                    li class={ "check " (match c.verdict { Verdict::Ok => "ok", Verdict::Warning => "warning", Verdict::Failed => "failed", Verdict::Skipped => "skipped" }) } data-check=(c.id) {
+                        span.verdict { (c.verdict.label()) }
+                        strong { (c.title) } ": " (c.found)
+                        @if let Some(a) = &c.advice { div.advice { "→ " (a) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /admin/settings`.
+pub async fn save(
+    State(state): State<AppState>,
+    Extension(signed): Extension<Signed>,
+    ClientIp(ip): ClientIp,
+    Form(form): Form<SettingsForm>,
+) -> Result<Response, PageError> {
+    let values = match office::validate(&form) {
+        Ok(v) => v,
+        Err(problems) => {
+            let markup = render(&state, &signed, &form, &problems, None, None);
+            return Ok(page(StatusCode::UNPROCESSABLE_ENTITY, markup));
+        }
+    };
+    let before = state.store.list_settings().await?;
+    let current = form_of(
+        &office::widget(&state.store).await?,
+        office::delete_after(&state.store, &state.settings)
+            .await
+            .as_secs()
+            / 3600,
+    );
+    let old = |key: &str| -> String {
+        before.get(key).cloned().unwrap_or_else(|| match key {
+            keys::TITLE => current.title.clone(),
+            keys::COLOR => current.color.clone(),
+            keys::GREETING => current.greeting.clone(),
+            keys::POSITION => current.position.clone(),
+            keys::NAME_FIELD => current.name_field.clone(),
+            keys::EMAIL_FIELD => current.email_field.clone(),
+            _ => current.delete_after_hours.clone().unwrap_or_default(),
+        })
+    };
+    let changes: Vec<String> = values
+        .iter()
+        .filter(|(k, v)| old(k) != *v)
+        .map(|(k, v)| format!("{k}: {:?} → {v:?}", old(k)))
+        .collect();
+    if !changes.is_empty() {
+        state
+            .store
+            .put_settings(&values, &signed.email, now_ms())
+            .await?;
+        state
+            .store
+            .insert_audit(&NewAudit {
+                actor: Some(&signed.email),
+                action: "settings_changed",
+                detail: Some(&changes.join("; ")),
+                ip: Some(&ip.to_string()),
+                ..NewAudit::default()
+            })
+            .await?;
+    }
+    Ok(Redirect::to("/admin/settings?saved=1").into_response())
+}
+
+/// `POST /admin/settings/test`: runs the doctor's checks and shows them.
+pub async fn test_connection(
+    State(state): State<AppState>,
+    Extension(signed): Extension<Signed>,
+    ClientIp(ip): ClientIp,
+) -> Result<Response, PageError> {
+    let report = doctor::run(&state.settings).await;
+    state
+        .store
+        .insert_audit(&NewAudit {
+            actor: Some(&signed.email),
+            action: "connection_tested",
+            detail: Some(if report.passed() {
+                "all essential checks passed"
+            } else {
+                "essential checks failed"
+            }),
+            ip: Some(&ip.to_string()),
+            ..NewAudit::default()
+        })
+        .await?;
+    let widget = office::widget(&state.store).await?;
+    let hours = office::delete_after(&state.store, &state.settings)
+        .await
+        .as_secs()
+        / 3600;
+    let markup = render(
+        &state,
+        &signed,
+        &form_of(&widget, hours),
+        &[],
+        Some(&report),
+        None,
+    );
+    Ok(page(StatusCode::OK, markup))
+}
