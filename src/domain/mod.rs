@@ -72,6 +72,8 @@ impl Sender {
 pub enum ClosedBy {
     Visitor,
     Operator,
+    /// No widget was connected to the chat for `PARLEY_VISITOR_TIMEOUT_MINUTES`.
+    VisitorLeft,
 }
 
 impl ClosedBy {
@@ -79,6 +81,7 @@ impl ClosedBy {
         match self {
             Self::Visitor => "visitor",
             Self::Operator => "operator",
+            Self::VisitorLeft => "visitor_left",
         }
     }
 }
@@ -88,4 +91,9 @@ pub mod system_event {
     pub const ACCEPTED: &str = "accepted";
     pub const CLOSED_BY_VISITOR: &str = "closed_by_visitor";
     pub const CLOSED_BY_OPERATOR: &str = "closed_by_operator";
+    /// The chat ended because no widget was connected to it for the visitor timeout.
+    pub const VISITOR_LEFT: &str = "visitor_left";
+    /// Nobody accepted in time: the visitor is still in the queue and may leave a message
+    /// instead.
+    pub const STILL_WAITING: &str = "still_waiting";
 }

@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod chats;
 pub mod cleanup;
 pub mod files;
+pub mod lifecycle;
 pub mod messages;
 pub mod offline;
 pub mod outbox;

@@ -22,6 +22,9 @@ pub enum OutboxTask {
     /// Rewrite the request post (without its button), e.g. when the visitor left before anyone
     /// accepted.
     UpdateRequest { text: String },
+    /// Remind the requests channel of a request nobody accepted (skipped if it was settled
+    /// meanwhile).
+    Reminder { key: String },
 }
 
 impl OutboxTask {
@@ -32,6 +35,7 @@ impl OutboxTask {
             Self::RelayMessage { .. } => "relay_message",
             Self::Notice { .. } => "notice",
             Self::UpdateRequest { .. } => "update_request",
+            Self::Reminder { .. } => "reminder",
         }
     }
 
