@@ -4,8 +4,10 @@
 //   HOST_PAGE_URL  a page on another origin that embeds <script src="{PARLEY_URL}/widget.js" async>
 //   PARLEY_URL     the parley server
 //   CONTROL_URL    the Rust test's control server (POST /accept, POST /operator-message {text},
-//                  POST /operator-file {name, text, base64}, POST /channel-files)
-//   SCREENSHOT_DIR where widget-prechat.png, widget-chat.png and widget-files.png are written
+//                  POST /operator-file {name, text, base64}, POST /channel-files, POST /remind,
+//                  POST /request-post)
+//   SCREENSHOT_DIR where widget-prechat.png, widget-chat.png, widget-files.png and
+//                  widget-waiting.png are written
 //   CHROMIUM       optional path of the browser (default /usr/bin/chromium, Debian's; never downloaded)
 // Prints one line per step passed; exits 0 on success, 1 on the first failed assertion.
 
@@ -507,6 +509,59 @@ async function main() {
   await until('step 11: the chat status should be "closed"', async () => (await tid(page, 'chat-status').getAttribute('data-status')) === 'closed');
   checkProblems();
   step(11, 'visitor closed the chat: composer disabled, "Start a new chat" shown');
+
+  // 12. a new chat nobody accepts: still in the queue, "leave a message instead"
+  await tid(page, 'new-chat').click();
+  await tid(page, 'prechat-form').waitFor({ state: 'visible' }).catch(() => {
+    throw new AssertionFailed('step 12: "Start a new chat" should show the pre-chat form');
+  });
+  await tid(page, 'prechat-name').fill('Erika Visitor');
+  await tid(page, 'prechat-email').fill('erika@example.com');
+  await tid(page, 'prechat-message').fill('Is anyone there?');
+  await tid(page, 'prechat-submit').click();
+  await until('step 12: the new chat should be pending', async () => (await tid(page, 'chat-status').getAttribute('data-status')) === 'pending');
+  await tid(page, 'composer').fill('My order is 4711');
+  await tid(page, 'composer').press('Enter');
+  await until('step 12: the second message should be stored', async () =>
+    (await readMessages(page)).some((m) => m.sender === 'visitor' && m.text.includes('My order is 4711') && m.id)
+  );
+  const reminded = await control('/remind');
+  assert(reminded.reminded === 1, `step 12: the job should remind of one request, reminded ${reminded.reminded}`);
+  const leave = tid(page, 'leave-message');
+  await until('step 12: the still-waiting notice should offer "Leave a message instead"', async () => leave.isVisible());
+  const notice = (await readMessages(page)).find((m) => m.sender === 'system' && m.text.includes('still in the queue'));
+  assert(notice, 'step 12: the still-waiting notice should say the visitor is still in the queue');
+  await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'widget-waiting.png'), animations: 'disabled' });
+  await leave.click();
+  await tid(page, 'offline-form').waitFor({ state: 'visible' }).catch(() => {
+    throw new AssertionFailed('step 12: "Leave a message instead" should show the offline form');
+  });
+  const prefilled = {
+    name: await tid(page, 'offline-name').inputValue(),
+    email: await tid(page, 'offline-email').inputValue(),
+    message: await tid(page, 'offline-message').inputValue(),
+  };
+  assert(prefilled.name === 'Erika Visitor' && prefilled.email === 'erika@example.com', `step 12: name and e-mail should be prefilled, got ${JSON.stringify(prefilled)}`);
+  assert(
+    prefilled.message === 'Is anyone there?\n\nMy order is 4711',
+    `step 12: the message should hold what the visitor wrote, got ${JSON.stringify(prefilled.message)}`
+  );
+  await until('step 12: the request post should be settled without its button', async () => {
+    const r = await control('/request-post');
+    return !r.button && String(r.message).includes('left before anyone accepted');
+  });
+  // Reopening the panel asks for the status again (online): the chosen form stays, filled in.
+  await tid(page, 'minimise').click();
+  await tid(page, 'launcher').click();
+  await until('step 12: the offline form should stay after the status was refreshed (online)', async () =>
+    (await tid(page, 'offline-form').isVisible()) && (await tid(page, 'offline-message').inputValue()) === prefilled.message
+  );
+  await tid(page, 'offline-submit').click();
+  await tid(page, 'offline-thanks').waitFor({ state: 'visible' }).catch(() => {
+    throw new AssertionFailed('step 12: sending the offline form should thank the visitor');
+  });
+  checkProblems();
+  step(12, 'still in the queue (widget-waiting.png): "Leave a message instead" ended the chat (request settled) and sent the prefilled offline form');
   await context.close();
 
   // ---------------------------------------------------------------- German
@@ -517,21 +572,21 @@ async function main() {
   const deLauncher = tid(dePage, 'launcher');
   await deLauncher.waitFor({ state: 'visible' });
   const label = await deLauncher.getAttribute('aria-label');
-  assert(label === DE.launcher, `step 12: launcher aria-label should be "${DE.launcher}", got "${label}"`);
+  assert(label === DE.launcher, `step 13: launcher aria-label should be "${DE.launcher}", got "${label}"`);
   await deLauncher.click();
   await tid(dePage, 'prechat-form').waitFor({ state: 'visible' }).catch(() => {
-    throw new AssertionFailed('step 12: the pre-chat form is not shown (is parley online?)');
+    throw new AssertionFailed('step 13: the pre-chat form is not shown (is parley online?)');
   });
   const submitText = (await tid(dePage, 'prechat-submit').textContent()).trim();
-  assert(submitText === DE.startChat, `step 12: the pre-chat submit button should read "${DE.startChat}", got "${submitText}"`);
+  assert(submitText === DE.startChat, `step 13: the pre-chat submit button should read "${DE.startChat}", got "${submitText}"`);
   const lang = await tid(dePage, 'panel').getAttribute('lang');
-  assert(lang === 'de', `step 12: the panel should have lang="de", got "${lang}"`);
+  assert(lang === 'de', `step 13: the panel should have lang="de", got "${lang}"`);
   const deAttach = await tid(dePage, 'attach-button').getAttribute('aria-label');
-  assert(deAttach === DE.attach, `step 12: the attach button should be labelled "${DE.attach}", got "${deAttach}"`);
+  assert(deAttach === DE.attach, `step 13: the attach button should be labelled "${DE.attach}", got "${deAttach}"`);
   const labels = await dePage.locator('[data-testid="prechat-form"] label').allTextContents();
-  assert(labels.includes(DE.message), `step 12: the pre-chat form should have the label "${DE.message}", got ${JSON.stringify(labels)}`);
+  assert(labels.includes(DE.message), `step 13: the pre-chat form should have the label "${DE.message}", got ${JSON.stringify(labels)}`);
   checkProblems();
-  step(12, `German locale: launcher "${label}", submit button "${submitText}"`);
+  step(13, `German locale: launcher "${label}", submit button "${submitText}"`);
   await de.close();
 }
 
