@@ -25,6 +25,8 @@ use crate::{
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// A socket that sent nothing (not even a pong) for this long is dropped.
+const SILENT_FOR: Duration = Duration::from_secs(65);
 /// Largest frame a visitor may send (only the auth frame and pings are expected).
 const MAX_FRAME: usize = 4096;
 
@@ -168,6 +170,7 @@ async fn stream(
 
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -193,9 +196,16 @@ async fn stream(
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+                // Pongs included.
+                Some(Ok(_)) => heard = tokio::time::Instant::now(),
             },
             _ = ping.tick() => {
+                // Browsers answer every ping. Silence for two rounds means a dead connection
+                // (a device gone without closing it); holding on to it would keep an
+                // abandoned chat alive (see jobs::lifecycle).
+                if heard.elapsed() > SILENT_FOR {
+                    return;
+                }
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     return;
                 }
