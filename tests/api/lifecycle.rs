@@ -443,6 +443,12 @@ async fn a_reminder_held_up_by_an_outage_is_dropped_if_the_chat_was_accepted_mea
     chats::accept(&app.state, &chat.id, &operator)
         .await
         .unwrap();
+    // Still down: the reminder is dropped (that needs no Mattermost call). Left are the first
+    // message and the new channel, which wait for Mattermost.
+    wait_until("the reminder is dropped", || async {
+        app.state.store.outbox_depth().await.unwrap() == 2
+    })
+    .await;
     app.sim.set_down(false);
     let channel_id = app.chat_channel(&chat).await;
     app.wait_for_bot_post(&channel_id, "hello?").await;
