@@ -99,6 +99,10 @@
       typing: '{name} is typing…',
       edited: 'edited',
       editedAt: 'Edited {time}',
+      evVisitorLeft: 'The chat ended because you were away for a while',
+      evStillWaiting: 'Sorry for the wait: everyone is busy right now. You are still in the queue, or you can leave us a message and we will reply by e-mail.',
+      leaveMessage: 'Leave a message instead',
+      leaveMessageIntro: 'Leave us a message and we will reply by e-mail.',
       errRateLimited: 'Too many messages, please wait a moment',
       errChatClosed: 'This chat has already ended',
       errTooLong: 'Your message is too long',
@@ -188,6 +192,11 @@
       typing: '{name} schreibt…',
       edited: 'bearbeitet',
       editedAt: 'Bearbeitet {time}',
+      evVisitorLeft: 'Der Chat wurde beendet, weil Sie eine Weile nicht da waren',
+      evStillWaiting:
+        'Entschuldigen Sie die Wartezeit: Gerade sind alle beschäftigt. Sie bleiben in der Warteschlange – oder hinterlassen Sie uns eine Nachricht, wir antworten Ihnen per E-Mail.',
+      leaveMessage: 'Stattdessen eine Nachricht hinterlassen',
+      leaveMessageIntro: 'Hinterlassen Sie uns eine Nachricht, wir antworten Ihnen per E-Mail.',
       errRateLimited: 'Zu viele Nachrichten – bitte warten Sie einen Moment',
       errChatClosed: 'Dieser Chat wurde bereits beendet',
       errTooLong: 'Ihre Nachricht ist zu lang',
@@ -646,6 +655,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
 .msg.visitor { align-self: flex-end; align-items: flex-end; }
 .msg.operator { align-self: flex-start; align-items: flex-start; }
 .msg.system { align-self: center; max-width: 95%; text-align: center; font-size: 12px; color: var(--muted); padding: 2px 0; }
+.msg.system .linkbtn { display: block; margin: 6px auto 0; font-size: 13px; }
 .author { font-size: 12px; font-weight: 600; color: var(--muted); margin: 0 0 2px 4px; }
 .bubble { padding: 8px 12px; border-radius: 14px; overflow-wrap: anywhere; word-break: break-word; }
 .visitor .bubble { background: var(--accent); color: var(--accent-text); border-bottom-right-radius: 4px; white-space: pre-wrap; }
@@ -754,6 +764,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     dept: null, // the chosen department's id (null = the first)
     askPhone: false, // /status fields.phone
     view: 'loading', // loading | prechat | offline | offline-thanks | chat
+    leaveMessage: false, // the visitor chose "leave a message instead": the form stays, online or not
     open: false,
     cred: null, // {id, token}
     chat: null, // Chat JSON
@@ -1155,6 +1166,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
 
   function viewWithoutChat() {
     if (S.view === 'offline-thanks') return 'offline-thanks';
+    if (S.leaveMessage) return 'offline';
     if (S.online === null) return 'loading';
     return S.online ? 'prechat' : 'offline';
   }
@@ -1391,6 +1403,10 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
         return t('evClosedByOperator', { name });
       case 'transferred':
         return t('evTransferred', { name });
+      case 'visitor_left':
+        return t('evVisitorLeft');
+      case 'still_waiting':
+        return t('evStillWaiting');
       default:
         return m.text || '';
     }
@@ -1399,7 +1415,14 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
   function storedEl(m) {
     const sender = m.sender === 'operator' || m.sender === 'system' ? m.sender : 'visitor';
     const attrs = { class: `msg ${sender}`, 'data-testid': 'message', 'data-sender': sender, 'data-id': String(m.id) };
-    if (sender === 'system') return h('div', attrs, h('span', { text: systemText(m) }));
+    if (sender === 'system') {
+      const el = h('div', attrs, h('span', { text: systemText(m) }));
+      // Still in the queue: offer the offline form instead (only while nobody has accepted).
+      if (m.event === 'still_waiting' && S.chat && S.chat.status === 'pending') {
+        el.append(h('button', { type: 'button', class: 'linkbtn', 'data-testid': 'leave-message', text: t('leaveMessage'), onclick: leaveMessageInstead }));
+      }
+      return el;
+    }
     const el = h('div', attrs);
     const time = formatTime(m.created_at);
     const files = filesEl(m);
@@ -1497,7 +1520,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
       // Links change every few minutes; a new link alone is set in place (see patchFileUrls).
       const fileSig = files.map((f) => f && `${f.id}/${f.name}/${f.size}/${f.image}`).join(',');
       const urlSig = files.map((f) => f && f.url).join(' ');
-      const sig = `${m.sender}|${m.author}|${m.text}|${m.html}|${m.event}|${m.created_at}|${m.edited_at}|${operatorName()}|${fileSig}`;
+      const status = m.sender === 'system' && S.chat ? S.chat.status : ''; // e.g. the "leave a message" button
+      const sig = `${m.sender}|${m.author}|${m.text}|${m.html}|${m.event}|${m.created_at}|${m.edited_at}|${operatorName()}|${status}|${fileSig}`;
       let entry = msgEls.get(key);
       if (!entry || entry.sig !== sig) {
         const el = storedEl(m);
@@ -2258,11 +2282,45 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     }
   }
 
+  // Nobody has answered yet: end the chat and move what the visitor wrote into the offline
+  // form, with their name and e-mail, so that nothing is typed twice.
+  async function leaveMessageInstead() {
+    const cred = S.cred;
+    if (!cred || isClosed()) return;
+    const visitor = (S.chat && S.chat.visitor) || {};
+    const texts = Array.from(S.msgs.values())
+      .filter((m) => m.sender === 'visitor')
+      .sort((a, b) => Number(a.id) - Number(b.id))
+      .map((m) => String(m.text || '').trim())
+      .concat(S.locals.filter((l) => !l.noPost).map((l) => String(l.text || '').trim()))
+      .concat([E.composer.value.trim()])
+      .filter(Boolean);
+    clearError();
+    try {
+      await api('POST', `/api/v1/chats/${encodeURIComponent(cred.id)}/close`, { token: cred.token });
+    } catch (err) {
+      if (err.status !== 401 && err.status !== 404) {
+        showError(err);
+        return;
+      }
+    }
+    if (S.cred !== cred) return;
+    S.leaveMessage = true;
+    forgetChat(); // shows the offline form (S.leaveMessage)
+    E.offIntro.textContent = t('leaveMessageIntro');
+    E.offName.value = visitor.name || E.offName.value;
+    E.offEmail.value = visitor.email || E.offEmail.value;
+    E.offMessage.value = texts.join('\n\n');
+    if (S.open) focusFirst();
+  }
+
   function startNewChat() {
     forgetChat();
     clearError();
     refreshStatus().then(() => {
-      if (S.open) focusFirst();
+      // Only if the visitor has not started typing meanwhile: never steal their focus.
+      const typing = E.panel.contains(shadow.activeElement) && /^(INPUT|TEXTAREA|SELECT)$/.test(shadow.activeElement.tagName);
+      if (S.open && !typing) focusFirst();
     });
   }
 
@@ -2317,7 +2375,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     E.composer.value = '';
     renderMessages();
     showConfirm(false);
-    showView(S.online === null ? 'loading' : S.online ? 'prechat' : 'offline');
+    showView(viewWithoutChat());
     updateBadge();
     refreshStatus();
   }

@@ -108,9 +108,98 @@ pub async fn close_by_visitor(state: &AppState, chat: &ChatRow) -> Result<ChatRo
         system_text: "The visitor ended the chat.",
         event: system_event::CLOSED_BY_VISITOR,
         channel_notice: Some(&notice),
-        request_update: Some("the visitor left before anyone accepted"),
+        request_update: Some(LEFT_BEFORE_ACCEPT),
     };
     close(state, &chat.id, &closing).await
+}
+
+/// How the request post reads after the visitor ended the chat before anyone accepted.
+const LEFT_BEFORE_ACCEPT: &str = "the visitor left before anyone accepted";
+
+/// The visitor is gone: no widget has been connected to the chat since `unseen_since` (the
+/// visitor timeout ago). Ends the chat with a notice in its channel, or, before anyone
+/// accepted, by settling the request post. Does nothing if the visitor came back meanwhile,
+/// even at this very moment; returns the ended chat otherwise.
+pub async fn close_visitor_left(
+    state: &AppState,
+    chat_id: &str,
+    unseen_since: i64,
+) -> Result<Option<ChatRow>, StoreError> {
+    let Some(chat) = state.store.get_chat(chat_id).await? else {
+        return Ok(None);
+    };
+    let name = format::visitor_name(&chat);
+    let away = format::duration_text(state.settings.visitor_timeout);
+    let text = format!("The chat ended: the visitor was away for {away}.");
+    let notice = format!("The visitor left (no connection for {away}).");
+    let request_update = left_unaccepted(state, ClosedBy::VisitorLeft.as_str());
+    let closing = Closing {
+        by: ClosedBy::VisitorLeft,
+        author: Some(&name),
+        system_text: &text,
+        event: system_event::VISITOR_LEFT,
+        channel_notice: Some(&notice),
+        request_update: Some(&request_update),
+    };
+    let closed = state
+        .store
+        .close_chat_if_left(chat_id, &closing, unseen_since, now_ms())
+        .await?;
+    Ok(closed.map(|(chat, notice)| {
+        state.hub.message(&notice);
+        state.hub.chat(&chat);
+        state.wake_outbox();
+        chat
+    }))
+}
+
+/// How the request post reads once a chat ended before anyone accepted, by who ended it
+/// (`closed_by` as stored).
+pub fn left_unaccepted(state: &AppState, closed_by: &str) -> String {
+    if closed_by == ClosedBy::Visitor.as_str() {
+        LEFT_BEFORE_ACCEPT.to_owned()
+    } else if closed_by == ClosedBy::VisitorLeft.as_str() {
+        format!(
+            "the visitor left (no connection for {}) before anyone accepted",
+            format::duration_text(state.settings.visitor_timeout)
+        )
+    } else {
+        "ended before anyone accepted".to_owned()
+    }
+}
+
+/// Nobody accepted the request in time: reminds the requests channel (through the outbox) and
+/// tells the visitor they are still in the queue, with the offer to leave a message instead.
+/// Once per chat, however many instances try; only for a request started before
+/// `created_before`. Returns whether this call reminded.
+pub async fn remind(
+    state: &AppState,
+    chat_id: &str,
+    created_before: i64,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let notice = NewMessage {
+        sender: Sender::System,
+        author: None,
+        body: "Nobody has been able to answer yet; you are still in the queue. You can also \
+               leave a message instead, and we will reply by e-mail.",
+        html: None,
+        event: Some(system_event::STILL_WAITING),
+        post_id: None,
+        created_at: now,
+    };
+    match state
+        .store
+        .remind_chat(chat_id, &notice, created_before, now)
+        .await?
+    {
+        Some(message) => {
+            state.hub.message(&message);
+            state.wake_outbox();
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// An operator ends the chat from Mattermost.

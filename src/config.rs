@@ -42,6 +42,9 @@ struct RawSettings {
     mattermost_channel: Option<String>,
     allowed_origins: String,
     delete_after_hours: u64,
+    visitor_timeout_minutes: u64,
+    remind_after_minutes: u64,
+    remind_with_here: bool,
     max_message_chars: usize,
     max_field_chars: usize,
     rate_limit_chats_per_minute: u32,
@@ -72,6 +75,9 @@ impl Default for RawSettings {
             mattermost_channel: None,
             allowed_origins: "*".into(),
             delete_after_hours: 24,
+            visitor_timeout_minutes: 10,
+            remind_after_minutes: 3,
+            remind_with_here: true,
             max_message_chars: 4000,
             max_field_chars: 200,
             rate_limit_chats_per_minute: 5,
@@ -199,6 +205,13 @@ pub struct Settings {
     pub delete_after: Duration,
     pub limits: Limits,
     pub files: FileLimits,
+    /// A chat ends when no widget has been connected to it for this long.
+    pub visitor_timeout: Duration,
+    /// The requests channel is reminded of a request nobody accepted after this long (once);
+    /// `None`: never.
+    pub remind_after: Option<Duration>,
+    /// The reminder says `@here`.
+    pub remind_with_here: bool,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_proxy_headers: bool,
     pub log_format: LogFormat,
@@ -298,6 +311,21 @@ impl RawSettings {
             ));
         }
         let files = self.file_limits()?;
+        // A week at most: longer is a typo, and minutes beyond that would overflow nothing
+        // but make no sense for a live chat.
+        const WEEK_MINUTES: u64 = 7 * 24 * 60;
+        if self.visitor_timeout_minutes == 0 || self.visitor_timeout_minutes > WEEK_MINUTES {
+            return Err(invalid(
+                "PARLEY_VISITOR_TIMEOUT_MINUTES",
+                format!("must be between 1 and {WEEK_MINUTES}"),
+            ));
+        }
+        if self.remind_after_minutes > WEEK_MINUTES {
+            return Err(invalid(
+                "PARLEY_REMIND_AFTER_MINUTES",
+                format!("must be between 0 (never) and {WEEK_MINUTES}"),
+            ));
+        }
         let log_format = match self.log_format.as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -329,6 +357,10 @@ impl RawSettings {
                 messages_per_minute: self.rate_limit_messages_per_minute,
             },
             files,
+            visitor_timeout: Duration::from_secs(self.visitor_timeout_minutes * 60),
+            remind_after: (self.remind_after_minutes > 0)
+                .then(|| Duration::from_secs(self.remind_after_minutes * 60)),
+            remind_with_here: self.remind_with_here,
             trust_proxy_headers: self.trust_proxy_headers,
             log_format,
             presence: PresenceSettings {
@@ -495,6 +527,16 @@ mod tests {
             s.database,
             DatabaseUrl::Sqlite(PathBuf::from("./data/parley.db"))
         );
+        assert_eq!(s.visitor_timeout, Duration::from_secs(600));
+        assert_eq!(s.remind_after, Some(Duration::from_secs(180)));
+        assert!(s.remind_with_here);
+    }
+
+    #[test]
+    fn a_reminder_after_zero_minutes_means_never() {
+        let mut r = raw();
+        r.remind_after_minutes = 0;
+        assert_eq!(r.validate().unwrap().remind_after, None);
     }
 
     #[test]
@@ -551,6 +593,14 @@ mod tests {
             (
                 |r| r.presence_poll_seconds = 1,
                 "PARLEY_PRESENCE_POLL_SECONDS",
+            ),
+            (
+                |r| r.visitor_timeout_minutes = 0,
+                "PARLEY_VISITOR_TIMEOUT_MINUTES",
+            ),
+            (
+                |r| r.remind_after_minutes = 100_000,
+                "PARLEY_REMIND_AFTER_MINUTES",
             ),
         ];
         for (mutate, key) in cases {

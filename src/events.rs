@@ -23,6 +23,15 @@ pub struct ChatView {
     pub operator: Option<OperatorView>,
     pub created_at: String,
     pub closed_at: Option<String>,
+    /// What the visitor gave when starting the chat (to prefill a "leave a message" form).
+    pub visitor: VisitorView,
+}
+
+/// The visitor's own details, as they gave them.
+#[derive(Debug, Clone, Serialize)]
+pub struct VisitorView {
+    pub name: Option<String>,
+    pub email: Option<String>,
 }
 
 /// The operator as the visitor sees them.
@@ -39,6 +48,10 @@ impl From<&ChatRow> for ChatView {
             operator: c.operator_name.clone().map(|name| OperatorView { name }),
             created_at: rfc3339(c.created_at),
             closed_at: c.closed_at.map(rfc3339),
+            visitor: VisitorView {
+                name: c.visitor_name.clone(),
+                email: c.visitor_email.clone(),
+            },
         }
     }
 }
@@ -53,7 +66,7 @@ pub struct MessageView {
     /// Sanitised HTML for operator messages (rendered Markdown), escaped text otherwise.
     pub html: Option<String>,
     /// For system messages: what happened, for translation (`accepted`, `closed_by_visitor`,
-    /// `closed_by_operator`, `transferred`).
+    /// `closed_by_operator`, `transferred`, `visitor_left`, `still_waiting`).
     pub event: Option<String>,
     pub created_at: String,
     /// When the operator last edited the message in Mattermost, if ever.
@@ -202,5 +215,13 @@ impl Hub {
     /// Number of chats with listeners (for metrics and tests).
     pub fn listened_chats(&self) -> usize {
         self.chats.lock().expect("hub lock").len()
+    }
+
+    /// The chats with at least one open live socket on this instance (their visitors are
+    /// here). Forgets the chats nobody listens to any more on the way.
+    pub fn connected_chats(&self) -> Vec<String> {
+        let mut chats = self.chats.lock().expect("hub lock");
+        chats.retain(|_, sender| sender.receiver_count() > 0);
+        chats.keys().cloned().collect()
     }
 }

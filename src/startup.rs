@@ -116,6 +116,10 @@ impl Application {
                 state.clone(),
                 shutdown.clone(),
             ));
+            jobs.spawn(jobs::lifecycle::run_scheduled(
+                state.clone(),
+                shutdown.clone(),
+            ));
         }
         let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();

@@ -74,6 +74,8 @@ impl Sender {
 pub enum ClosedBy {
     Visitor,
     Operator,
+    /// No widget was connected to the chat for `PARLEY_VISITOR_TIMEOUT_MINUTES`.
+    VisitorLeft,
 }
 
 impl ClosedBy {
@@ -81,6 +83,7 @@ impl ClosedBy {
         match self {
             Self::Visitor => "visitor",
             Self::Operator => "operator",
+            Self::VisitorLeft => "visitor_left",
         }
     }
 }
@@ -92,4 +95,9 @@ pub mod system_event {
     pub const CLOSED_BY_OPERATOR: &str = "closed_by_operator";
     /// Another operator took the chat over (`!transfer`); the author is the new operator.
     pub const TRANSFERRED: &str = "transferred";
+    /// The chat ended because no widget was connected to it for the visitor timeout.
+    pub const VISITOR_LEFT: &str = "visitor_left";
+    /// Nobody accepted in time: the visitor is still in the queue and may leave a message
+    /// instead.
+    pub const STILL_WAITING: &str = "still_waiting";
 }

@@ -111,6 +111,14 @@ pub async fn handle_action(
         }
         AcceptOutcome::NotPending(chat) => {
             let (status_line, text) = match chat.status() {
+                // A click that was on its way while the visitor left (or from a client that
+                // still shows the button): keep the post as the close left it and say why.
+                ChatStatus::Closed if chat.accepted_at.is_none() => {
+                    let line =
+                        chats::left_unaccepted(&state, chat.closed_by.as_deref().unwrap_or(""));
+                    let text = format!("This chat can no longer be accepted: {line}.");
+                    (line, text)
+                }
                 ChatStatus::Closed => (
                     "ended".to_owned(),
                     "This chat has already ended.".to_owned(),

@@ -12,7 +12,10 @@ use axum::{
 use serde::de::DeserializeOwned;
 
 use crate::{
-    http::error::ApiError, security::token_hash, state::AppState, storage::chats::ChatRow,
+    http::error::ApiError,
+    security::token_hash,
+    state::AppState,
+    storage::{chats::ChatRow, now_ms},
 };
 
 /// A JSON body; malformed, mistyped, oversized or non-UTF-8 bodies get clear API errors.
@@ -104,7 +107,12 @@ impl FromRequestParts<AppState> for VisitorChat {
             .map(|(_, v)| v)
             .ok_or_else(|| ApiError::not_found("chat"))?;
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        authenticate(state, &id, token).await.map(Self)
+        let chat = authenticate(state, &id, token).await?;
+        // Any call with the token shows the visitor is here (see jobs::lifecycle).
+        if let Err(e) = state.store.touch_visitor(&chat.id, now_ms()).await {
+            tracing::warn!(error = %e, chat_id = %chat.id, "could not note the visitor's presence");
+        }
+        Ok(Self(chat))
     }
 }
 

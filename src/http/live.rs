@@ -15,17 +15,20 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::{
     domain::ChatStatus,
     events::{ChatView, LiveEvent},
     http::{error::ApiError, extract::authenticate},
     state::AppState,
+    storage::now_ms,
 };
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// A socket that sent nothing (not even a pong) for this long is dropped.
+const SILENT_FOR: Duration = Duration::from_secs(65);
 /// Largest frame a visitor may send (the auth frame, typing and pings are expected).
 const MAX_FRAME: usize = 4096;
 /// The visitor's typing goes to Mattermost at most this often (the widget sends every 3 s).
@@ -103,9 +106,41 @@ async fn serve(state: AppState, chat_id: String, mut socket: WebSocket) {
             return refuse(socket, e.code, &e.message, close).await;
         }
     };
-    // Subscribe before reading the backlog, so nothing falls between the two.
-    let mut events = state.hub.subscribe(&chat.id);
-    let mut last_sent = auth.after.max(0);
+    // Subscribe before reading the chat and its backlog, so nothing falls between them.
+    let events = state.hub.subscribe(&chat.id);
+    // The visitor is here from now until the socket goes (and while it stays, this
+    // instance's `jobs::lifecycle` says so every few seconds): a connected widget's chat
+    // never times out, and the timeout counts from the moment it went.
+    touch_visitor(&state, &chat.id).await;
+    stream(&state, &chat.id, auth.after.max(0), events, socket).await;
+    touch_visitor(&state, &chat.id).await;
+}
+
+async fn touch_visitor(state: &AppState, chat_id: &str) {
+    if let Err(e) = state.store.touch_visitor(chat_id, now_ms()).await {
+        tracing::warn!(error = %e, %chat_id, "could not note the visitor's presence");
+    }
+}
+
+/// Sends the chat as it is now, the backlog after `last_sent`, then live events, until either
+/// side goes away.
+async fn stream(
+    state: &AppState,
+    chat_id: &str,
+    mut last_sent: i64,
+    mut events: broadcast::Receiver<LiveEvent>,
+    mut socket: WebSocket,
+) {
+    // Read after subscribing: a chat that ended a moment ago (its visitor timed out just
+    // before coming back) is shown ended, not as the token check saw it.
+    let chat = match state.store.get_chat(chat_id).await {
+        Ok(Some(chat)) => chat,
+        Ok(None) => return refuse(socket, "not_found", "no such chat", 4404).await,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the chat");
+            return refuse(socket, "internal", "please reconnect", 1011).await;
+        }
+    };
     if !send_json(
         &mut socket,
         &json!({"type": "ready", "chat": ChatView::from(&chat)}),
@@ -140,6 +175,7 @@ async fn serve(state: AppState, chat_id: String, mut socket: WebSocket) {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut last_typing: Option<Instant> = None;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -166,16 +202,24 @@ async fn serve(state: AppState, chat_id: String, mut socket: WebSocket) {
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(Message::Text(text))) => {
+                    heard = tokio::time::Instant::now();
                     if is_typing(text.as_str())
                         && last_typing.is_none_or(|t| t.elapsed() >= TYPING_EVERY)
                     {
                         last_typing = Some(Instant::now());
-                        visitor_typing(&state, &chat.id).await;
+                        visitor_typing(state, &chat.id).await;
                     }
                 }
-                Some(Ok(_)) => {}
+                // Pongs included.
+                Some(Ok(_)) => heard = tokio::time::Instant::now(),
             },
             _ = ping.tick() => {
+                // Browsers answer every ping. Silence for two rounds means a dead connection
+                // (a device gone without closing it); holding on to it would keep an
+                // abandoned chat alive (see jobs::lifecycle).
+                if heard.elapsed() > SILENT_FOR {
+                    return;
+                }
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     return;
                 }

@@ -1,6 +1,7 @@
 //! Background jobs. Each is a loop around a `run_once` that tests can call directly.
 
 pub mod cleanup;
+pub mod lifecycle;
 pub mod offline_posts;
 pub mod outbox;
 pub mod presence;

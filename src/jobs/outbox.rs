@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::{
     departments::{self, Department},
+    domain::ChatStatus,
     mattermost::{
         Bridge, Context, MmError, Target, format,
         wire::{CreateChannel, NewPost, Post, PostPatch},
@@ -257,6 +258,29 @@ async fn deliver(
                 };
                 bridge.client.patch_post(post_id, &patch).await?;
             }
+        }
+        OutboxTask::Reminder { key } => {
+            // Accepted or ended while the reminder waited (e.g. during an outage): say nothing.
+            if chat.status() != ChatStatus::Pending {
+                return Ok(());
+            }
+            let link = chat
+                .request_post_id
+                .as_deref()
+                .map(|post_id| bridge.post_link(&ctx.team_name, post_id));
+            let waited = Duration::from_millis((now_ms() - chat.created_at).max(0) as u64);
+            let message = format::reminder(
+                &chat,
+                waited,
+                link.as_deref(),
+                state.settings.remind_with_here,
+            );
+            let target = PostTarget {
+                channel_id: &ctx.requests_channel_id,
+                key,
+            };
+            let props = json!({ format::CHAT_PROP: chat.id });
+            post_once(bridge, row, &target, &message, props, Vec::new()).await?;
         }
     }
     Ok(())

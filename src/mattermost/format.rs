@@ -1,6 +1,8 @@
 //! What parley's posts, channel names and headers look like in Mattermost. Every piece of
 //! visitor text passes through `escape_for_mattermost` here, and nowhere else builds posts.
 
+use std::time::Duration;
+
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -263,6 +265,47 @@ pub fn notice(text: &str) -> String {
     format!(":information_source: _{}_", escape_for_mattermost(text))
 }
 
+/// The reminder in the requests channel about a request nobody accepted. A new post rather
+/// than a reply to the request: with collapsed reply threads (the default on recent servers)
+/// a reply is hidden in the thread and notifies nobody without a mention, while a post in the
+/// channel marks it unread for everyone. The link opens the request with its Accept button.
+pub fn reminder(
+    chat: &ChatRow,
+    waited: Duration,
+    request_link: Option<&str>,
+    with_here: bool,
+) -> String {
+    let here = if with_here { "@here " } else { "" };
+    let name = escape_for_mattermost(&visitor_name(chat));
+    let waited = duration_text(waited);
+    match request_link {
+        Some(link) => format!(
+            "{here}:hourglass: **{name}** has been waiting {waited} for an operator. [Open the request]({link}) to accept it."
+        ),
+        None => format!(
+            "{here}:hourglass: **{name}** has been waiting {waited} for an operator; accept the request above."
+        ),
+    }
+}
+
+/// A duration as people say it: whole minutes, rounded down ("1 minute", "10 minutes"), or
+/// seconds below a minute (only test settings are that short).
+pub fn duration_text(d: Duration) -> String {
+    let secs = d.as_secs();
+    let plural = |n: u64, unit: &str| {
+        if n == 1 {
+            format!("1 {unit}")
+        } else {
+            format!("{n} {unit}s")
+        }
+    };
+    if secs >= 60 {
+        plural(secs / 60, "minute")
+    } else {
+        plural(secs, "second")
+    }
+}
+
 /// Splits a post body into pieces of at most `max` characters (Mattermost refuses longer
 /// posts and the REST API does not split them), preferring line and word boundaries.
 pub fn split_for_post(message: &str, max: usize) -> Vec<String> {
@@ -374,6 +417,46 @@ mod tests {
         assert!(!m.contains("@here"));
         assert!(!m.contains("@channel"));
         assert!(!m.contains("!["));
+    }
+
+    fn named_chat(name: &str) -> ChatRow {
+        ChatRow {
+            visitor_name: Some(name.into()),
+            ..chat(None, None)
+        }
+    }
+
+    #[test]
+    fn the_reminder_mentions_here_only_when_asked_and_never_through_the_name() {
+        let c = named_chat("@channel [x](http://evil)");
+        let link = "https://mm.example.com/support/pl/abc";
+        let with = reminder(&c, Duration::from_secs(180), Some(link), true);
+        assert!(with.starts_with("@here "), "{with}");
+        assert!(with.contains("waiting 3 minutes"), "{with}");
+        assert!(with.contains(&format!("]({link})")), "{with}");
+        assert!(!with.contains("@channel"), "{with}");
+        assert!(!with.contains("[x](http://evil)"), "{with}");
+        let without = reminder(&c, Duration::from_secs(180), None, false);
+        assert!(!without.contains("@here"), "{without}");
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        let cases = [
+            (60, "1 minute"),
+            (600, "10 minutes"),
+            (90, "1 minute"),
+            (1, "1 second"),
+            (2, "2 seconds"),
+            (0, "0 seconds"),
+        ];
+        for (secs, expected) in cases {
+            assert_eq!(
+                duration_text(Duration::from_secs(secs)),
+                expected,
+                "{secs} s"
+            );
+        }
     }
 
     #[test]

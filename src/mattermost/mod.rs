@@ -305,6 +305,11 @@ impl Bridge {
             base(&self.settings.url)
         )
     }
+
+    /// Web link (permalink) to a post, which Mattermost opens in its channel, highlighted.
+    pub fn post_link(&self, team_name: &str, post_id: &str) -> String {
+        format!("{}/{team_name}/pl/{post_id}", base(&self.settings.url))
+    }
 }
 
 /// Replaces a bare "not found" with a message that says what to change.

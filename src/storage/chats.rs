@@ -239,6 +239,19 @@ impl Store {
         closing: &Closing<'_>,
         now: i64,
     ) -> Result<Option<(ChatRow, MessageRow)>, StoreError> {
+        self.close_chat_where(id, closing, now, None).await
+    }
+
+    /// Ends a chat; with `unseen_since`, only if its visitor has not been seen since then (the
+    /// condition is part of the update, so a visitor coming back at the same moment wins or
+    /// loses as a whole). Returns `None` if nothing changed.
+    pub(super) async fn close_chat_where(
+        &self,
+        id: &str,
+        closing: &Closing<'_>,
+        now: i64,
+        unseen_since: Option<i64>,
+    ) -> Result<Option<(ChatRow, MessageRow)>, StoreError> {
         let Closing {
             by,
             author,
@@ -255,16 +268,24 @@ impl Store {
         let Some((previous,)) = previous else {
             return Err(StoreError::NotFound);
         };
-        let closed = sqlx::query_as::<_, ChatRow>(&format!(
+        let unseen = if unseen_since.is_some() {
+            "AND visitor_seen_at < $4 AND created_at < $4"
+        } else {
+            ""
+        };
+        let sql = format!(
             "UPDATE chats SET status = 'closed', closed_at = $1, closed_by = $2
-             WHERE id = $3 AND status <> 'closed'
+             WHERE id = $3 AND status <> 'closed' {unseen}
              RETURNING {COLUMNS}"
-        ))
-        .bind(now)
-        .bind(by.as_str())
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        );
+        let mut update = sqlx::query_as::<_, ChatRow>(&sql)
+            .bind(now)
+            .bind(by.as_str())
+            .bind(id);
+        if let Some(since) = unseen_since {
+            update = update.bind(since);
+        }
+        let closed = update.fetch_optional(&mut *tx).await?;
         let Some(chat) = closed else {
             return Ok(None);
         };

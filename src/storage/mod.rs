@@ -9,6 +9,7 @@ pub mod cleanup;
 pub mod departments;
 pub mod files;
 pub mod history;
+pub mod lifecycle;
 pub mod managers;
 pub mod messages;
 pub mod offline;

@@ -25,6 +25,9 @@ pub enum OutboxTask {
     /// Post parley's answer to an operator command into the chat's channel: Markdown that
     /// `mattermost::answers` built, every piece of user text in it already made inert.
     Reply { text: String, key: String },
+    /// Remind the requests channel of a request nobody accepted (skipped if it was settled
+    /// meanwhile).
+    Reminder { key: String },
 }
 
 impl OutboxTask {
@@ -36,6 +39,7 @@ impl OutboxTask {
             Self::Notice { .. } => "notice",
             Self::UpdateRequest { .. } => "update_request",
             Self::Reply { .. } => "reply",
+            Self::Reminder { .. } => "reminder",
         }
     }
 

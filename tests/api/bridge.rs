@@ -13,7 +13,7 @@ use crate::helpers::{TestApp, VisitorChat, spawn_app, wait_until};
 const ZWSP: char = '\u{200B}';
 
 /// Opens the visitor's live socket and authenticates.
-pub(crate) async fn open_live(
+pub async fn open_live(
     app: &TestApp,
     chat: &VisitorChat,
     after: i64,
@@ -30,7 +30,7 @@ pub(crate) async fn open_live(
 }
 
 /// Reads frames until one matches, failing after 10 s.
-pub(crate) async fn next_matching<S>(ws: &mut S, pred: impl Fn(&Value) -> bool) -> Value
+pub async fn next_matching<S>(ws: &mut S, pred: impl Fn(&Value) -> bool) -> Value
 where
     S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {

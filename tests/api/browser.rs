@@ -1,8 +1,8 @@
 //! The widget in real Chromium (Debian's, driven by playwright-core from
 //! `tests/browser/widget_flow.mjs`), embedded in a page of another origin, against the real
 //! server and the simulator. This test serves that page and acts as the operator when the
-//! script asks (accepting, writing, sending a file, typing, editing) or reports what
-//! Mattermost received.
+//! script asks (accepting, writing, sending a file, typing, editing, letting time pass for
+//! a reminder) or reports what Mattermost received.
 
 use std::{
     path::PathBuf,
@@ -17,10 +17,48 @@ use axum::{
 };
 use base64::Engine as _;
 use mattermost_sim::{MattermostSim, SimUser};
-use parley::state::AppState;
+use parley::{jobs::lifecycle, state::AppState, storage::now_ms};
 use serde_json::{Value, json};
 
 use crate::helpers::spawn_app;
+
+/// The newest request post in the requests channel.
+fn newest_request(op: &Operator) -> Value {
+    op.sim
+        .posts_in_channel(&op.requests_channel_id)
+        .into_iter()
+        .rev()
+        .find(|p| {
+            p["props"]["parley_chat_id"].is_string()
+                && !p["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("has been waiting")
+        })
+        .expect("a request post exists")
+}
+
+/// Time passes with nobody accepting: one pass of the lifecycle job as of just after the
+/// reminder is due (the widget is connected, so its chat does not time out).
+async fn remind(State(op): State<Operator>) -> Json<Value> {
+    let after = op
+        .state
+        .settings
+        .remind_after
+        .expect("reminders are on by default");
+    let now = now_ms() + after.as_millis() as i64 + 1_000;
+    match lifecycle::run_once(&op.state, now).await {
+        Ok(report) => Json(json!({"ok": true, "reminded": report.reminded})),
+        Err(e) => Json(json!({"ok": false, "error": e.to_string()})),
+    }
+}
+
+/// The newest request post: its text and whether it still has its Accept button.
+async fn request_post(State(op): State<Operator>) -> Json<Value> {
+    let post = newest_request(&op);
+    let button = post["props"]["attachments"][0]["actions"].is_array();
+    Json(json!({"ok": true, "message": post["message"], "button": button}))
+}
 
 #[derive(Clone)]
 struct Operator {
@@ -46,13 +84,7 @@ async fn host_page(State(op): State<Operator>) -> Html<String> {
 
 /// Alice clicks Accept on the newest request and waits for the chat's channel.
 async fn accept(State(op): State<Operator>) -> Json<Value> {
-    let request = op
-        .sim
-        .posts_in_channel(&op.requests_channel_id)
-        .into_iter()
-        .rev()
-        .find(|p| p["props"]["parley_chat_id"].is_string())
-        .expect("a request post exists");
+    let request = newest_request(&op);
     let chat_id = request["props"]["parley_chat_id"]
         .as_str()
         .unwrap()
@@ -291,6 +323,8 @@ async fn the_widget_works_in_chromium_from_another_origin() {
         .route("/control/operator-typing", post(operator_typing))
         .route("/control/operator-edit", post(operator_edit))
         .route("/control/visitor-typing", post(visitor_typing))
+        .route("/control/remind", post(remind))
+        .route("/control/request-post", post(request_post))
         .with_state(operator);
     // 127.0.0.2 is another origin than parley's 127.0.0.1, as a customer's site would be.
     let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();

@@ -8,5 +8,6 @@ mod cleanup;
 mod departments;
 mod files;
 mod helpers;
+mod lifecycle;
 mod live_details;
 mod visitor_api;

@@ -4,12 +4,12 @@
 //   HOST_PAGE_URL  a page on another origin that embeds <script src="{PARLEY_URL}/widget.js" async>
 //   PARLEY_URL     the parley server
 //   CONTROL_URL    the Rust test's control server (POST /accept, POST /operator-message {text},
-//                  POST /operator-file {name, text, base64}, POST /channel-files,
-//                  POST /presence {status}, POST /requests-posts {needle},
+//                  POST /operator-file {name, text, base64}, POST /channel-files, POST /remind,
+//                  POST /request-post, POST /presence {status}, POST /requests-posts {needle},
 //                  POST /departments {departments: [{name, greeting}]},
 //                  POST /operator-typing, POST /operator-edit {match, text}, POST /visitor-typing)
-//   SCREENSHOT_DIR where widget-prechat.png, widget-chat.png, widget-files.png and
-//                  widget-offline.png are written
+//   SCREENSHOT_DIR where widget-prechat.png, widget-chat.png, widget-files.png,
+//                  widget-waiting.png and widget-offline.png are written
 //   CHROMIUM       optional path of the browser (default /usr/bin/chromium, Debian's; never downloaded)
 // Prints one line per step passed; exits 0 on success, 1 on the first failed assertion.
 
@@ -542,6 +542,59 @@ async function main() {
   await until('step 12: the chat status should be "closed"', async () => (await tid(page, 'chat-status').getAttribute('data-status')) === 'closed');
   checkProblems();
   step(12, 'visitor closed the chat: composer disabled, "Start a new chat" shown');
+
+  // 13. a new chat nobody accepts: still in the queue, "leave a message instead"
+  await tid(page, 'new-chat').click();
+  await tid(page, 'prechat-form').waitFor({ state: 'visible' }).catch(() => {
+    throw new AssertionFailed('step 13: "Start a new chat" should show the pre-chat form');
+  });
+  await tid(page, 'prechat-name').fill('Erika Visitor');
+  await tid(page, 'prechat-email').fill('erika@example.com');
+  await tid(page, 'prechat-message').fill('Is anyone there?');
+  await tid(page, 'prechat-submit').click();
+  await until('step 13: the new chat should be pending', async () => (await tid(page, 'chat-status').getAttribute('data-status')) === 'pending');
+  await tid(page, 'composer').fill('My order is 4711');
+  await tid(page, 'composer').press('Enter');
+  await until('step 13: the second message should be stored', async () =>
+    (await readMessages(page)).some((m) => m.sender === 'visitor' && m.text.includes('My order is 4711') && m.id)
+  );
+  const reminded = await control('/remind');
+  assert(reminded.reminded === 1, `step 13: the job should remind of one request, reminded ${reminded.reminded}`);
+  const leave = tid(page, 'leave-message');
+  await until('step 13: the still-waiting notice should offer "Leave a message instead"', async () => leave.isVisible());
+  const notice = (await readMessages(page)).find((m) => m.sender === 'system' && m.text.includes('still in the queue'));
+  assert(notice, 'step 13: the still-waiting notice should say the visitor is still in the queue');
+  await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'widget-waiting.png'), animations: 'disabled' });
+  await leave.click();
+  await tid(page, 'offline-form').waitFor({ state: 'visible' }).catch(() => {
+    throw new AssertionFailed('step 13: "Leave a message instead" should show the offline form');
+  });
+  const prefilled = {
+    name: await tid(page, 'offline-name').inputValue(),
+    email: await tid(page, 'offline-email').inputValue(),
+    message: await tid(page, 'offline-message').inputValue(),
+  };
+  assert(prefilled.name === 'Erika Visitor' && prefilled.email === 'erika@example.com', `step 13: name and e-mail should be prefilled, got ${JSON.stringify(prefilled)}`);
+  assert(
+    prefilled.message === 'Is anyone there?\n\nMy order is 4711',
+    `step 13: the message should hold what the visitor wrote, got ${JSON.stringify(prefilled.message)}`
+  );
+  await until('step 13: the request post should be settled without its button', async () => {
+    const r = await control('/request-post');
+    return !r.button && String(r.message).includes('left before anyone accepted');
+  });
+  // Reopening the panel asks for the status again (online): the chosen form stays, filled in.
+  await tid(page, 'minimise').click();
+  await tid(page, 'launcher').click();
+  await until('step 13: the offline form should stay after the status was refreshed (online)', async () =>
+    (await tid(page, 'offline-form').isVisible()) && (await tid(page, 'offline-message').inputValue()) === prefilled.message
+  );
+  await tid(page, 'offline-submit').click();
+  await tid(page, 'offline-thanks').waitFor({ state: 'visible' }).catch(() => {
+    throw new AssertionFailed('step 13: sending the offline form should thank the visitor');
+  });
+  checkProblems();
+  step(13, 'still in the queue (widget-waiting.png): "Leave a message instead" ended the chat (request settled) and sent the prefilled offline form');
   await context.close();
 
   // ---------------------------------------------------------------- German
@@ -552,25 +605,25 @@ async function main() {
   const deLauncher = tid(dePage, 'launcher');
   await deLauncher.waitFor({ state: 'visible' });
   const label = await deLauncher.getAttribute('aria-label');
-  assert(label === DE.launcher, `step 13: launcher aria-label should be "${DE.launcher}", got "${label}"`);
+  assert(label === DE.launcher, `step 14: launcher aria-label should be "${DE.launcher}", got "${label}"`);
   await deLauncher.click();
   await tid(dePage, 'prechat-form').waitFor({ state: 'visible' }).catch(() => {
-    throw new AssertionFailed('step 13: the pre-chat form is not shown (is parley online?)');
+    throw new AssertionFailed('step 14: the pre-chat form is not shown (is parley online?)');
   });
   const submitText = (await tid(dePage, 'prechat-submit').textContent()).trim();
-  assert(submitText === DE.startChat, `step 13: the pre-chat submit button should read "${DE.startChat}", got "${submitText}"`);
+  assert(submitText === DE.startChat, `step 14: the pre-chat submit button should read "${DE.startChat}", got "${submitText}"`);
   const lang = await tid(dePage, 'panel').getAttribute('lang');
-  assert(lang === 'de', `step 13: the panel should have lang="de", got "${lang}"`);
+  assert(lang === 'de', `step 14: the panel should have lang="de", got "${lang}"`);
   const deAttach = await tid(dePage, 'attach-button').getAttribute('aria-label');
-  assert(deAttach === DE.attach, `step 13: the attach button should be labelled "${DE.attach}", got "${deAttach}"`);
+  assert(deAttach === DE.attach, `step 14: the attach button should be labelled "${DE.attach}", got "${deAttach}"`);
   const labels = await dePage.locator('[data-testid="prechat-form"] label').allTextContents();
-  assert(labels.includes(DE.message), `step 13: the pre-chat form should have the label "${DE.message}", got ${JSON.stringify(labels)}`);
+  assert(labels.includes(DE.message), `step 14: the pre-chat form should have the label "${DE.message}", got ${JSON.stringify(labels)}`);
   checkProblems();
-  step(13, `German locale: launcher "${label}", submit button "${submitText}"`);
+  step(14, `German locale: launcher "${label}", submit button "${submitText}"`);
   await de.close();
 
   // ---------------------------------------------------------------- offline
-  // 13. every operator goes offline while the widget is open: it switches to the offline form
+  // 14. every operator goes offline while the widget is open: it switches to the offline form
   //     by itself (its status poll; the clock is fast-forwarded instead of waiting 20 s)
   const off = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
   off.setDefaultTimeout(WAIT_MS);
@@ -579,48 +632,48 @@ async function main() {
   await offPage.goto(HOST_PAGE_URL, { waitUntil: 'load' });
   await tid(offPage, 'launcher').click();
   await tid(offPage, 'prechat-form').waitFor({ state: 'visible' }).catch(() => {
-    throw new AssertionFailed('step 13: the pre-chat form is not shown while an operator is online');
+    throw new AssertionFailed('step 14: the pre-chat form is not shown while an operator is online');
   });
   await tid(offPage, 'prechat-message').fill('Is anybody there?');
   await control('/presence', { status: 'offline' });
   await offPage.clock.fastForward(21_000);
-  await until('step 13: the widget should switch to the offline form without a reload', async () => tid(offPage, 'offline-form').isVisible());
-  await until('step 13: the status should show offline', async () => (await tid(offPage, 'status').getAttribute('data-online')) === 'false');
-  assert((await tid(offPage, 'offline-message').inputValue()) === 'Is anybody there?', 'step 13: the typed message should move to the offline form');
+  await until('step 14: the widget should switch to the offline form without a reload', async () => tid(offPage, 'offline-form').isVisible());
+  await until('step 14: the status should show offline', async () => (await tid(offPage, 'status').getAttribute('data-online')) === 'false');
+  assert((await tid(offPage, 'offline-message').inputValue()) === 'Is anybody there?', 'step 14: the typed message should move to the offline form');
   checkProblems();
-  step(14, 'all operators offline: the open widget switched to the offline form by itself, keeping the typed text');
+  step(15, 'all operators offline: the open widget switched to the offline form by itself, keeping the typed text');
 
-  // 14. the visitor leaves a message: it appears in the requests channel
+  // 15. the visitor leaves a message: it appears in the requests channel
   await tid(offPage, 'offline-name').fill('Olga Offline');
   await tid(offPage, 'offline-email').fill('olga@example.com');
   await tid(offPage, 'offline-message').fill('Please call me back about order 777');
   await offPage.screenshot({ path: path.join(SCREENSHOT_DIR, 'widget-offline.png'), animations: 'disabled' });
   await tid(offPage, 'offline-submit').click();
-  await until('step 14: the thanks should be shown', async () => tid(offPage, 'offline-thanks').isVisible());
-  const offlinePost = await until('step 14: the message should be posted in the requests channel', async () => {
+  await until('step 15: the thanks should be shown', async () => tid(offPage, 'offline-thanks').isVisible());
+  const offlinePost = await until('step 15: the message should be posted in the requests channel', async () => {
     const r = await control('/requests-posts', { needle: 'Please call me back about order 777' });
     return r.posts[0];
   });
-  assert(String(offlinePost.message).includes('Olga Offline'), `step 14: the post should name the visitor, got ${JSON.stringify(offlinePost.message)}`);
+  assert(String(offlinePost.message).includes('Olga Offline'), `step 15: the post should name the visitor, got ${JSON.stringify(offlinePost.message)}`);
   checkProblems();
-  step(15, 'offline message sent from the widget and posted to the requests channel (widget-offline.png)');
+  step(16, 'offline message sent from the widget and posted to the requests channel (widget-offline.png)');
 
-  // 15. several departments: the visitor chooses one, its greeting is shown
+  // 16. several departments: the visitor chooses one, its greeting is shown
   await control('/presence', { status: 'online' });
   await control('/departments', { departments: [{ name: 'Sales', greeting: 'Ask Sales anything' }, { name: 'Support', greeting: 'Support is here' }] });
   await offPage.reload({ waitUntil: 'load' });
   if (!(await tid(offPage, 'panel').isVisible())) await tid(offPage, 'launcher').click();
   const select = tid(offPage, 'prechat-department');
-  await until('step 15: the pre-chat form should offer the departments', async () => (await select.isVisible()) && (await select.locator('option').count()) === 2);
-  await until('step 15: the first department\'s greeting should be shown', async () =>
+  await until('step 16: the pre-chat form should offer the departments', async () => (await select.isVisible()) && (await select.locator('option').count()) === 2);
+  await until('step 16: the first department\'s greeting should be shown', async () =>
     (await tid(offPage, 'prechat-form').textContent()).includes('Ask Sales anything')
   );
   await select.selectOption({ label: 'Support' });
-  await until('step 15: choosing Support should show its greeting', async () =>
+  await until('step 16: choosing Support should show its greeting', async () =>
     (await tid(offPage, 'prechat-form').textContent()).includes('Support is here')
   );
   checkProblems();
-  step(16, 'departments: the select lists both, the chosen one\'s greeting is shown');
+  step(17, 'departments: the select lists both, the chosen one\'s greeting is shown');
   await off.close();
 }
 
