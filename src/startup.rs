@@ -13,6 +13,7 @@ use crate::{
     http::{self, rate_limit::RateLimits},
     jobs,
     mattermost::{self, Bridge},
+    metrics::Metrics,
     security::{ActionSigner, FileLinks, random_token},
     state::AppState,
     storage::{Store, blobs::Blobs},
@@ -44,10 +45,11 @@ impl Application {
         let key = store
             .value_or_insert("action_signing_key", random_token)
             .await?;
+        let metrics = Metrics::new();
         let bridge = settings
             .mattermost
             .clone()
-            .map(|m| Arc::new(Bridge::new(m)));
+            .map(|m| Arc::new(Bridge::new(m).with_metrics(metrics.clone())));
         if bridge.is_none() {
             tracing::warn!(
                 "Mattermost is not configured: the widget offers the offline form only. \
@@ -68,6 +70,7 @@ impl Application {
             signer,
             blobs,
             outbox_wakeup: Arc::new(Notify::new()),
+            metrics,
         };
         Ok(Self {
             listener,

@@ -9,6 +9,7 @@ use crate::{
     events::Hub,
     http::rate_limit::RateLimits,
     mattermost::Bridge,
+    metrics::Metrics,
     security::ActionSigner,
     storage::{Store, blobs::Blobs},
 };
@@ -27,6 +28,7 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Wakes the outbox worker when a task is added.
     pub outbox_wakeup: Arc<Notify>,
+    pub metrics: Metrics,
 }
 
 impl AppState {

@@ -5,4 +5,5 @@ mod browser;
 mod cleanup;
 mod files;
 mod helpers;
+mod operations;
 mod visitor_api;
