@@ -16,7 +16,7 @@ pub mod values;
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
-    AnyPool, Executor,
+    AnyPool, ConnectOptions, Connection, Executor,
     any::{AnyConnectOptions, AnyPoolOptions},
 };
 
@@ -84,6 +84,9 @@ impl Store {
 
     async fn open_postgres(url: &str) -> Result<Self, StoreError> {
         let options = AnyConnectOptions::from_str(url)?;
+        // One plain connection first: a pool would report only "timed out" instead of, say,
+        // a refused connection or a wrong password.
+        options.connect().await?.close().await?;
         let pool = || {
             AnyPoolOptions::new()
                 .max_connections(POSTGRES_POOL_SIZE)

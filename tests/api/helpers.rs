@@ -147,8 +147,12 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         use sqlx::{Connection as _, Executor as _};
 
-        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its own
-        // runtime does the work. FORCE ends the app's remaining connections.
+        // Drop runs inside the test's runtime, which cannot be awaited here; a thread with its
+        // own runtime does the work while this one waits. FORCE ends the app's connections.
+        // PostgreSQL 15 also waits for every backend to acknowledge the drop, and one that is
+        // still authenticating a connection of this (now blocked) runtime would hold it up to
+        // `authentication_timeout` (60 s): hence peer or trust authentication for the tests
+        // (see scripts/test-postgres).
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
