@@ -28,6 +28,7 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Wakes the outbox worker when a task is added.
     pub outbox_wakeup: Arc<Notify>,
+    /// This process's Prometheus metrics (`/metrics`).
     pub metrics: Metrics,
 }
 
