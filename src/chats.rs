@@ -335,7 +335,12 @@ pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError>
         .insert_message_from_post(&chat.id, &message, &files)
         .await
     {
-        Ok(Some(row)) => state.hub.message(&row),
+        Ok(Some(row)) => {
+            state
+                .metrics
+                .message_relayed(crate::metrics::Direction::ToVisitor);
+            state.hub.message(&row);
+        }
         Ok(None) => attachments::discard(&state.blobs, &chat.id, &files).await,
         Err(e) => {
             attachments::discard(&state.blobs, &chat.id, &files).await;

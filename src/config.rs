@@ -7,7 +7,7 @@ use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -59,6 +59,8 @@ struct RawSettings {
     presence_dnd_counts: bool,
     presence_poll_seconds: u64,
     prechat_phone: bool,
+    #[serde(skip_serializing)]
+    metrics_token: Option<SecretString>,
     config: Option<PathBuf>,
 }
 
@@ -92,6 +94,7 @@ impl Default for RawSettings {
             presence_dnd_counts: false,
             presence_poll_seconds: 30,
             prechat_phone: false,
+            metrics_token: None,
             config: None,
         }
     }
@@ -102,8 +105,67 @@ impl Default for RawSettings {
 pub enum DatabaseUrl {
     /// A SQLite file (created when missing).
     Sqlite(PathBuf),
-    /// A PostgreSQL connection URL (not yet supported by the storage layer).
-    Postgres(String),
+    /// A PostgreSQL connection URL.
+    Postgres(PostgresUrl),
+}
+
+impl DatabaseUrl {
+    /// Reads `PARLEY_DATABASE_URL`: `sqlite://path` or `postgres://…`.
+    pub fn parse(u: &str) -> Result<Self, ConfigError> {
+        if let Some(rest) = u.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(invalid(
+                    "PARLEY_DATABASE_URL",
+                    "a SQLite URL needs a file path, e.g. sqlite://./data/parley.db",
+                ));
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+            if Url::parse(u).is_err() {
+                return Err(invalid(
+                    "PARLEY_DATABASE_URL",
+                    "is not a valid URL, e.g. postgres://parley:secret@db.example.com/parley",
+                ));
+            }
+            Ok(Self::Postgres(PostgresUrl(u.to_owned())))
+        } else {
+            Err(invalid(
+                "PARLEY_DATABASE_URL",
+                "must start with sqlite:// or postgres://",
+            ))
+        }
+    }
+}
+
+/// A `postgres://` URL. It may carry a password, so `Debug` shows it without one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// The URL as given, password included: for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = match Url::parse(&self.0) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("redacted"));
+                }
+                if url.query().is_some_and(|q| q.contains("password")) {
+                    url.set_query(Some("password=redacted"));
+                }
+                url.to_string()
+            }
+            Err(_) => "postgres://…".into(),
+        };
+        f.debug_tuple("PostgresUrl").field(&shown).finish()
+    }
 }
 
 /// How parley reaches Mattermost. Present only when every part is configured.
@@ -218,6 +280,8 @@ pub struct Settings {
     pub presence: PresenceSettings,
     /// Ask for a phone number (optional) in the widget's forms.
     pub prechat_phone: bool,
+    /// Bearer token that `/metrics` requires; without one `/metrics` is off.
+    pub metrics_token: Option<SecretString>,
     /// Background loops (outbox worker, Mattermost events); tests drive them by hand when off.
     pub run_background_jobs: bool,
 }
@@ -263,26 +327,7 @@ impl RawSettings {
         };
         let database = match &self.database_url {
             None => DatabaseUrl::Sqlite(self.data_dir.join("parley.db")),
-            Some(u) if u.starts_with("sqlite:") => {
-                let path = u.trim_start_matches("sqlite:").trim_start_matches("//");
-                let path = path.split('?').next().unwrap_or_default();
-                if path.is_empty() {
-                    return Err(invalid(
-                        "PARLEY_DATABASE_URL",
-                        "a SQLite URL needs a file path, e.g. sqlite://./data/parley.db",
-                    ));
-                }
-                DatabaseUrl::Sqlite(PathBuf::from(path))
-            }
-            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-                DatabaseUrl::Postgres(u.clone())
-            }
-            Some(_) => {
-                return Err(invalid(
-                    "PARLEY_DATABASE_URL",
-                    "must start with sqlite:// or postgres://",
-                ));
-            }
+            Some(u) => DatabaseUrl::parse(u)?,
         };
         let mattermost = self.mattermost_settings()?;
         let allowed_origins = parse_origins(&self.allowed_origins)?;
@@ -342,6 +387,15 @@ impl RawSettings {
                 "must be between 5 and 3600",
             ));
         }
+        let metrics_token = match &self.metrics_token {
+            Some(t) if t.expose_secret().trim().chars().count() < 16 => {
+                return Err(invalid(
+                    "PARLEY_METRICS_TOKEN",
+                    "must be at least 16 characters (e.g. the output of `openssl rand -hex 32`)",
+                ));
+            }
+            other => other.clone(),
+        };
         Ok(Settings {
             listen,
             public_url,
@@ -369,6 +423,7 @@ impl RawSettings {
                 poll_every: Duration::from_secs(self.presence_poll_seconds),
             },
             prechat_phone: self.prechat_phone,
+            metrics_token,
             run_background_jobs: true,
         })
     }
@@ -579,6 +634,10 @@ mod tests {
                 "PARLEY_ALLOWED_ORIGINS",
             ),
             (|r| r.log_format = "xml".into(), "PARLEY_LOG_FORMAT"),
+            (
+                |r| r.metrics_token = Some(SecretString::from("short")),
+                "PARLEY_METRICS_TOKEN",
+            ),
             (|r| r.max_message_chars = 0, "PARLEY_MAX_MESSAGE_CHARS"),
             (|r| r.max_file_mb = 0, "PARLEY_MAX_FILE_MB"),
             (
@@ -609,6 +668,23 @@ mod tests {
             let err = r.validate().unwrap_err().to_string();
             assert!(err.contains(key), "expected {key} in `{err}`");
         }
+    }
+
+    #[test]
+    fn postgres_password_never_appears_in_debug_output() {
+        let mut r = raw();
+        r.database_url = Some("postgres://parley:db-secret@db.example.com:5432/parley".into());
+        let s = r.validate().unwrap();
+        let DatabaseUrl::Postgres(url) = &s.database else {
+            panic!("a PostgreSQL URL: {:?}", s.database);
+        };
+        assert_eq!(
+            url.expose(),
+            "postgres://parley:db-secret@db.example.com:5432/parley"
+        );
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("db-secret"), "{printed}");
+        assert!(printed.contains("db.example.com"), "{printed}");
     }
 
     #[test]

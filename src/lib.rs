@@ -22,6 +22,8 @@ pub mod http;
 pub mod jobs;
 /// The bridge to Mattermost (REST client, event stream, post formats).
 pub mod mattermost;
+/// Prometheus metrics.
+pub mod metrics;
 /// Visitor tokens and button signatures.
 pub mod security;
 /// Building and running the server.

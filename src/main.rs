@@ -138,7 +138,15 @@ async fn shutdown_signal() {
 }
 
 async fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
-    let url = format!("http://{}/healthz", settings.listen);
+    let mut address = settings.listen;
+    // Listening on every interface (0.0.0.0, as in a container): ask on loopback.
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{address}/healthz");
     let response = reqwest::Client::new()
         .get(&url)
         .timeout(Duration::from_secs(5))

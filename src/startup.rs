@@ -14,6 +14,7 @@ use crate::{
     http::{self, rate_limit::RateLimits},
     jobs,
     mattermost::{self, Bridge},
+    metrics::Metrics,
     security::{ActionSigner, FileLinks, random_token},
     state::AppState,
     storage::{Store, blobs::Blobs},
@@ -45,10 +46,11 @@ impl Application {
         let key = store
             .value_or_insert("action_signing_key", random_token)
             .await?;
+        let metrics = Metrics::new();
         let bridge = settings
             .mattermost
             .clone()
-            .map(|m| Arc::new(Bridge::new(m)));
+            .map(|m| Arc::new(Bridge::new(m).with_metrics(metrics.clone())));
         if bridge.is_none() {
             tracing::warn!(
                 "Mattermost is not configured: the widget offers the offline form only. \
@@ -70,6 +72,7 @@ impl Application {
             blobs,
             outbox_wakeup: Arc::new(Notify::new()),
             backoffice: Arc::new(BackOffice::new()),
+            metrics,
         };
         announce_first_run(&state).await?;
         Ok(Self {

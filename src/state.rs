@@ -10,6 +10,7 @@ use crate::{
     events::Hub,
     http::rate_limit::RateLimits,
     mattermost::Bridge,
+    metrics::Metrics,
     security::ActionSigner,
     storage::{Store, blobs::Blobs},
 };
@@ -30,6 +31,8 @@ pub struct AppState {
     pub outbox_wakeup: Arc<Notify>,
     /// The back office's sign-in limits.
     pub backoffice: Arc<BackOffice>,
+    /// This process's Prometheus metrics (`/metrics`).
+    pub metrics: Metrics,
 }
 
 impl AppState {

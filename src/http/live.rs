@@ -86,6 +86,7 @@ async fn refuse(mut socket: WebSocket, code: &str, message: &str, close_code: u1
 }
 
 async fn serve(state: AppState, chat_id: String, mut socket: WebSocket) {
+    let _counted = state.metrics.visitor_socket();
     let auth = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AuthFrame>(text.as_str()).ok(),
         _ => None,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod files;
 pub mod live;
+pub mod probes;
 pub mod rate_limit;
 pub mod visitor;
 pub mod widget_config;
@@ -64,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/mattermost/actions", post(actions::handle_action))
         .route("/healthz", get(|| async { "ok" }))
         .merge(admin::router(&state))
+        .route("/readyz", get(probes::ready))
+        .route("/metrics", get(probes::metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -14,6 +14,7 @@ use crate::{
         Bridge, Context, MmError, Target, format,
         wire::{CreateChannel, NewPost, Post, PostPatch},
     },
+    metrics::Direction,
     state::AppState,
     storage::{
         StoreError,
@@ -107,6 +108,9 @@ async fn attempt(state: &AppState, bridge: &Bridge, row: OutboxRow) -> Result<bo
     match deliver(state, bridge, &row, &task).await {
         Ok(()) => {
             state.store.mark_delivered(row.id).await?;
+            if matches!(task, OutboxTask::RelayMessage { .. }) {
+                state.metrics.message_relayed(Direction::ToMattermost);
+            }
             Ok(row.attempts > 0)
         }
         Err(DeliveryError::Store(e)) => Err(e),

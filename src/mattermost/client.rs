@@ -1,7 +1,10 @@
 //! The Mattermost REST API v4 client: one method per endpoint parley uses, errors classified
 //! so callers know whether a retry can help. See ../shared/docs/mattermost-api.md.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use reqwest::{Method, RequestBuilder, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
@@ -12,6 +15,7 @@ use super::wire::{
     AppError, Channel, ChannelMember, CreateChannel, NewPost, Post, PostList, PostPatch, Reaction,
     Status, Team, User,
 };
+use crate::metrics::Metrics;
 
 /// A failed Mattermost call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -61,6 +65,17 @@ impl MmError {
             _ => None,
         }
     }
+
+    /// The reason label of `parley_mattermost_request_errors_total`.
+    fn metric_reason(&self) -> &'static str {
+        match self {
+            Self::Api { status, .. } if *status >= 500 => "status_5xx",
+            Self::Api { .. } => "status_4xx",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unreachable(_) => "unreachable",
+            Self::Protocol(_) => "protocol",
+        }
+    }
 }
 
 /// REST client bound to one server and token.
@@ -69,6 +84,8 @@ pub struct Client {
     http: reqwest::Client,
     api: String,
     token: SecretString,
+    /// Where call times and failures are counted, if anywhere.
+    metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for Client {
@@ -92,7 +109,14 @@ impl Client {
             http,
             api: format!("{}/api/v4", base.trim_end_matches('/')),
             token,
+            metrics: None,
         }
+    }
+
+    /// The same client, counting its calls in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The WebSocket URL of this server.
@@ -125,16 +149,51 @@ impl Client {
         &self,
         request: RequestBuilder,
     ) -> Result<T, MmError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| MmError::Unreachable(without_url(&e)))?;
-        let response = Self::success(response).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| MmError::Unreachable(without_url(&e)))?;
-        serde_json::from_slice(&bytes).map_err(|e| MmError::Protocol(e.to_string()))
+        let (response, timing) = self.execute(request).await;
+        let result = async {
+            let response = Self::success(response?).await?;
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| MmError::Unreachable(without_url(&e)))?;
+            serde_json::from_slice(&bytes).map_err(|e| MmError::Protocol(e.to_string()))
+        }
+        .await;
+        self.record(timing, result.as_ref().err());
+        result
+    }
+
+    /// Sends a request; the timing goes to [`Client::record`] once the answer is read.
+    pub(super) async fn execute(
+        &self,
+        request: RequestBuilder,
+    ) -> (Result<reqwest::Response, MmError>, CallTiming) {
+        let (http, request) = request.build_split();
+        let endpoint = request
+            .as_ref()
+            .map(|r| endpoint(r.method(), r.url().path()))
+            .unwrap_or_default();
+        let timing = CallTiming {
+            endpoint,
+            started: Instant::now(),
+        };
+        let response = match request {
+            Ok(request) => http.execute(request).await,
+            Err(e) => Err(e),
+        };
+        let response = response.map_err(|e| MmError::Unreachable(without_url(&e)));
+        (response, timing)
+    }
+
+    /// Counts a finished call in the metrics.
+    pub(super) fn record(&self, timing: CallTiming, error: Option<&MmError>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.mattermost_call(
+                &timing.endpoint,
+                timing.started.elapsed(),
+                error.map(MmError::metric_reason),
+            );
+        }
     }
 
     /// Passes a successful response on and turns any other into an `MmError`.
@@ -328,6 +387,37 @@ impl MmError {
     }
 }
 
+/// A call in progress: what it is (for the metrics) and when it started.
+#[derive(Debug)]
+pub(super) struct CallTiming {
+    endpoint: String,
+    started: Instant,
+}
+
+/// The method and path template of a call, with ids and names replaced, so the metrics have a
+/// few series per endpoint rather than one per channel: `GET /channels/{id}/posts`.
+fn endpoint(method: &Method, path: &str) -> String {
+    let path = path.split_once("/api/v4").map_or(path, |(_, rest)| rest);
+    let mut template = String::new();
+    let mut after_name = false;
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        template.push('/');
+        let is_id = segment.len() == 26
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if after_name {
+            template.push_str("{name}");
+        } else if is_id {
+            template.push_str("{id}");
+        } else {
+            template.push_str(segment);
+        }
+        after_name = segment == "name" && !after_name;
+    }
+    format!("{method} {template}")
+}
+
 /// Percent-encodes one path segment (names come from configuration).
 pub(super) fn seg(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -370,5 +460,37 @@ pub(super) fn without_url(e: &reqwest::Error) -> String {
         kind.to_owned()
     } else {
         format!("{kind}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_templates_without_ids_or_names() {
+        let id = "abcdefghijklmnopqrstuvwxyz";
+        let cases = [
+            (Method::GET, "/api/v4/users/me".to_owned(), "GET /users/me"),
+            (Method::POST, "/api/v4/posts".to_owned(), "POST /posts"),
+            (
+                Method::GET,
+                format!("/mm/api/v4/channels/{id}/posts"),
+                "GET /channels/{id}/posts",
+            ),
+            (
+                Method::GET,
+                format!("/api/v4/teams/{id}/channels/name/chat-requests"),
+                "GET /teams/{id}/channels/name/{name}",
+            ),
+            (
+                Method::GET,
+                "/api/v4/teams/name/support".to_owned(),
+                "GET /teams/name/{name}",
+            ),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(endpoint(&method, &path), expected, "{path}");
+        }
     }
 }

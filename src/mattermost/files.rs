@@ -8,7 +8,7 @@ use tokio_util::io::ReaderStream;
 
 use super::{
     Client, MmError,
-    client::{seg, without_url},
+    client::seg,
     wire::{FileInfo, UploadedFiles},
 };
 
@@ -50,12 +50,16 @@ impl Client {
 
     /// `GET /files/{id}`: the bytes, as a response to stream from.
     pub async fn download_file(&self, id: &str) -> Result<reqwest::Response, MmError> {
-        let response = self
+        let request = self
             .request(Method::GET, &format!("/files/{}", seg(id)))
-            .timeout(FILE_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| MmError::Unreachable(without_url(&e)))?;
-        Self::success(response).await
+            .timeout(FILE_TIMEOUT);
+        // Timed until the answer starts; the caller streams the bytes.
+        let (response, timing) = self.execute(request).await;
+        let result = match response {
+            Ok(response) => Self::success(response).await,
+            Err(e) => Err(e),
+        };
+        self.record(timing, result.as_ref().err());
+        result
     }
 }

@@ -97,6 +97,12 @@ impl Bridge {
         }
     }
 
+    /// The same bridge, counting its REST calls in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.client = self.client.with_metrics(metrics);
+        self
+    }
+
     /// The server's context, resolving it first if needed.
     pub async fn context(&self) -> Result<Arc<Context>, MmError> {
         if let Some(ctx) = self.context.read().expect("context lock").clone() {

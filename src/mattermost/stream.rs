@@ -58,6 +58,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             _ = tokio::time::sleep(backoff + jitter) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+        state.metrics.stream_reconnecting();
     }
     bridge.set_stream_connected(false);
 }
@@ -79,6 +80,7 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
     // Resolve team and channel first: without them no event can be used.
     bridge.context().await?;
     let mut url = bridge.client.websocket_url();
+    let resuming = resume.connection_id.is_some() && resume.next_seq > 0;
     if let Some(id) = &resume.connection_id {
         // Never send a connection id with sequence 0 (mattermost-api.md §6).
         if resume.next_seq > 0 {
@@ -96,6 +98,10 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
         .map_err(|_| StreamError::Protocol("the token is not a valid header value".into()))?;
     request.headers_mut().insert("Authorization", auth);
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    if resuming {
+        // A resumed stream sends no new `hello`, and maybe no event for a long while.
+        bridge.set_stream_connected(true);
+    }
     crate::jobs::outbox::mattermost_is_back(state).await;
     // Typing handed over while no stream was up is stale: drop it.
     let mut typing = bridge.typing_receiver().await;

@@ -261,10 +261,13 @@ impl Store {
             request_update,
         } = *closing;
         let mut tx = self.write.begin().await?;
-        let previous: Option<(String,)> = sqlx::query_as("SELECT status FROM chats WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        // A no-op update, not a SELECT: it locks the chat's row until commit on PostgreSQL
+        // (SQLite has one writer anyway), so the status cannot change under this transaction.
+        let previous: Option<(String,)> =
+            sqlx::query_as("UPDATE chats SET status = status WHERE id = $1 RETURNING status")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some((previous,)) = previous else {
             return Err(StoreError::NotFound);
         };

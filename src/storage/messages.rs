@@ -115,10 +115,13 @@ impl Store {
     ) -> Result<VisitorMessageOutcome, StoreError> {
         let attached = m.files;
         let mut tx = self.write.begin().await?;
-        let status: Option<(String,)> = sqlx::query_as("SELECT status FROM chats WHERE id = $1")
-            .bind(chat_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        // A no-op update, not a SELECT: it locks the chat's row until commit on PostgreSQL
+        // (SQLite has one writer anyway), so the status cannot change under this transaction.
+        let status: Option<(String,)> =
+            sqlx::query_as("UPDATE chats SET status = status WHERE id = $1 RETURNING status")
+                .bind(chat_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         match status {
             None => return Ok(VisitorMessageOutcome::NoSuchChat),
             Some((s,)) if s == "closed" => return Ok(VisitorMessageOutcome::ChatClosed),

@@ -1,6 +1,7 @@
 //! All SQL lives here, one file per aggregate. Queries use the runtime API of sqlx's `Any`
-//! driver with `$n` placeholders and portable SQL, so PostgreSQL can be added by adding its
-//! migrations (see docs/decisions.md).
+//! driver with `$n` placeholders and portable SQL, so the same code runs on SQLite and on
+//! PostgreSQL; only the migrations differ (`migrations/sqlite`, `migrations/postgres`, see
+//! docs/decisions.md).
 
 pub mod audit;
 pub mod blobs;
@@ -15,12 +16,13 @@ pub mod messages;
 pub mod offline;
 pub mod outbox;
 pub mod settings;
+pub mod stats;
 pub mod values;
 
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
-    AnyPool, Executor,
+    AnyPool, ConnectOptions, Connection, Executor,
     any::{AnyConnectOptions, AnyPoolOptions},
 };
 
@@ -49,24 +51,27 @@ pub enum StoreError {
 ///
 /// SQLite allows one writer at a time; a dedicated single-connection pool for writes avoids
 /// `SQLITE_BUSY` when a read transaction would upgrade, while reads use a pool of their own.
+/// On PostgreSQL both are ordinary pools; the split stays so the code is the same.
 #[derive(Clone, Debug)]
 pub struct Store {
     write: AnyPool,
     read: AnyPool,
 }
 
+/// Connections per pool on PostgreSQL (one pool for writes, one for reads).
+const POSTGRES_POOL_SIZE: u32 = 10;
+
 impl Store {
     /// Opens (creating when needed) the database and applies pending migrations.
     pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let path = match url {
-            DatabaseUrl::Sqlite(path) => path,
-            DatabaseUrl::Postgres(_) => {
-                return Err(StoreError::Unsupported(
-                    "PostgreSQL is not supported yet; use a SQLite database".into(),
-                ));
-            }
-        };
+        match url {
+            DatabaseUrl::Sqlite(path) => Self::open_sqlite(path).await,
+            DatabaseUrl::Postgres(url) => Self::open_postgres(url.expose()).await,
+        }
+    }
+
+    async fn open_sqlite(path: &std::path::Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unsupported(format!(
@@ -81,6 +86,29 @@ impl Store {
         sqlx::migrate!("migrations/sqlite").run(&write).await?;
         let read = sqlite_pool(4).connect_with(options).await?;
         Ok(Self { write, read })
+    }
+
+    async fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        let options = AnyConnectOptions::from_str(url)?;
+        // One plain connection first: a pool would report only "timed out" instead of, say,
+        // a refused connection or a wrong password.
+        options.connect().await?.close().await?;
+        let pool = || {
+            AnyPoolOptions::new()
+                .max_connections(POSTGRES_POOL_SIZE)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+        };
+        let write = pool().connect_with(options.clone()).await?;
+        sqlx::migrate!("migrations/postgres").run(&write).await?;
+        let read = pool().connect_with(options).await?;
+        Ok(Self { write, read })
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
     }
 }
 

@@ -1231,15 +1231,8 @@ async fn parley_doctor_exits_zero_only_when_the_essentials_pass() {
 async fn parley_admin_create_manager_prints_a_working_link() {
     let app = spawn_app().await;
     let dir = app.state.settings.data_dir.clone();
-    let database = match &app.state.settings.database {
-        parley::config::DatabaseUrl::Sqlite(p) => p.clone(),
-        _ => unreachable!(),
-    };
     let envs = [
-        (
-            "PARLEY_DATABASE_URL",
-            format!("sqlite://{}", database.display()),
-        ),
+        ("PARLEY_DATABASE_URL", app.database_url()),
         ("PARLEY_PUBLIC_URL", app.url.clone()),
     ];
 

@@ -5,7 +5,6 @@
 use std::{process::Output, time::Duration};
 
 use parley::{
-    config::DatabaseUrl,
     jobs::cleanup::{self, Report},
     storage::cleanup::ChannelRemoval,
 };
@@ -278,9 +277,8 @@ async fn channels_removed_in_mattermost_meanwhile_count_as_done() {
 
 /// Runs the real `parley archive` against the app's database and simulator.
 async fn parley_archive(app: &TestApp, mattermost: bool) -> Output {
-    let DatabaseUrl::Sqlite(database) = &app.state.settings.database else {
-        panic!("the tests use SQLite");
-    };
+    let database = app.database_url();
+    let data_dir = &app.state.settings.data_dir;
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"));
     command.arg("archive");
     for (key, _) in std::env::vars_os() {
@@ -289,15 +287,9 @@ async fn parley_archive(app: &TestApp, mattermost: bool) -> Output {
         }
     }
     command
-        .env(
-            "PARLEY_CONFIG",
-            database.with_file_name("no-such-parley.toml"),
-        )
-        .env("PARLEY_DATA_DIR", &app.state.settings.data_dir)
-        .env(
-            "PARLEY_DATABASE_URL",
-            format!("sqlite://{}", database.display()),
-        )
+        .env("PARLEY_CONFIG", data_dir.join("no-such-parley.toml"))
+        .env("PARLEY_DATA_DIR", data_dir)
+        .env("PARLEY_DATABASE_URL", database)
         .env("PARLEY_DELETE_AFTER_HOURS", "0");
     if mattermost {
         command

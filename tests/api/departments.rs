@@ -5,9 +5,7 @@
 use std::{process::Output, time::Duration};
 
 use mattermost_sim::{SimConfig, SimUser};
-use parley::{
-    config::DatabaseUrl, departments, jobs::presence, storage::departments::DepartmentRow,
-};
+use parley::{departments, jobs::presence, storage::departments::DepartmentRow};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -377,9 +375,6 @@ async fn templates_shape_the_posts_and_visitors_cannot_inject_into_them() {
 
 /// Runs the real `parley department …` against the app's database and simulator.
 async fn parley_department(app: &TestApp, args: &[&str]) -> Output {
-    let DatabaseUrl::Sqlite(database) = &app.state.settings.database else {
-        panic!("the tests use SQLite");
-    };
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"));
     command.arg("department").args(args);
     for (key, _) in std::env::vars_os() {
@@ -390,13 +385,10 @@ async fn parley_department(app: &TestApp, args: &[&str]) -> Output {
     command
         .env(
             "PARLEY_CONFIG",
-            database.with_file_name("no-such-parley.toml"),
+            app.state.settings.data_dir.join("no-such-parley.toml"),
         )
         .env("PARLEY_DATA_DIR", &app.state.settings.data_dir)
-        .env(
-            "PARLEY_DATABASE_URL",
-            format!("sqlite://{}", database.display()),
-        )
+        .env("PARLEY_DATABASE_URL", app.database_url())
         .env("PARLEY_MATTERMOST_URL", app.sim.url())
         .env("PARLEY_MATTERMOST_TOKEN", &app.bot.token)
         .env("PARLEY_MATTERMOST_TEAM", "support")

@@ -1,11 +1,13 @@
 //! `spawn_app()`: a real parley on a random port with a temporary SQLite database, connected
 //! to a fresh Mattermost simulator with a team, a requests channel, a bot and two operators.
+//! With `PARLEY_TEST_DATABASE_URL=postgres://…` set, each app gets a throw-away PostgreSQL
+//! database of its own instead, dropped with the app.
 
 use std::{future::Future, time::Duration};
 
 use mattermost_sim::{MattermostSim, SimConfig, SimUser};
 use parley::{
-    config::{MattermostSettings, Settings},
+    config::{DatabaseUrl, MattermostSettings, Settings},
     startup::Application,
     state::AppState,
 };
@@ -24,6 +26,7 @@ pub struct TestApp {
     pub state: AppState,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
+    _database: Option<TestDatabase>,
 }
 
 impl Drop for TestApp {
@@ -66,6 +69,10 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_data_dir(dir.path().to_path_buf());
+    let database = TestDatabase::create_if_configured().await;
+    if let Some(db) = &database {
+        settings.database = db.url.clone();
+    }
     settings.mattermost = Some(MattermostSettings {
         url: sim.url().parse().unwrap(),
         token: bot.token.clone().into(),
@@ -94,6 +101,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         state,
         shutdown,
         _dir: dir,
+        _database: database,
     };
     if test.state.bridge.is_some() {
         wait_until("parley connects to Mattermost", || async {
@@ -102,6 +110,70 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         .await;
     }
     test
+}
+
+/// A PostgreSQL database made for one test app (`PARLEY_TEST_DATABASE_URL` names the server
+/// and a database to connect to for creating it), dropped when the app is.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+    url: DatabaseUrl,
+}
+
+impl TestDatabase {
+    async fn create_if_configured() -> Option<Self> {
+        use sqlx::{Connection as _, Executor as _};
+
+        let admin_url = std::env::var("PARLEY_TEST_DATABASE_URL").ok()?;
+        let name = format!("parley_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("PARLEY_TEST_DATABASE_URL reaches PostgreSQL");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("the test role may create databases");
+        admin.close().await.ok();
+        let mut url = url::Url::parse(&admin_url).expect("PARLEY_TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        let url = DatabaseUrl::parse(url.as_str()).expect("a PostgreSQL URL");
+        Some(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        use sqlx::{Connection as _, Executor as _};
+
+        // Drop runs inside the test's runtime, which cannot be awaited here; a thread with its
+        // own runtime does the work while this one waits. FORCE ends the app's connections.
+        // PostgreSQL 15 also waits for every backend to acknowledge the drop, and one that is
+        // still authenticating a connection of this (now blocked) runtime would hold it up to
+        // `authentication_timeout` (60 s): hence peer or trust authentication for the tests
+        // (see scripts/test-postgres).
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                admin
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop the test database {}: {e}", self.name);
+        }
+    }
 }
 
 /// Binds first so `public_url` (the callback address Mattermost uses) has the real port.
@@ -135,6 +207,14 @@ where
 }
 
 impl TestApp {
+    /// The app's `PARLEY_DATABASE_URL`, for running the real binary against its database.
+    pub fn database_url(&self) -> String {
+        match &self.state.settings.database {
+            parley::config::DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            parley::config::DatabaseUrl::Postgres(url) => url.expose().to_owned(),
+        }
+    }
+
     pub fn api(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.url)
     }

@@ -10,4 +10,5 @@ mod files;
 mod helpers;
 mod lifecycle;
 mod live_details;
+mod operations;
 mod visitor_api;

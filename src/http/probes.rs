@@ -1,0 +1,107 @@
+//! What operators and orchestrators ask parley: `/readyz` (can it do its work?) and
+//! `/metrics` (Prometheus). `/healthz` (is it alive?) needs no handler of its own.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::{security::token_hash, state::AppState};
+
+/// How long `/readyz` waits for the database.
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `GET /readyz`: 200 when the database answers and Mattermost is connected (or not
+/// configured, parley then runs offline on purpose); 503 otherwise, with what is wrong.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let mut problems = Vec::new();
+    let database = match tokio::time::timeout(DATABASE_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the database does not answer");
+            problems.push("the database does not answer");
+            "unreachable"
+        }
+        Err(_) => {
+            tracing::warn!("readiness: the database did not answer in time");
+            problems.push("the database does not answer");
+            "unreachable"
+        }
+    };
+    let mattermost = match &state.bridge {
+        None => "not_configured",
+        Some(bridge) if bridge.is_online() => "connected",
+        Some(_) => {
+            problems.push("Mattermost is not connected (the log says why)");
+            "disconnected"
+        }
+    };
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "ready": problems.is_empty(),
+        "database": database,
+        "mattermost": mattermost,
+        "problems": problems,
+    });
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus metrics, for a client with `PARLEY_METRICS_TOKEN` as its bearer
+/// token. Without the setting the page is off (404): parley's port faces the visitors'
+/// browsers, and chat figures are nobody's business there.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = &state.settings.metrics_token else {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are off; set PARLEY_METRICS_TOKEN to turn them on",
+        )
+            .into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Comparing hashes: the time taken tells nothing about the token.
+    if given.map(token_hash) != Some(token_hash(token.expose_secret())) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "send PARLEY_METRICS_TOKEN as a bearer token",
+        )
+            .into_response();
+    }
+    if let Some(bridge) = &state.bridge {
+        state.metrics.set_mattermost_connected(bridge.is_online());
+    }
+    match state.metrics.render(&state.store).await {
+        Ok(text) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the figures for /metrics");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database does not answer",
+            )
+                .into_response()
+        }
+    }
+}
