@@ -1329,6 +1329,9 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
               : E.minBtn;
     // after the panel became visible
     requestAnimationFrame(() => {
+      // The visitor got there first (clicked or tabbed into a field): never take it away.
+      const a = shadow.activeElement;
+      if (a && a !== target && E.panel.contains(a) && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName) && a.offsetParent !== null) return;
       try {
         target.focus({ preventScroll: true });
       } catch (_) {
