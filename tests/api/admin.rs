@@ -940,6 +940,17 @@ async fn settings_are_validated_stored_served_to_the_widget_and_audited() {
     let (status, html) = admin.page("/admin/settings").await;
     assert_eq!(status, 200);
     assert!(html.contains("PARLEY_MATTERMOST_TOKEN") && html.contains("set (hidden)"));
+    // The live preview frames the demo page, which only parley's own pages may frame.
+    assert!(
+        html.contains("<iframe class=\"preview\" src=\"/\""),
+        "{html}"
+    );
+    let demo = app.http.get(format!("{}/", app.url)).send().await.unwrap();
+    let csp = demo.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
     assert!(!html.contains(&app.bot.token), "the token is never shown");
     let defaults: Value = app
         .http
