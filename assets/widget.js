@@ -111,6 +111,7 @@
       errGeneric: 'Something went wrong. Please try again.',
       errMessageRequired: 'Please enter a message',
       errEmailRequired: 'Please enter your e-mail address',
+      errNameRequired: 'Please enter your name',
       errEmailInvalid: 'Please enter a valid e-mail address',
       unread_one: '{n} unread message',
       unread_other: '{n} unread messages',
@@ -206,6 +207,7 @@
       errGeneric: 'Etwas ist schiefgelaufen. Bitte versuchen Sie es erneut.',
       errMessageRequired: 'Bitte geben Sie eine Nachricht ein',
       errEmailRequired: 'Bitte geben Sie Ihre E-Mail-Adresse ein',
+      errNameRequired: 'Bitte geben Sie Ihren Namen ein',
       errEmailInvalid: 'Bitte geben Sie eine gültige E-Mail-Adresse ein',
       unread_one: '{n} ungelesene Nachricht',
       unread_other: '{n} ungelesene Nachrichten',
@@ -742,8 +744,10 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
 .lb-close:hover { background: rgba(255,255,255,.28); }
 .lightbox :focus-visible { outline-color: #fff; }
 
+.left .launcher, .left .panel { left: 20px; right: auto; }
+.left .badge { left: 62px; right: auto; }
 @media (max-width: 480px) {
-  .panel { left: 0; right: 0; top: 0; bottom: 0; width: 100%; height: 100%; max-height: none; border-radius: 0; }
+  .panel, .left .panel { left: 0; right: 0; top: 0; bottom: 0; width: 100%; height: 100%; max-height: none; border-radius: 0; }
   .is-open .launcher, .is-open .badge { display: none; }
   .field input, .field textarea, .field select, .composer textarea { font-size: 16px; }
 }
@@ -759,6 +763,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
   // ---------------------------------------------------------------- state --
 
   const S = {
+    config: {}, // the back office's widget settings (/widget-config): title, greeting
+    fields: { name: 'optional', email: 'optional' }, // pre-chat fields: required | optional | hidden
     online: null, // null = not known yet (for the chosen department, when there are several)
     departments: [], // from /status: [{id, name, online, texts}]; empty = no departments
     dept: null, // the chosen department's id (null = the first)
@@ -927,8 +933,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     { class: 'view prechat', 'data-testid': 'prechat-form', novalidate: true, 'aria-labelledby': 'parley-title', hidden: true, onsubmit: submitPrechat },
     E.preIntro,
     E.preDeptField,
-    field('parley-pre-name', t('nameOptional'), E.preName),
-    field('parley-pre-email', t('emailOptional'), E.preEmail),
+    (E.preNameField = field('parley-pre-name', t('nameOptional'), E.preName)),
+    (E.preEmailField = field('parley-pre-email', t('emailOptional'), E.preEmail)),
     E.prePhoneField,
     field('parley-pre-message', t('message'), E.preMessage),
     E.preSubmit
@@ -1254,8 +1260,8 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
 
   function applyDepartmentTexts() {
     const texts = (currentDepartment() || {}).texts || {};
-    E.title.textContent = texts.title || t('title');
-    E.preIntro.textContent = texts.greeting || t('prechatIntro');
+    E.title.textContent = texts.title || S.config.title || t('title');
+    E.preIntro.textContent = texts.greeting || S.config.greeting || t('prechatIntro');
     E.offIntro.textContent = texts.offline || t('offlineIntro');
   }
 
@@ -2028,6 +2034,33 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
 
   // -------------------------------------------------------------- status --
 
+  // The back office's widget settings, read once at start. Its built-in defaults are left to
+  // the widget's own translated texts; a department's texts (from /status) win over these.
+  const CONFIG_DEFAULTS = { title: 'Chat with us', greeting: 'Hello! How can we help you today?' };
+  function loadConfig() {
+    return api('GET', '/api/v1/widget-config')
+      .then((c) => {
+        if (!c || typeof c !== 'object') return;
+        const own = (v, d) => (typeof v === 'string' && v.trim() && v !== d ? v : '');
+        S.config = { title: own(c.title, CONFIG_DEFAULTS.title), greeting: own(c.greeting, CONFIG_DEFAULTS.greeting) };
+        if (!OPTS.color && typeof c.color === 'string' && window.CSS && CSS_supports('color', c.color)) root.style.setProperty('--accent', c.color);
+        root.classList.toggle('left', c.position === 'left');
+        const f = c.fields || {};
+        const mode = (v) => (v === 'required' || v === 'hidden' ? v : 'optional');
+        S.fields = { name: mode(f.name), email: mode(f.email) };
+        for (const [key, input, wrap] of [['name', E.preName, E.preNameField], ['email', E.preEmail, E.preEmailField]]) {
+          const m = S.fields[key];
+          wrap.hidden = m === 'hidden';
+          wrap.querySelector('label').textContent = m === 'required' ? t(key) : t(key + 'Optional');
+          input.required = m === 'required';
+          if (m === 'required') input.setAttribute('aria-required', 'true');
+          else input.removeAttribute('aria-required');
+        }
+        applyDepartmentTexts();
+      })
+      .catch(() => {});
+  }
+
   let statusInFlight = null;
   function refreshStatus() {
     if (statusInFlight) return statusInFlight;
@@ -2057,9 +2090,11 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     if (E.preSubmit.disabled) return;
     clearError();
     clearFieldErrors(E.prechatView);
-    const name = E.preName.value.trim();
-    const email = E.preEmail.value.trim();
+    const name = S.fields.name === 'hidden' ? '' : E.preName.value.trim();
+    const email = S.fields.email === 'hidden' ? '' : E.preEmail.value.trim();
     const message = E.preMessage.value.trim();
+    if (!name && S.fields.name === 'required') return fieldError(E.preName, t('errNameRequired'));
+    if (!email && S.fields.email === 'required') return fieldError(E.preEmail, t('errEmailRequired'));
     if (email && E.preEmail.validity && E.preEmail.validity.typeMismatch) return fieldError(E.preEmail, t('errEmailInvalid'));
     if (!message) return fieldError(E.preMessage, t('errMessageRequired'));
     const phone = S.askPhone ? E.prePhone.value.trim() : '';
@@ -2578,6 +2613,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     const stored = storageGet('localStorage', STORE_CHAT);
     const openPref = storageGet('sessionStorage', STORE_OPEN);
     setOpen(typeof openPref === 'boolean' ? openPref : OPTS.open, { focus: false, persist: typeof openPref === 'boolean' });
+    loadConfig();
     refreshStatus();
     setInterval(() => {
       if (document.visibilityState !== 'hidden' && !S.cred) refreshStatus();

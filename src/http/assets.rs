@@ -27,14 +27,15 @@ pub async fn widget_js() -> Response {
     )
 }
 
-/// `GET /`: a demo page with the widget.
+/// `GET /`: a demo page with the widget. Only parley's own pages may frame it (the
+/// settings page shows it as the widget's live preview).
 pub async fn demo_page() -> Response {
     let mut response = with_type(DEMO_HTML, "text/html; charset=utf-8", "no-cache");
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-             connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'",
+             connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'self'",
         ),
     );
     response

@@ -19,6 +19,8 @@ pub struct ChatFilter {
     pub until: Option<i64>,
     /// Words in the visitor's name, e-mail or any message.
     pub text: Option<String>,
+    /// The department: `Some(None)` = the default one (no department).
+    pub department: Option<Option<i64>>,
 }
 
 /// A line of the chat list.
@@ -34,6 +36,8 @@ pub struct ChatSummary {
     pub operator_username: Option<String>,
     pub operator_name: Option<String>,
     pub messages: i64,
+    /// The chat's department (`None`: the default one).
+    pub department_name: Option<String>,
 }
 
 /// Chat counts for the dashboard.
@@ -105,6 +109,14 @@ impl Store {
             let n = next(Param::Text(o.clone()), &mut params);
             conditions.push(format!("c.operator_username = {n}"));
         }
+        match filter.department {
+            Some(Some(d)) => {
+                let n = next(Param::Int(d), &mut params);
+                conditions.push(format!("c.department_id = {n}"));
+            }
+            Some(None) => conditions.push("c.department_id IS NULL".into()),
+            None => {}
+        }
         if let Some(t) = filter.from {
             let n = next(Param::Int(t), &mut params);
             conditions.push(format!("c.created_at >= {n}"));
@@ -132,7 +144,8 @@ impl Store {
         let list_sql = format!(
             "SELECT c.id, c.status, c.visitor_name, c.visitor_email, c.created_at, c.accepted_at,
                     c.closed_at, c.operator_username, c.operator_name,
-                    (SELECT COUNT(*) FROM messages m WHERE m.chat_id = c.id) AS messages
+                    (SELECT COUNT(*) FROM messages m WHERE m.chat_id = c.id) AS messages,
+                    (SELECT d.name FROM departments d WHERE d.id = c.department_id) AS department_name
              FROM chats c {filter_sql}
              ORDER BY c.created_at DESC, c.id LIMIT ${limit_n} OFFSET ${}",
             limit_n + 1

@@ -8,7 +8,9 @@ use mattermost_sim::{MattermostSim, SimConfig, SimUser};
 use parley::{
     backoffice::{Role, accounts},
     config::{MattermostSettings, Settings},
+    departments,
     doctor::{self, Verdict},
+    storage::departments::DepartmentRow,
 };
 use reqwest::{StatusCode, header, multipart};
 use serde_json::{Value, json};
@@ -237,7 +239,12 @@ async fn the_first_run_link_creates_the_first_admin_once() {
 }
 
 /// Every back-office route: method, path, and who may use it (`None`: anyone).
-fn routes(chat: &str, offline: i64, manager: i64) -> Vec<(&'static str, String, Option<Role>)> {
+fn routes(
+    chat: &str,
+    offline: i64,
+    manager: i64,
+    department: i64,
+) -> Vec<(&'static str, String, Option<Role>)> {
     let m = Some(Role::Manager);
     let a = Some(Role::Admin);
     vec![
@@ -250,6 +257,12 @@ fn routes(chat: &str, offline: i64, manager: i64) -> Vec<(&'static str, String, 
         ("GET", format!("/admin/chats/{chat}/files/none"), m),
         ("GET", "/admin/offline".into(), m),
         ("POST", format!("/admin/offline/{offline}/handled"), m),
+        ("GET", "/admin/departments".into(), m),
+        ("GET", "/admin/departments/new".into(), m),
+        ("POST", "/admin/departments".into(), m),
+        ("GET", format!("/admin/departments/{department}"), m),
+        ("POST", format!("/admin/departments/{department}"), m),
+        ("GET", format!("/admin/departments/{department}/delete"), m),
         ("GET", "/admin/audit".into(), a),
         ("GET", "/admin/settings".into(), a),
         ("POST", "/admin/settings/test".into(), a),
@@ -261,8 +274,33 @@ fn routes(chat: &str, offline: i64, manager: i64) -> Vec<(&'static str, String, 
         ("POST", "/admin/settings".into(), a),
         // Last: these end what they act on.
         ("POST", format!("/admin/chats/{chat}/delete"), m),
+        ("POST", format!("/admin/departments/{department}/delete"), m),
         ("POST", "/admin/logout".into(), m),
     ]
+}
+
+/// A department "Sales" routed to the simulator's team and requests channel.
+async fn sales_department(app: &TestApp) -> i64 {
+    let mut row = DepartmentRow {
+        id: 0,
+        name: "Sales".into(),
+        team: "support".into(),
+        channel: "requests".into(),
+        position: 0,
+        hours: None,
+        timezone: "UTC".into(),
+        text_title: None,
+        text_greeting: None,
+        text_offline: None,
+        template_request: None,
+        template_channel_display_name: None,
+        template_channel_header: None,
+        template_first_post: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    departments::validate(&mut row).unwrap();
+    app.state.store.insert_department(&row).await.unwrap()
 }
 
 async fn offline_message(app: &TestApp) -> i64 {
@@ -285,6 +323,7 @@ async fn every_route_refuses_anonymous_and_under_privileged_requests() {
     let app = spawn_app().await;
     let chat = app.start_simple_chat("Hello").await;
     let offline = offline_message(&app).await;
+    let department = sales_department(&app).await;
     let (target, _) = accounts::invite(&app.state.store, &app.url, "t@example.com", Role::Manager)
         .await
         .unwrap();
@@ -292,7 +331,7 @@ async fn every_route_refuses_anonymous_and_under_privileged_requests() {
     let manager = signed_in(&app, "m@example.com", Role::Manager).await;
     let manager_csrf = manager.csrf().await;
 
-    for (method, path, role) in routes(&chat.id, offline, target.id) {
+    for (method, path, role) in routes(&chat.id, offline, target.id, department) {
         let role = role.unwrap();
         // Anonymous: pages send to the sign-in page, actions are refused.
         let response = if method == "GET" {
@@ -323,7 +362,7 @@ async fn every_route_refuses_anonymous_and_under_privileged_requests() {
 
     // An admin may use every route; a manager every manager route.
     let admin = signed_in(&app, "a@example.com", Role::Admin).await;
-    for (method, path, role) in routes(&chat.id, offline, target.id) {
+    for (method, path, role) in routes(&chat.id, offline, target.id, department) {
         let agents: Vec<&Agent> = if role == Some(Role::Manager)
             && !path.ends_with("logout")
             && !path.ends_with("/delete")
@@ -358,6 +397,7 @@ async fn forms_without_the_session_token_or_from_another_origin_are_refused() {
     let app = spawn_app().await;
     let chat = app.start_simple_chat("Please keep me").await;
     let offline = offline_message(&app).await;
+    let department = sales_department(&app).await;
     let (target, _) = accounts::invite(&app.state.store, &app.url, "t@example.com", Role::Manager)
         .await
         .unwrap();
@@ -366,7 +406,7 @@ async fn forms_without_the_session_token_or_from_another_origin_are_refused() {
     let others_token = other.csrf().await;
     let token = admin.csrf().await;
 
-    for (method, path, _) in routes(&chat.id, offline, target.id) {
+    for (method, path, _) in routes(&chat.id, offline, target.id, department) {
         if method != "POST" {
             continue;
         }
@@ -575,6 +615,22 @@ async fn the_dashboard_shows_chats_the_connection_and_bridge_errors() {
     );
     assert!(html.contains(&refused.id[..8]));
     assert!(html.contains("Erika Visitor"), "who is waiting");
+
+    // Operators online now, from the presence poll; per department when there are some.
+    app.sim.set_status(&app.bob.id, "away");
+    parley::jobs::presence::run_once(&app.state).await.unwrap();
+    let (_, html) = agent.page("/admin").await;
+    assert!(
+        html.contains("1 online, 1 away, 0 do not disturb, of 2 operator(s)"),
+        "{html}"
+    );
+    sales_department(&app).await;
+    parley::jobs::presence::run_once(&app.state).await.unwrap();
+    let (_, html) = agent.page("/admin").await;
+    assert!(
+        html.contains("Sales</a>: 1 online, 1 away"),
+        "per department: {html}"
+    );
 }
 
 #[tokio::test]
@@ -588,6 +644,26 @@ async fn chats_can_be_found_and_their_transcript_read() {
         .post_as(&app.alice, &channel, "It left the warehouse today.")
         .await;
     app.wait_for_message(&answered, |m| m["sender"] == "operator")
+        .await;
+    // A note, an edited post and a deleted one.
+    app.sim
+        .post_as(&app.alice, &channel, "!note VIP customer, be quick")
+        .await;
+    let edited = app.sim.post_as(&app.alice, &channel, "Tracking: 123").await;
+    app.wait_for_message(&answered, |m| m["text"] == "Tracking: 123")
+        .await;
+    let edited_id = edited["id"].as_str().unwrap().to_owned();
+    app.sim
+        .edit_post_as(&app.alice, &edited_id, "Tracking: 124")
+        .await;
+    let gone = app
+        .sim
+        .post_as(&app.alice, &channel, "Oops, wrong chat")
+        .await;
+    app.wait_for_message(&answered, |m| m["text"] == "Oops, wrong chat")
+        .await;
+    app.sim
+        .delete_post_as(&app.alice, gone["id"].as_str().unwrap())
         .await;
     let waiting = app
         .start_chat(json!({"name": "Walter Wait", "message": "<b>Anyone</b> there?"}))
@@ -632,6 +708,26 @@ async fn chats_can_be_found_and_their_transcript_read() {
         "Duration",
     ] {
         assert!(html.contains(expected), "`{expected}` on the chat's page");
+    }
+    let transcript_marked = || async {
+        let (_, html) = agent.page(&format!("/admin/chats/{}", answered.id)).await;
+        html.contains("class=\"msg operator note\"")
+            && html.contains("VIP customer, be quick")
+            && html.contains("class=\"msg operator deleted\"")
+            && html.contains("deleted in Mattermost")
+            && html.contains("Tracking: 124")
+            && html.contains("edited")
+    };
+    if tokio::time::timeout(Duration::from_secs(5), async {
+        while !transcript_marked().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .is_err()
+    {
+        let (_, html) = agent.page(&format!("/admin/chats/{}", answered.id)).await;
+        panic!("notes, edits and deletions are marked: {html}");
     }
     let (_, html) = agent.page(&format!("/admin/chats/{}", waiting.id)).await;
     assert!(
@@ -844,6 +940,17 @@ async fn settings_are_validated_stored_served_to_the_widget_and_audited() {
     let (status, html) = admin.page("/admin/settings").await;
     assert_eq!(status, 200);
     assert!(html.contains("PARLEY_MATTERMOST_TOKEN") && html.contains("set (hidden)"));
+    // The live preview frames the demo page, which only parley's own pages may frame.
+    assert!(
+        html.contains("<iframe class=\"preview\" src=\"/\""),
+        "{html}"
+    );
+    let demo = app.http.get(format!("{}/", app.url)).send().await.unwrap();
+    let csp = demo.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
     assert!(!html.contains(&app.bot.token), "the token is never shown");
     let defaults: Value = app
         .http
@@ -1274,4 +1381,184 @@ async fn parley_admin_create_manager_prints_a_working_link() {
     .await;
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("reset-password"));
+}
+
+#[tokio::test]
+async fn managers_create_preview_edit_and_delete_departments_and_it_is_audited() {
+    // Arrange
+    let app = spawn_app().await;
+    let agent = signed_in(&app, "m@example.com", Role::Manager).await;
+    let (status, html) = agent.page("/admin/departments").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("No departments"), "{html}");
+
+    // Mistakes are refused with their field, and nothing is stored.
+    let response = agent
+        .submit(
+            "/admin/departments",
+            &[
+                ("name", "Sales"),
+                ("team", "support"),
+                ("channel", "requests"),
+                ("hours", "weekdays"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.unwrap().contains("hours:"));
+    // A channel Mattermost does not know is refused, as by the CLI.
+    let response = agent
+        .submit(
+            "/admin/departments",
+            &[
+                ("name", "Sales"),
+                ("team", "support"),
+                ("channel", "no-such-channel"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("channel `no-such-channel` not found")
+    );
+    assert!(app.state.store.list_departments().await.unwrap().is_empty());
+
+    // Preview: the templates filled with a sample visitor, visitor text escaped, not saved.
+    let response = agent
+        .submit(
+            "/admin/departments",
+            &[
+                ("name", "Sales"),
+                ("team", "support"),
+                ("channel", "requests"),
+                (
+                    "request_template",
+                    "@here **{department}**: {nick} ({email}) asks",
+                ),
+                ("first_post_template", "Hi {nick}, welcome to <Sales>"),
+                ("action", "preview"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("@here **Sales**: Jane Doe (jane@example.com) asks"),
+        "{html}"
+    );
+    assert!(html.contains("Hi Jane Doe, welcome to &lt;Sales&gt;"));
+    assert!(html.contains("Chat: Jane Doe"), "default display name");
+    assert!(app.state.store.list_departments().await.unwrap().is_empty());
+
+    // Create.
+    let response = agent
+        .submit(
+            "/admin/departments",
+            &[
+                ("name", "Sales"),
+                ("team", "support"),
+                ("channel", "~requests"),
+                ("hours", "Mon-Fri 9:00-17:30"),
+                ("timezone", "Europe/Berlin"),
+                ("greeting", "Questions about prices?"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let rows = app.state.store.list_departments().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let id = rows[0].id;
+    assert_eq!(rows[0].hours.as_deref(), Some("mon-fri 09:00-17:30"));
+    assert_eq!(rows[0].channel, "requests");
+    assert_eq!(
+        location(&response),
+        format!("/admin/departments/{id}?done=created")
+    );
+    let (_, html) = agent.page(&format!("/admin/departments/{id}")).await;
+    assert!(html.contains("Questions about prices?") && html.contains("Preview"));
+    let (_, html) = agent.page("/admin/departments").await;
+    assert!(html.contains("Sales") && html.contains("mon-fri 09:00-17:30"));
+    let status: Value = app
+        .http
+        .get(app.api("/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["departments"][0]["name"], "Sales", "{status}");
+
+    // Edit.
+    let response = agent
+        .submit(
+            &format!("/admin/departments/{id}"),
+            &[
+                ("name", "Sales team"),
+                ("team", "support"),
+                ("channel", "requests"),
+                ("timezone", "UTC"),
+                ("title", "Talk to sales"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let row = app.state.store.get_department(id).await.unwrap().unwrap();
+    assert_eq!(row.name, "Sales team");
+    assert_eq!(row.hours, None, "emptied: always open");
+    assert_eq!(row.text_title.as_deref(), Some("Talk to sales"));
+    assert_eq!(row.text_greeting, None);
+
+    // Delete: refused while a chat of it is open, then done.
+    let chat = app
+        .start_chat(json!({"name": "Erika", "message": "Prices?", "department": id}))
+        .await;
+    let response = agent
+        .submit(&format!("/admin/departments/{id}/delete"), &[])
+        .await;
+    assert_eq!(response.status(), 409);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("1 waiting or active chat")
+    );
+    assert!(app.state.store.get_department(id).await.unwrap().is_some());
+    let (_, html) = agent.page(&format!("/admin/chats/{}", chat.id)).await;
+    assert!(html.contains("Sales team"), "the chat shows its department");
+    let (_, html) = agent.page(&format!("/admin/chats?department={id}")).await;
+    assert!(html.contains("Erika"), "department filter");
+    let (_, html) = agent.page("/admin/chats?department=none").await;
+    assert!(!html.contains("Erika"), "default department filter");
+    assert!(app.close(&chat).await.status().is_success());
+    let response = agent
+        .submit(&format!("/admin/departments/{id}/delete"), &[])
+        .await;
+    assert_eq!(response.status(), 303);
+    assert!(app.state.store.get_department(id).await.unwrap().is_none());
+
+    // Audited.
+    let log = audit(&app).await;
+    for action in [
+        "department_created",
+        "department_changed",
+        "department_removed",
+    ] {
+        assert!(
+            log.iter()
+                .any(|(a, who, _)| a == action && who == "m@example.com"),
+            "{action} in {log:?}"
+        );
+    }
+    assert!(log.iter().any(|(a, _, detail)| a == "department_changed"
+        && detail.contains("name: \"Sales\" → \"Sales team\"")));
 }

@@ -28,8 +28,6 @@ use crate::{
 };
 
 const PER_PAGE: i64 = 50;
-/// Every message of a chat, however long (a transcript is never cut).
-const ALL_MESSAGES: i64 = i64::MAX;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
@@ -39,6 +37,7 @@ pub struct ListQuery {
     from: String,
     to: String,
     q: String,
+    department: String,
     page: Option<String>,
     deleted: Option<String>,
 }
@@ -64,7 +63,13 @@ pub async fn list(
         from: day_start(&q.from),
         until: day_start(&q.to).map(|t| t + 86_400_000),
         text: some(&q.q),
+        department: match q.department.trim() {
+            "" => None,
+            "none" => Some(None),
+            d => d.parse::<i64>().ok().map(Some),
+        },
     };
+    let departments = state.store.list_departments().await?;
     let (chats, total) = state
         .store
         .list_chats_filtered(&filter, PER_PAGE, (page_no - 1) * PER_PAGE)
@@ -76,6 +81,7 @@ pub async fn list(
         ("from", &q.from),
         ("to", &q.to),
         ("q", &q.q),
+        ("department", &q.department),
     ]);
     let body = html! {
         @if q.deleted.is_some() { p.notice role="status" { "The chat and its files were deleted." } }
@@ -97,6 +103,17 @@ pub async fn list(
                     }
                 }
             }
+            @if !departments.is_empty() {
+                label { "Department"
+                    select name="department" {
+                        option value="" { "any" }
+                        @for d in &departments {
+                            option value=(d.id) selected[q.department == d.id.to_string()] { (d.name) }
+                        }
+                        option value="none" selected[q.department == "none"] { "none (default)" }
+                    }
+                }
+            }
             label { "From" input type="date" name="from" value=(q.from); }
             label { "To" input type="date" name="to" value=(q.to); }
             button type="submit" { "Filter" }
@@ -105,7 +122,7 @@ pub async fn list(
             p.empty { "No chats match." }
         } @else {
             table.list {
-                thead { tr { th { "Started" } th { "Visitor" } th { "Status" } th { "Operator" } th { "Messages" } } }
+                thead { tr { th { "Started" } th { "Visitor" } th { "Status" } @if !departments.is_empty() { th { "Department" } } th { "Operator" } th { "Messages" } } }
                 tbody {
                     @for c in &chats {
                         tr {
@@ -115,6 +132,9 @@ pub async fn list(
                                 @if let Some(e) = &c.visitor_email { br; small { (e) } }
                             }
                             td data-label="Status" { span class={ "status " (c.status) } { (status_label(&c.status)) } }
+                            @if !departments.is_empty() {
+                                td data-label="Department" { (c.department_name.as_deref().unwrap_or("—")) }
+                            }
                             td data-label="Operator" { (c.operator_name.as_deref().unwrap_or("—")) }
                             td data-label="Messages" { (c.messages) }
                         }
@@ -144,9 +164,9 @@ async fn load(state: &AppState, id: &str) -> Result<(ChatRow, Vec<MessageRow>), 
         .get_chat(id)
         .await?
         .ok_or(PageError::NotFound("chat"))?;
-    // Everything the chat holds: messages, system events and their files (and internal
-    // notes, once they are stored, as messages of their own kind).
-    let messages = state.store.list_messages(id, 0, ALL_MESSAGES).await?;
+    // Everything the chat holds: messages, system events and their files, internal notes, and
+    // operators' posts deleted in Mattermost (the visitor sees neither).
+    let messages = state.store.list_transcript(id).await?;
     Ok((chat, messages))
 }
 
@@ -187,6 +207,10 @@ pub async fn show(
     let (chat, messages) = load(&state, &id).await?;
     let (wait, length) = wait_and_duration(&chat);
     let ops = operators(&chat, &messages);
+    let department = match chat.department_id {
+        Some(d) => state.store.get_department(d).await?.map(|d| d.name),
+        None => None,
+    };
     let title = format!(
         "Chat with {}",
         chat.visitor_name.as_deref().unwrap_or("a visitor")
@@ -211,6 +235,7 @@ pub async fn show(
             section.card {
                 h2 { "Chat" }
                 dl {
+                    dt { "Department" } dd { (department.as_deref().unwrap_or("— (the default)")) }
                     dt { "Status" } dd { span class={ "status " (chat.status) } { (status_label(&chat.status)) } }
                     dt { "Started" } dd { (time(chat.created_at)) }
                     dt { "Accepted" } dd { (maybe_time(chat.accepted_at)) }
@@ -235,13 +260,28 @@ pub async fn show(
     Ok(page(StatusCode::OK, layout(&title, Some(&signed), body)))
 }
 
+/// A transcript line's classes: its sender, and whether it is an internal note or was deleted.
+fn msg_class(m: &MessageRow) -> String {
+    let mut class = format!("msg {}", m.sender);
+    if m.internal != 0 {
+        class.push_str(" note");
+    }
+    if m.deleted_at.is_some() {
+        class.push_str(" deleted");
+    }
+    class
+}
+
 fn message(chat_id: &str, m: &MessageRow) -> Markup {
     html! {
-        li class={ "msg " (m.sender) } {
+        li class=(msg_class(m)) {
             div.meta {
                 span.author { (m.author.as_deref().unwrap_or(match m.sender.as_str() { "visitor" => "Visitor", "operator" => "Operator", _ => "parley" })) }
                 " · " time { (time(m.created_at)) }
                 @if m.sender == "system" { " · event" }
+                @if m.internal != 0 { " " span.tag.note { "internal note" } " (never shown to the visitor)" }
+                @if let Some(d) = m.deleted_at { " " span.tag.deleted title=(time(d)) { "deleted in Mattermost" } " " (time(d)) }
+                @else if let Some(e) = m.edited_at { " " span.tag.edited title=(time(e)) { "edited" } " " (time(e)) }
             }
             @if !m.body.is_empty() { div.body { (m.body) } }
             @if !m.files.is_empty() {
@@ -299,6 +339,9 @@ pub async fn export_json(
             "author": m.author,
             "text": m.body,
             "event": m.event,
+            "internal": m.internal != 0,
+            "edited_at": m.edited_at.map(rfc3339),
+            "deleted_at": m.deleted_at.map(rfc3339),
             "created_at": rfc3339(m.created_at),
             "files": m.files.iter().map(|f| json!({
                 "id": f.id, "name": f.name, "content_type": f.content_type, "size": f.size,
@@ -353,7 +396,20 @@ pub async fn export_text(
                 crate::attachments::human_size(f.size)
             ));
         }
-        line(format!("[{}] {who}: {}", time(m.created_at), text.trim()));
+        let mark = if m.internal != 0 {
+            " (internal note)"
+        } else if m.deleted_at.is_some() {
+            " (deleted in Mattermost)"
+        } else if m.edited_at.is_some() {
+            " (edited)"
+        } else {
+            ""
+        };
+        line(format!(
+            "[{}] {who}{mark}: {}",
+            time(m.created_at),
+            text.trim()
+        ));
     }
     Ok(attachment(
         out.into_response(),

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod chats;
+pub mod departments;
 pub mod managers;
 pub mod pages;
 pub mod settings;
@@ -41,6 +42,19 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(chats::confirm_delete).post(chats::delete),
         )
         .route("/admin/chats/{id}/files/{file_id}", get(chats::file))
+        .route(
+            "/admin/departments",
+            get(departments::list).post(departments::create),
+        )
+        .route("/admin/departments/new", get(departments::new_page))
+        .route(
+            "/admin/departments/{id}",
+            get(departments::edit_page).post(departments::update),
+        )
+        .route(
+            "/admin/departments/{id}/delete",
+            get(departments::confirm_delete).post(departments::delete),
+        )
         .route("/admin/offline", get(pages::offline))
         .route("/admin/offline/{id}/handled", post(pages::mark_handled))
         .route("/admin/logout", post(auth::logout))
@@ -67,7 +81,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
                 "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                 frame-ancestors 'none'; base-uri 'none'",
+                 frame-src 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::{
     auth::Signed,
+    departments::presence_words,
     views::{PageError, csrf_field, layout, page, page_number, pagination, query_string, time},
 };
 use crate::{
@@ -64,6 +65,7 @@ pub async fn dashboard(
         .0;
     let errors = state.store.list_bridge_errors(10).await?;
     let (connection, healthy) = connection_state(&state);
+    let departments = crate::departments::list(&state).await?;
     let body = html! {
         div.tiles {
             a.tile href="/admin/chats?status=pending" { strong { (counts.pending) } span { "waiting" } }
@@ -73,7 +75,18 @@ pub async fn dashboard(
         section.card {
             h2 { "Mattermost" }
             p { span class={ "dot " (if healthy { "ok" } else { "bad" }) } {} (connection) }
-            p.hint { "Operators answer in Mattermost; their presence is not shown here yet." }
+        }
+        section.card id="operators" {
+            h2 { "Operators online now" }
+            @if departments.is_empty() {
+                p { (presence_words(&state, None)) }
+            } @else {
+                ul { @for d in &departments {
+                    li { a href={ "/admin/departments/" (d.id) } { (d.name) } ": " (presence_words(&state, Some(d))) }
+                } }
+            }
+            p.hint { "Members of the requests channel in Mattermost, as last polled (every "
+                (state.settings.presence.poll_every.as_secs()) " s)." }
         }
         section.card {
             h2 { "Waiting now" }
@@ -206,6 +219,9 @@ const ACTIONS: &[&str] = &[
     "connection_tested",
     "chat_deleted",
     "offline_message_handled",
+    "department_created",
+    "department_changed",
+    "department_removed",
     "manager_created",
     "manager_disabled",
     "manager_enabled",

@@ -138,7 +138,12 @@ fn render(
                 }
                 button type="submit" { "Save" }
             }
-            p.hint { "The widget reads these from " code { "GET /api/v1/widget-config" } "; see them on the " a href="/" { "demo page" } "." }
+            p.hint { "The widget reads these from " code { "GET /api/v1/widget-config" } " when a page loads." }
+        }
+        section.card id="preview" {
+            h2 { "Live preview" }
+            p.hint { "The " a href="/" { "demo page" } " with the widget as saved (save to see a change). A chat started here is a real chat." }
+            iframe.preview src="/" title="The widget on the demo page" loading="lazy" {}
         }
         section.card id="configuration" {
             h2 { "Configuration in force" }

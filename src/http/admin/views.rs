@@ -67,6 +67,7 @@ pub fn layout(title: &str, signed: Option<&Signed>, body: Markup) -> Markup {
                             a href="/admin" { "Dashboard" }
                             a href="/admin/chats" { "Chats" }
                             a href="/admin/offline" { "Offline messages" }
+                            a href="/admin/departments" { "Departments" }
                             @if s.role == Role::Admin {
                                 a href="/admin/audit" { "Audit log" }
                                 a href="/admin/settings" { "Settings" }
