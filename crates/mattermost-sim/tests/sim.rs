@@ -846,8 +846,13 @@ async fn reactions_are_saved_listed_and_broadcast_like_the_server() {
     assert_eq!(reaction["channel_id"], w.channel.as_str());
     assert!(reaction["create_at"].as_i64().unwrap() > 0);
 
-    let event = next_json(&mut ws).await;
-    assert_eq!(event["event"], "reaction_added");
+    // Other events may come first (e.g. a status change); the reaction's is the one wanted.
+    let event = loop {
+        let event = next_json(&mut ws).await;
+        if event["event"] == "reaction_added" {
+            break event;
+        }
+    };
     assert_eq!(event["broadcast"]["channel_id"], w.channel.as_str());
     let inner: Value = serde_json::from_str(
         event["data"]["reaction"]
