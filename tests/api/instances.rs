@@ -287,3 +287,46 @@ async fn two_instances_serve_any_visitor_and_the_leader_hands_over() {
 
     b.stop().await;
 }
+
+#[tokio::test]
+async fn sockets_catch_up_after_the_event_listener_reconnects() {
+    use sqlx::Connection as _;
+
+    if std::env::var_os("PARLEY_TEST_DATABASE_URL").is_none() {
+        eprintln!(
+            "skipped: the event listener exists with PostgreSQL only; set \
+             PARLEY_TEST_DATABASE_URL or run ./scripts/test-postgres"
+        );
+        return;
+    }
+    let app = spawn_app().await;
+    let chat = app.start_simple_chat("Hello").await;
+    let channel = app.accept(&chat, &app.alice).await;
+    let mut ws = crate::bridge::open_live(&app, &chat, 0).await;
+    crate::bridge::next_matching(&mut ws, |f| f["type"] == "ready").await;
+
+    // The listening connection goes away (a network cut, a restarted pooler)...
+    let mut admin = sqlx::PgConnection::connect(&app.database_url())
+        .await
+        .unwrap();
+    let ended: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!ended.is_empty(), "the listener's connection was found");
+    admin.close().await.unwrap();
+
+    // ...and what happens meanwhile still reaches the socket, once.
+    app.sim.post_as(&app.alice, &channel, "operator-00").await;
+    let got = crate::bridge::next_matching(&mut ws, |f| {
+        f["type"] == "message" && f["message"]["text"] == "operator-00"
+    })
+    .await;
+    app.sim.post_as(&app.alice, &channel, "operator-01").await;
+    let next = crate::bridge::next_matching(&mut ws, |f| f["type"] == "message").await;
+    assert_eq!(next["message"]["text"], "operator-01", "nothing doubled");
+    assert!(next["message"]["id"].as_i64() > got["message"]["id"].as_i64());
+}
