@@ -7,9 +7,10 @@ use std::{
 };
 
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::{
+    cluster::Note,
     domain::{ChatStatus, Sender, files::is_inline_image},
     security::FileLinks,
     storage::{chats::ChatRow, files::FileRow, messages::MessageRow, rfc3339},
@@ -145,13 +146,21 @@ pub enum LiveEvent {
     Typing {
         name: String,
     },
+    /// Messages were stored; the socket reads the chat's messages after the last id it sent
+    /// (instances sharing PostgreSQL, see `cluster`). Never sent to a client.
+    #[serde(skip)]
+    NewMessages,
 }
 
 /// Fan-out of live events per chat. Senders exist only while someone listens.
+///
+/// With several instances (PostgreSQL), published events are not delivered here directly:
+/// they go to every instance as a `cluster::Note`, and each delivers them to its own sockets.
 #[derive(Clone, Debug)]
 pub struct Hub {
     chats: Arc<Mutex<HashMap<String, broadcast::Sender<LiveEvent>>>>,
     links: FileLinks,
+    relay: Option<mpsc::UnboundedSender<Note>>,
 }
 
 /// How many events a slow socket may fall behind before it is told to catch up by id.
@@ -162,7 +171,22 @@ impl Hub {
         Self {
             chats: Arc::default(),
             links,
+            relay: None,
         }
+    }
+
+    /// A hub that publishes through the other instances (see `cluster`).
+    pub fn relayed(links: FileLinks, relay: mpsc::UnboundedSender<Note>) -> Self {
+        Self {
+            relay: Some(relay),
+            ..Self::new(links)
+        }
+    }
+
+    /// Whether events go through the other instances: sockets then read new messages from
+    /// the database (`LiveEvent::NewMessages`).
+    pub fn is_relayed(&self) -> bool {
+        self.relay.is_some()
     }
 
     /// The signer of file links.
@@ -184,8 +208,19 @@ impl Hub {
             .subscribe()
     }
 
-    /// Sends an event to every listener of the chat (none is fine).
+    /// Sends an event to every listener of the chat (none is fine), on every instance.
     pub fn publish(&self, chat_id: &str, event: LiveEvent) {
+        if let Some(relay) = &self.relay {
+            if let Some(note) = Note::of_event(chat_id, &event) {
+                let _ = relay.send(note);
+            }
+            return;
+        }
+        self.deliver(chat_id, event);
+    }
+
+    /// Sends an event to this instance's listeners of the chat.
+    pub fn deliver(&self, chat_id: &str, event: LiveEvent) {
         let mut chats = self.chats.lock().expect("hub lock");
         if let Some(sender) = chats.get(chat_id)
             && sender.send(event).is_err()
@@ -210,6 +245,15 @@ impl Hub {
     /// Publishes a chat's new state.
     pub fn chat(&self, c: &ChatRow) {
         self.publish(&c.id, LiveEvent::Chat { chat: c.into() });
+    }
+
+    /// Whether a socket of this instance listens to the chat.
+    pub fn is_listened(&self, chat_id: &str) -> bool {
+        self.chats
+            .lock()
+            .expect("hub lock")
+            .get(chat_id)
+            .is_some_and(|s| s.receiver_count() > 0)
     }
 
     /// Number of chats with listeners (for metrics and tests).

@@ -6,6 +6,8 @@ pub mod attachments;
 pub mod backoffice;
 /// The chat use cases shared by the API, the callback and the event stream.
 pub mod chats;
+/// Several instances on one PostgreSQL: events between them, leadership.
+pub mod cluster;
 /// Settings from `parley.toml` and `PARLEY_*` variables.
 pub mod config;
 /// Departments: routing, online hours, presence rules, texts and templates.

@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     backoffice::{BackOffice, accounts::first_run_link},
-    config::Settings,
+    cluster::{self, Cluster},
+    config::{DatabaseUrl, Settings},
     events::Hub,
     http::{self, rate_limit::RateLimits},
     jobs,
@@ -25,6 +26,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
+    /// With PostgreSQL: what this instance needs to work beside others.
+    cluster: Option<cluster::Parts>,
 }
 
 impl Application {
@@ -62,23 +65,40 @@ impl Application {
             .with_context(|| format!("preparing {}", settings.data_dir.join("files").display()))?;
         let signer = ActionSigner::new(&key);
         let links = FileLinks::new(crate::config::base(&settings.public_url), signer.clone());
+        // On PostgreSQL any number of instances may share the database: events go through
+        // it, and one instance at a time leads (see `cluster`).
+        let (cluster, parts) = match &settings.database {
+            DatabaseUrl::Postgres(url) => {
+                let (cluster, parts) = Cluster::connect(url.expose())
+                    .await
+                    .context("listening for the other instances' events")?;
+                (Some(cluster), Some(parts))
+            }
+            DatabaseUrl::Sqlite(_) => (None, None),
+        };
+        let hub = match &cluster {
+            Some(c) => Hub::relayed(links, c.sender()),
+            None => Hub::new(links),
+        };
         let state = AppState {
             rate_limits: Arc::new(RateLimits::new(&settings.limits)),
             settings: Arc::new(settings),
             store,
-            hub: Hub::new(links),
+            hub,
             bridge,
             signer,
             blobs,
             outbox_wakeup: Arc::new(Notify::new()),
             backoffice: Arc::new(BackOffice::new()),
             metrics,
+            cluster,
         };
         announce_first_run(&state).await?;
         Ok(Self {
             listener,
             state,
             shutdown: CancellationToken::new(),
+            cluster: parts,
         })
     }
 
@@ -99,40 +119,66 @@ impl Application {
         self.shutdown.clone()
     }
 
-    /// Serves until the shutdown token is cancelled, then lets jobs finish.
+    /// Serves until the shutdown token is cancelled, then lets jobs finish and closes the
+    /// database connections.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             listener,
             state,
             shutdown,
+            cluster,
         } = self;
         let mut jobs = JoinSet::new();
-        if state.settings.run_background_jobs {
-            jobs.spawn(jobs::run_outbox(state.clone(), shutdown.clone()));
-            jobs.spawn(mattermost::stream::run(state.clone(), shutdown.clone()));
+        let mut led = JoinSet::new();
+        let background = state.settings.run_background_jobs;
+        if background {
             jobs.spawn(forget_idle_rate_limits(state.clone(), shutdown.clone()));
-            jobs.spawn(jobs::cleanup::run_scheduled(
-                state.clone(),
-                shutdown.clone(),
-            ));
-            jobs.spawn(jobs::presence::run_scheduled(
-                state.clone(),
-                shutdown.clone(),
-            ));
-            jobs.spawn(jobs::lifecycle::run_scheduled(
-                state.clone(),
-                shutdown.clone(),
-            ));
         }
+        match cluster {
+            // Several instances: the leader runs the event stream and the scheduled jobs.
+            Some(parts) => {
+                let leader_jobs = background.then_some(leader_jobs);
+                jobs.spawn(cluster::run(
+                    state.clone(),
+                    parts,
+                    shutdown.clone(),
+                    leader_jobs,
+                ));
+            }
+            None if background => led = leader_jobs(state.clone(), shutdown.clone()),
+            None => {}
+        }
+        let store = state.store.clone();
         let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
-        axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+            .await;
         shutdown.cancel();
         while jobs.join_next().await.is_some() {}
+        while led.join_next().await.is_some() {}
+        store.close().await;
+        served?;
         Ok(())
     }
+}
+
+/// The Mattermost event stream and the scheduled jobs: on the one instance that leads (every
+/// instance on SQLite, which is one).
+fn leader_jobs(state: AppState, shutdown: CancellationToken) -> JoinSet<()> {
+    let mut jobs = JoinSet::new();
+    jobs.spawn(jobs::run_outbox(state.clone(), shutdown.clone()));
+    jobs.spawn(mattermost::stream::run(state.clone(), shutdown.clone()));
+    jobs.spawn(jobs::cleanup::run_scheduled(
+        state.clone(),
+        shutdown.clone(),
+    ));
+    jobs.spawn(jobs::presence::run_scheduled(
+        state.clone(),
+        shutdown.clone(),
+    ));
+    jobs.spawn(jobs::lifecycle::run_scheduled(state, shutdown));
+    jobs
 }
 
 async fn forget_idle_rate_limits(state: AppState, shutdown: CancellationToken) {

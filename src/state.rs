@@ -6,6 +6,7 @@ use tokio::sync::Notify;
 
 use crate::{
     backoffice::BackOffice,
+    cluster::{Cluster, Note},
     config::Settings,
     events::Hub,
     http::rate_limit::RateLimits,
@@ -33,6 +34,8 @@ pub struct AppState {
     pub backoffice: Arc<BackOffice>,
     /// This process's Prometheus metrics (`/metrics`).
     pub metrics: Metrics,
+    /// With PostgreSQL: this instance among others (events, leadership); `None` on SQLite.
+    pub cluster: Option<Cluster>,
 }
 
 impl AppState {
@@ -48,8 +51,11 @@ impl AppState {
         self.bridge.as_ref().is_some_and(|b| b.is_resolved())
     }
 
-    /// Tells the outbox worker there is work.
+    /// Tells the outbox worker there is work (the leader's, with several instances).
     pub fn wake_outbox(&self) {
         self.outbox_wakeup.notify_one();
+        if let Some(cluster) = self.cluster.as_ref().filter(|c| !c.is_leader()) {
+            cluster.send(Note::Wake);
+        }
     }
 }

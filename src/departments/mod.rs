@@ -167,7 +167,7 @@ impl Department {
 }
 
 /// Where a department's requests go: team and requests channel names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Route {
     pub team: String,
     pub channel: String,

@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::{
+    cluster::Note,
     domain::ChatStatus,
     events::{ChatView, LiveEvent},
     http::{error::ApiError, extract::authenticate},
@@ -150,27 +151,10 @@ async fn stream(
     {
         return;
     }
-    loop {
-        let backlog = match state.store.list_messages(&chat.id, last_sent, 500).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %e, "could not read the backlog");
-                return refuse(socket, "internal", "please reconnect", 1011).await;
-            }
-        };
-        let full_page = backlog.len() == 500;
-        for m in &backlog {
-            let event = LiveEvent::Message {
-                message: state.hub.view(m),
-            };
-            if !send_json(&mut socket, &event).await {
-                return;
-            }
-            last_sent = m.id;
-        }
-        if !full_page {
-            break;
-        }
+    match send_backlog(state, &chat.id, &mut last_sent, &mut socket).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(()) => return refuse(socket, "internal", "please reconnect", 1011).await,
     }
 
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -187,6 +171,13 @@ async fn stream(
                     last_sent = message.id;
                     if !send_json(&mut socket, &LiveEvent::Message { message }).await {
                         return;
+                    }
+                }
+                Ok(LiveEvent::NewMessages) => {
+                    match send_backlog(state, &chat.id, &mut last_sent, &mut socket).await {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(()) => return refuse(socket, "internal", "please reconnect", 1011).await,
                     }
                 }
                 Ok(other) => {
@@ -229,6 +220,38 @@ async fn stream(
     }
 }
 
+/// Sends the chat's messages after `last_sent`, oldest first, moving `last_sent` on. `Ok(false)`
+/// when the socket is gone; `Err` when the database failed (logged).
+async fn send_backlog(
+    state: &AppState,
+    chat_id: &str,
+    last_sent: &mut i64,
+    socket: &mut WebSocket,
+) -> Result<bool, ()> {
+    loop {
+        let backlog = match state.store.list_messages(chat_id, *last_sent, 500).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the backlog");
+                return Err(());
+            }
+        };
+        let full_page = backlog.len() == 500;
+        for m in &backlog {
+            let event = LiveEvent::Message {
+                message: state.hub.view(m),
+            };
+            if !send_json(socket, &event).await {
+                return Ok(false);
+            }
+            *last_sent = m.id;
+        }
+        if !full_page {
+            return Ok(true);
+        }
+    }
+}
+
 /// Whether a frame from the widget is `{"type":"typing"}`.
 fn is_typing(text: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(text)
@@ -252,6 +275,14 @@ async fn visitor_typing(state: &AppState, chat_id: &str) {
     if chat.status() == ChatStatus::Active
         && let Some(channel_id) = &chat.channel_id
     {
-        bridge.visitor_typing(channel_id);
+        match &state.cluster {
+            // The leader holds the event stream that sends it.
+            Some(cluster) if !cluster.is_leader() => cluster.send(Note::VisitorTyping {
+                channel: channel_id.clone(),
+            }),
+            _ => {
+                bridge.visitor_typing(channel_id);
+            }
+        }
     }
 }

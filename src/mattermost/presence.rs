@@ -4,10 +4,12 @@
 
 use std::{collections::HashMap, sync::RwLock};
 
+use serde::{Deserialize, Serialize};
+
 use crate::departments::Route;
 
 /// Operators of one requests channel by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Non-bot, active members of the channel.
     pub operators: usize,
@@ -17,7 +19,7 @@ pub struct Counts {
 }
 
 /// The last poll's verdict for one route (team and requests channel).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RouteStatus {
     Known(Counts),
     /// Mattermost answers no statuses at all (`ServiceSettings.EnableUserStatuses` is off):
@@ -50,6 +52,17 @@ impl Presence {
             .write()
             .expect("presence lock")
             .insert(route, status)
+    }
+
+    /// Every route's status (the leader shares them with the other instances).
+    pub fn snapshot(&self) -> Vec<(Route, RouteStatus)> {
+        let routes = self.routes.read().expect("presence lock");
+        routes.iter().map(|(r, s)| (r.clone(), s.clone())).collect()
+    }
+
+    /// Replaces the whole table (with the leader's, on the other instances).
+    pub fn replace(&self, statuses: Vec<(Route, RouteStatus)>) {
+        *self.routes.write().expect("presence lock") = statuses.into_iter().collect();
     }
 
     /// Forgets routes no department uses any more.

@@ -163,6 +163,13 @@ impl Store {
         attached: &[NewFile],
     ) -> Result<Option<MessageRow>, StoreError> {
         let mut tx = self.write.begin().await?;
+        // The chat's row lock first (as every other writer of a chat's messages takes it), so
+        // a chat's message ids are given in commit order: a socket that read up to one id
+        // never misses a lower one committed later (several instances, see `cluster`).
+        sqlx::query("UPDATE chats SET status = status WHERE id = $1")
+            .bind(chat_id)
+            .execute(&mut *tx)
+            .await?;
         let mut row = insert(&mut tx, chat_id, message).await?;
         if let Some(row) = &mut row {
             row.files =

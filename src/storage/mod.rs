@@ -105,6 +105,12 @@ impl Store {
         Ok(Self { write, read })
     }
 
+    /// Closes every connection (at shutdown; later queries fail).
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.read).await?;

@@ -25,6 +25,7 @@ pub struct TestApp {
     pub requests_channel_id: String,
     pub state: AppState,
     shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
     _database: Option<TestDatabase>,
 }
@@ -87,7 +88,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let state = app.state().clone();
     let url = format!("http://{}", app.local_addr());
     let shutdown = app.shutdown_token();
-    tokio::spawn(app.run_until_stopped());
+    let task = tokio::spawn(app.run_until_stopped());
 
     let test = TestApp {
         url,
@@ -100,6 +101,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         requests_channel_id,
         state,
         shutdown,
+        task: Some(task),
         _dir: dir,
         _database: database,
     };
@@ -207,6 +209,17 @@ where
 }
 
 impl TestApp {
+    /// Stops the app and waits until it has (its jobs ended, its database connections
+    /// closed); the simulator and the database stay.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("the app task")
+                .expect("the app stops cleanly");
+        }
+    }
+
     /// The app's `PARLEY_DATABASE_URL`, for running the real binary against its database.
     pub fn database_url(&self) -> String {
         match &self.state.settings.database {

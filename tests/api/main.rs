@@ -8,6 +8,7 @@ mod cleanup;
 mod departments;
 mod files;
 mod helpers;
+mod instances;
 mod lifecycle;
 mod live_details;
 mod operations;
