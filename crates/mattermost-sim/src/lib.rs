@@ -60,6 +60,17 @@ impl std::fmt::Debug for MattermostSim {
     }
 }
 
+/// A post as it was stored, with the moment it was (see [`MattermostSim::watch_posts`]).
+#[derive(Clone, Debug)]
+pub struct PostCreated {
+    pub at: std::time::Instant,
+    pub id: String,
+    pub channel_id: String,
+    pub user_id: String,
+    pub message: String,
+    pub props: Value,
+}
+
 /// A seeded user (or bot) with a valid access token.
 #[derive(Clone, Debug)]
 pub struct SimUser {
@@ -289,6 +300,19 @@ impl MattermostSim {
     /// request failed without an HTTP answer).
     pub fn integration_requests(&self) -> Vec<Value> {
         self.inner.lock().integration_requests.clone()
+    }
+
+    /// Every post stored from now on (system posts included), as it is stored: for
+    /// measuring when posts arrive without polling.
+    pub fn watch_posts(&self) -> tokio::sync::mpsc::UnboundedReceiver<PostCreated> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.inner.lock().post_watchers.push(tx);
+        rx
+    }
+
+    /// Number of stored posts, deleted and system posts included.
+    pub fn post_count(&self) -> usize {
+        self.inner.lock().post_order.len()
     }
 
     /// (method, path without query, status) of every request except the helpers'.
