@@ -70,6 +70,8 @@ async fn main() -> anyhow::Result<()> {
         Some(bin) => bin.clone(),
         None => build_parley()?,
     };
+    // parley runs in its own temporary directory.
+    let bin = std::fs::canonicalize(&bin).with_context(|| format!("{}", bin.display()))?;
     let load_before = load_average();
     let started = Instant::now();
 
