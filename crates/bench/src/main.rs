@@ -112,6 +112,7 @@ struct Figures {
     alive: Vec<Duration>,
     idle_rss_kb: Vec<u64>,
     accepted_per_s: f64,
+    during_sending_per_s: f64,
     relayed_per_s: f64,
     drain: Duration,
     paced_rate: f64,
@@ -184,6 +185,7 @@ async fn measure(args: &Args, bin: &Path, db: &Database) -> anyhow::Result<Figur
         alive,
         idle_rss_kb,
         accepted_per_s: load.accepted_per_s,
+        during_sending_per_s: load.during_sending_per_s,
         relayed_per_s: load.relayed_per_s,
         drain: load.drain,
         paced_rate,
@@ -588,13 +590,16 @@ async fn open_accepted_chats(
 
 struct Load {
     accepted_per_s: f64,
+    /// Posts appearing while the visitors still send (after a 1 s warm-up).
+    during_sending_per_s: f64,
+    /// Every message, from the first send to the last post.
     relayed_per_s: f64,
     drain: Duration,
 }
 
 /// Every chat's visitor sends as fast as parley answers, for `seconds`. The relayed rate is
-/// the rate at which the posts appear in the simulator after a one-second warm-up until the
-/// last send.
+/// every message sent over the time from the first send to its post in the simulator (the
+/// backlog drained included).
 async fn relay_flat_out(
     parley: &Parley,
     chats: &[Chat],
@@ -657,7 +662,8 @@ async fn relay_flat_out(
         .count();
     Ok(Load {
         accepted_per_s: sent.len() as f64 / (stopped - start).as_secs_f64(),
-        relayed_per_s: in_window as f64 / (stopped - warm).as_secs_f64(),
+        during_sending_per_s: in_window as f64 / (stopped - warm).as_secs_f64(),
+        relayed_per_s: sent.len() as f64 / (last.max(stopped) - start).as_secs_f64(),
         drain: last.saturating_duration_since(stopped),
     })
 }
@@ -986,7 +992,12 @@ fn render(
         &|f| format!("{:.0}", f.accepted_per_s),
     );
     row(
-        "2. relayed messages per second (posts appearing in the simulator)",
+        "posts appearing in the simulator per second while visitors send",
+        "",
+        &|f| format!("{:.0}", f.during_sending_per_s),
+    );
+    row(
+        "2. relayed messages per second (all sent ÷ first send → last post)",
         "≥ 2,000",
         &|f| format!("**{:.0}**", f.relayed_per_s),
     );

@@ -112,6 +112,11 @@ impl MattermostSim {
         });
         let app = http::router(inner.clone());
         tokio::spawn(async move {
+            // Like the real server (Go sets TCP_NODELAY on every connection): without it a
+            // stream of small WebSocket events waits on delayed ACKs (tens of milliseconds).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!("mattermost-sim server stopped: {e}");
             }
