@@ -164,10 +164,7 @@ async fn measure(args: &Args, bin: &Path, db: &Database) -> anyhow::Result<Figur
     eprintln!("   latency at {paced_rate:.0} messages/s");
     let (to_mattermost, visitor_request) =
         relay_paced(&parley, &chats, &seen, args.seconds, paced_rate).await?;
-    eprintln!(
-        "   p50 {:?} p99 {:?}",
-        to_mattermost.p50, to_mattermost.p99
-    );
+    eprintln!("   p50 {:?} p99 {:?}", to_mattermost.p50, to_mattermost.p99);
     parley.stop();
 
     eprintln!("4. {} idle visitor WebSockets", args.sockets);
@@ -458,7 +455,10 @@ impl Parley {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some((admin, name)) = &self.postgres
-            && let Err(e) = psql(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            && let Err(e) = psql(
+                admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
         {
             eprintln!("could not drop {name}: {e}");
         }
@@ -729,7 +729,10 @@ async fn relay_paced(
         .iter()
         .map(|(n, _, answered)| seen.at(*n).unwrap().saturating_duration_since(*answered))
         .collect();
-    let request = sent.iter().map(|(_, asked, answered)| *answered - *asked).collect();
+    let request = sent
+        .iter()
+        .map(|(_, asked, answered)| *answered - *asked)
+        .collect();
     Ok((Percentiles::of(latency), Percentiles::of(request)))
 }
 
@@ -810,7 +813,11 @@ async fn operator_to_visitor(
             break;
         }
         if Instant::now() > deadline {
-            bail!("{} of {} operator posts reached the visitors", got, marks.len());
+            bail!(
+                "{} of {} operator posts reached the visitors",
+                got,
+                marks.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -987,7 +994,10 @@ fn render(
         out.push_str(&format!("| {name} | {target} | {} |\n", cells.join(" | ")));
     };
     row(
-        &format!("visitor messages accepted (`201`) per second, {} chats sending flat out", args.chats),
+        &format!(
+            "visitor messages accepted (`201`) per second, {} chats sending flat out",
+            args.chats
+        ),
         "",
         &|f| format!("{:.0}", f.accepted_per_s),
     );
@@ -1009,31 +1019,68 @@ fn render(
         format!("**{}** (at {:.0}/s)", ms(f.to_mattermost.p50), f.paced_rate)
     });
     row("2. `201` → post in the simulator, p99", "< 10 ms", &|f| {
-        format!("**{}** ({} samples)", ms(f.to_mattermost.p99), f.to_mattermost.samples)
+        format!(
+            "**{}** ({} samples)",
+            ms(f.to_mattermost.p99),
+            f.to_mattermost.samples
+        )
     });
-    row("visitor's `POST /messages` round trip, p50 / p99", "", &|f| {
-        format!("{} / {}", ms(f.visitor_request.p50), ms(f.visitor_request.p99))
-    });
-    row("3. operator post → visitor's WebSocket frame, p50", "< 2 ms", &|f| {
-        format!("**{}** ({} posts at {}/s)", ms(f.to_visitor.p50), f.to_visitor_samples, args.operator_rate)
-    });
-    row("3. operator post → visitor's WebSocket frame, p99", "< 10 ms", &|f| {
-        format!("**{}**", ms(f.to_visitor.p99))
-    });
+    row(
+        "visitor's `POST /messages` round trip, p50 / p99",
+        "",
+        &|f| {
+            format!(
+                "{} / {}",
+                ms(f.visitor_request.p50),
+                ms(f.visitor_request.p99)
+            )
+        },
+    );
+    row(
+        "3. operator post → visitor's WebSocket frame, p50",
+        "< 2 ms",
+        &|f| {
+            format!(
+                "**{}** ({} posts at {}/s)",
+                ms(f.to_visitor.p50),
+                f.to_visitor_samples,
+                args.operator_rate
+            )
+        },
+    );
+    row(
+        "3. operator post → visitor's WebSocket frame, p99",
+        "< 10 ms",
+        &|f| format!("**{}**", ms(f.to_visitor.p99)),
+    );
     row("4. RSS with idle visitor WebSockets", "< 300 MB", &|f| {
         format!("**{}** ({} sockets)", mb(f.rss_with_sockets_kb), f.sockets)
     });
     row("4. memory per connection", "", &|f| {
-        let delta = f.rss_with_sockets_kb.saturating_sub(f.rss_before_sockets_kb);
-        format!("{:.1} kB (RSS before: {})", delta as f64 / f.sockets.max(1) as f64, mb(f.rss_before_sockets_kb))
+        let delta = f
+            .rss_with_sockets_kb
+            .saturating_sub(f.rss_before_sockets_kb);
+        format!(
+            "{:.1} kB (RSS before: {})",
+            delta as f64 / f.sockets.max(1) as f64,
+            mb(f.rss_before_sockets_kb)
+        )
     });
-    row("5. start to `/readyz` 200 (median; min–max)", "< 200 ms", &|f| {
-        let min = f.ready.iter().min().copied().unwrap_or_default();
-        let max = f.ready.iter().max().copied().unwrap_or_default();
-        format!("**{}** ({}–{})", ms(median(&f.ready)), ms(min), ms(max))
+    row(
+        "5. start to `/readyz` 200 (median; min–max)",
+        "< 200 ms",
+        &|f| {
+            let min = f.ready.iter().min().copied().unwrap_or_default();
+            let max = f.ready.iter().max().copied().unwrap_or_default();
+            format!("**{}** ({}–{})", ms(median(&f.ready)), ms(min), ms(max))
+        },
+    );
+    row("start to first `/healthz` answer (median)", "", &|f| {
+        ms(median(&f.alive))
     });
-    row("start to first `/healthz` answer (median)", "", &|f| ms(median(&f.alive)));
-    row("5. RSS at idle (median)", "", &|f| mb(median(&f.idle_rss_kb)));
+    row("5. RSS at idle (median)", "", &|f| {
+        mb(median(&f.idle_rss_kb))
+    });
     out
 }
 
