@@ -163,8 +163,11 @@ pub struct Hub {
     relay: Option<mpsc::UnboundedSender<Note>>,
 }
 
-/// How many events a slow socket may fall behind before it is told to catch up by id.
-const BUFFER: usize = 256;
+/// How many events a slow socket may fall behind before it is told to catch up by id. Every
+/// chat with a listener holds this many slots of a `LiveEvent` (about 220 bytes each), so 256
+/// cost some 56 kB per connected chat (see docs/benchmarks.md); 32 is plenty for a human
+/// conversation, and a socket that does fall behind catches up by id.
+const BUFFER: usize = 32;
 
 impl Hub {
     pub fn new(links: FileLinks) -> Self {

@@ -151,6 +151,12 @@ impl Application {
         let store = state.store.clone();
         let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
+        // Small WebSocket frames go out at once instead of waiting for the previous one's ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;

@@ -32,6 +32,10 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const SILENT_FOR: Duration = Duration::from_secs(65);
 /// Largest frame a visitor may send (the auth frame, typing and pings are expected).
 const MAX_FRAME: usize = 4096;
+/// The socket's read buffer. tungstenite zero-fills the whole buffer on every read, so its
+/// default of 128 KiB made each idle socket cost that much resident memory (see
+/// docs/benchmarks.md); frames are small here, and the buffer grows for a larger one.
+const READ_BUFFER: usize = 2 * MAX_FRAME;
 /// The visitor's typing goes to Mattermost at most this often (the widget sends every 3 s).
 const TYPING_EVERY: Duration = Duration::from_secs(2);
 
@@ -64,6 +68,7 @@ pub async fn live(
     }
     ws.max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| serve(state, id, socket))
 }
 

@@ -60,6 +60,17 @@ impl std::fmt::Debug for MattermostSim {
     }
 }
 
+/// A post as it was stored, with the moment it was (see [`MattermostSim::watch_posts`]).
+#[derive(Clone, Debug)]
+pub struct PostCreated {
+    pub at: std::time::Instant,
+    pub id: String,
+    pub channel_id: String,
+    pub user_id: String,
+    pub message: String,
+    pub props: Value,
+}
+
 /// A seeded user (or bot) with a valid access token.
 #[derive(Clone, Debug)]
 pub struct SimUser {
@@ -101,6 +112,11 @@ impl MattermostSim {
         });
         let app = http::router(inner.clone());
         tokio::spawn(async move {
+            // Like the real server (Go sets TCP_NODELAY on every connection): without it a
+            // stream of small WebSocket events waits on delayed ACKs (tens of milliseconds).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!("mattermost-sim server stopped: {e}");
             }
@@ -289,6 +305,19 @@ impl MattermostSim {
     /// request failed without an HTTP answer).
     pub fn integration_requests(&self) -> Vec<Value> {
         self.inner.lock().integration_requests.clone()
+    }
+
+    /// Every post stored from now on (system posts included), as it is stored: for
+    /// measuring when posts arrive without polling.
+    pub fn watch_posts(&self) -> tokio::sync::mpsc::UnboundedReceiver<PostCreated> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.inner.lock().post_watchers.push(tx);
+        rx
+    }
+
+    /// Number of stored posts, deleted and system posts included.
+    pub fn post_count(&self) -> usize {
+        self.inner.lock().post_order.len()
     }
 
     /// (method, path without query, status) of every request except the helpers'.

@@ -63,6 +63,8 @@ pub struct State {
     pub typing_log: Vec<Value>,
     pub faults: Faults,
     pub hub: Hub,
+    /// Receivers of every new post (`MattermostSim::watch_posts`, for the benchmark).
+    pub post_watchers: Vec<tokio::sync::mpsc::UnboundedSender<crate::PostCreated>>,
 }
 
 /// How long a pending_post_id maps to its post (`PendingPostIDsCacheTTL`).
@@ -200,6 +202,18 @@ impl State {
         }
         self.posts.insert(post.id.clone(), post.clone());
         self.post_order.push(post.id.clone());
+        if !self.post_watchers.is_empty() {
+            let created = crate::PostCreated {
+                at: Instant::now(),
+                id: post.id.clone(),
+                channel_id: post.channel_id.clone(),
+                user_id: post.user_id.clone(),
+                message: post.message.clone(),
+                props: Value::Object(post.props.clone()),
+            };
+            self.post_watchers
+                .retain(|w| w.send(created.clone()).is_ok());
+        }
         self.emit_posted(&post);
         post
     }

@@ -1009,3 +1009,22 @@ async fn websockets_down_refuses_upgrades_and_forgets_connections() {
     assert_eq!(hello["event"], "hello", "the old connection is gone");
     assert_ne!(hello["data"]["connection_id"], conn_id.as_str());
 }
+
+#[tokio::test]
+async fn watch_posts_reports_every_post_as_it_is_stored() {
+    // Arrange
+    let w = world().await;
+    let mut posts = w.sim.watch_posts();
+    let before = w.sim.post_count();
+
+    // Act
+    let made = w.sim.post_as(&w.alice, &w.channel, "hello bench").await;
+
+    // Assert
+    let seen = posts.recv().await.expect("the post is reported");
+    assert_eq!(seen.id, made["id"].as_str().unwrap());
+    assert_eq!(seen.channel_id, w.channel);
+    assert_eq!(seen.user_id, w.alice.id);
+    assert_eq!(seen.message, "hello bench");
+    assert_eq!(w.sim.post_count(), before + 1);
+}
