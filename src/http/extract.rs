@@ -94,6 +94,9 @@ impl FromRequestParts<AppState> for ClientIp {
 /// The chat named in the path, after its bearer token was checked.
 pub struct VisitorChat(pub ChatRow);
 
+/// How stale a visitor's presence mark may be before a call with the token renews it.
+const PRESENCE_MARK_EVERY_MS: i64 = 10_000;
+
 impl FromRequestParts<AppState> for VisitorChat {
     type Rejection = ApiError;
 
@@ -108,8 +111,13 @@ impl FromRequestParts<AppState> for VisitorChat {
             .ok_or_else(|| ApiError::not_found("chat"))?;
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
         let chat = authenticate(state, &id, token).await?;
-        // Any call with the token shows the visitor is here (see jobs::lifecycle).
-        if let Err(e) = state.store.touch_visitor(&chat.id, now_ms()).await {
+        // Any call with the token shows the visitor is here (see jobs::lifecycle). The timeout
+        // is minutes, so the chat just read tells whether the mark is recent enough: no write
+        // on every request.
+        let now = now_ms();
+        if now - chat.visitor_seen_at >= PRESENCE_MARK_EVERY_MS
+            && let Err(e) = state.store.touch_visitor(&chat.id, now).await
+        {
             tracing::warn!(error = %e, chat_id = %chat.id, "could not note the visitor's presence");
         }
         Ok(Self(chat))

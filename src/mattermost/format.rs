@@ -383,6 +383,7 @@ mod tests {
             last_post_at: 0,
             department_id: None,
             visitor_phone: None,
+            visitor_seen_at: 0,
         }
     }
 

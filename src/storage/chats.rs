@@ -35,6 +35,8 @@ pub struct ChatRow {
     /// The department the visitor chose; `None` = the default one.
     pub department_id: Option<i64>,
     pub visitor_phone: Option<String>,
+    /// When a widget was last known to be connected (see `jobs::lifecycle`); 0 = never.
+    pub visitor_seen_at: i64,
 }
 
 impl ChatRow {
@@ -46,7 +48,7 @@ impl ChatRow {
 const COLUMNS: &str = "id, token_hash, status, visitor_name, visitor_email, page_url, referrer, \
     visitor_ip, created_at, accepted_at, closed_at, closed_by, operator_user_id, operator_username, \
     operator_name, request_post_id, channel_id, channel_name, last_post_at, department_id, \
-    visitor_phone";
+    visitor_phone, visitor_seen_at";
 
 /// A validated chat request.
 #[derive(Debug, Clone)]

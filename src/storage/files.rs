@@ -108,12 +108,12 @@ impl Store {
     /// A file as its chat's visitor may see it: not attached to a message an operator deleted
     /// or to an internal note.
     pub async fn get_visitor_file(&self, id: &str) -> Result<Option<FileRow>, StoreError> {
-        let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("f.{c}")).collect();
-        Ok(sqlx::query_as::<_, FileRow>(&format!(
-            "SELECT {} FROM files f JOIN messages m ON m.id = f.message_id
+        Ok(sqlx::query_as::<_, FileRow>(
+            "SELECT f.id, f.chat_id, f.message_id, f.name, f.content_type, f.size, f.mm_file_id,
+                    f.created_at
+             FROM files f JOIN messages m ON m.id = f.message_id
              WHERE f.id = $1 AND m.deleted_at IS NULL AND m.internal = 0",
-            columns.join(", ")
-        ))
+        )
         .bind(id)
         .fetch_optional(&self.read)
         .await?)

@@ -164,6 +164,7 @@ fn sample_chat() -> ChatRow {
         last_post_at: now,
         department_id: None,
         visitor_phone: Some("+49 30 1234567".into()),
+        visitor_seen_at: 0,
     }
 }
 
