@@ -292,7 +292,9 @@ pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError>
         }
         return Ok(());
     }
-    if state.store.has_post(&post.id).await? {
+    // A post seen again (catch-up after a reconnect) must not copy its files twice; a text-only
+    // post needs no look-up, the insert below ignores it.
+    if !file_ids.is_empty() && state.store.has_post(&post.id).await? {
         return Ok(());
     }
     let (uploads, skipped) = attachments::copy_from_mattermost(state, bridge, file_ids).await?;
