@@ -6,30 +6,42 @@ pub mod offline_posts;
 pub mod outbox;
 pub mod presence;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Notify;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::{state::AppState, storage::now_ms};
 
-/// Runs the outbox worker (and the posting of offline messages) until `shutdown`: works while
-/// there is work, otherwise sleeps until woken, until the next retry is due, or for at most a
-/// second.
+/// Runs the outbox worker and the posting of offline messages until `shutdown`.
 pub async fn run_outbox(state: AppState, shutdown: CancellationToken) {
+    // The outbox's wake-ups are passed on: a new offline message wakes the outbox too.
+    let offline = Arc::new(Notify::new());
+    tokio::join!(
+        outbox::run(state.clone(), shutdown.clone(), offline.clone()),
+        run_offline_posts(state, shutdown, offline)
+    );
+}
+
+/// Posts offline messages: works while there is work, otherwise sleeps until the next retry is
+/// due, for at most a second, or until a new message wakes the outbox (at most ten looks a
+/// second, as every visitor message wakes it too).
+async fn run_offline_posts(state: AppState, shutdown: CancellationToken, wakeup: Arc<Notify>) {
     loop {
-        let outbox = pause_after(outbox::run_once(&state).await, "outbox worker");
-        let offline = pause_after(
+        let wait = pause_after(
             offline_posts::run_once(&state).await,
             "posting offline messages",
         );
-        let wait = match (outbox, offline) {
-            (Some(a), Some(b)) => a.min(b),
-            _ => continue, // one of them worked: there may be more
-        };
+        let Some(wait) = wait else { continue };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = state.outbox_wakeup.notified() => {}
+            _ = wakeup.notified() => {}
             _ = tokio::time::sleep(wait) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
 }

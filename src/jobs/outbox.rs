@@ -1,11 +1,28 @@
-//! Delivers outbox tasks to Mattermost: in order per chat, chats in parallel, with backoff on
+//! Delivers outbox tasks to Mattermost: in order per chat, many chats at once, with backoff on
 //! failures, `Retry-After` on 429, and `pending_post_id` plus a `parley_key` prop so that no
 //! retry ever doubles a post.
+//!
+//! A dispatcher keeps up to [`LANES`] chats in delivery at once. A lane posts one chat's due
+//! tasks one after another and ends at the first that must wait; the dispatcher refills free
+//! lanes from one query as they end, instead of waiting for the slowest of a batch. Chats and
+//! messages are read for a whole fill at once, and delivered tasks are recorded by one
+//! recorder that commits everything finished meanwhile in one transaction (SQLite has a single
+//! writer, shared with every visitor's message). A chat stays in its lane until its tasks are
+//! recorded, so the next fill never sees a delivered task as undelivered.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
-use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
+use tokio::{
+    sync::{Notify, mpsc, oneshot},
+    task::JoinSet,
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     departments::{self, Department},
@@ -17,15 +34,15 @@ use crate::{
     metrics::Direction,
     state::AppState,
     storage::{
-        StoreError,
+        Store, StoreError,
         chats::ChatRow,
         messages::MessageRow,
         now_ms,
-        outbox::{OutboxRow, OutboxTask},
+        outbox::{Delivered, OutboxRow, OutboxTask},
     },
 };
 
-/// What one pass of the worker did.
+/// What one pass of a job did (the offline messages' worker reports this way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Some tasks were tried (delivered, failed or rescheduled).
@@ -34,48 +51,78 @@ pub enum Outcome {
     Idle { next_due: Option<i64> },
 }
 
-/// Tasks a single pass takes on; each chat contributes at most its head.
-const BATCH: i64 = 200;
 /// Chats delivered to at the same time.
-const PARALLEL: usize = 16;
+const LANES: usize = 32;
+/// Undelivered tasks read by one fill (several per chat are fine: a lane takes them in order).
+const FETCH: i64 = 512;
+/// Tasks one lane delivers before it gives the chat back (so one busy chat cannot hold a lane
+/// while others wait).
+const LANE_TASKS: usize = 16;
+/// Delivered tasks recorded in one transaction at most.
+const RECORD_BATCH: usize = 256;
 /// Mattermost remembers a `pending_post_id` for 30 s; after that a retry first looks for the
 /// post by its `parley_key` prop.
 const DEDUP_WINDOW_MS: i64 = 25_000;
+/// Without news, the dispatcher looks again after this long (a task may have become due).
+const IDLE_LOOK: Duration = Duration::from_secs(1);
+/// Pause after the database failed, so a broken database is not hammered.
+const AFTER_STORE_ERROR: Duration = Duration::from_secs(1);
 
-/// One pass: tries every chat's due head task once.
-pub async fn run_once(state: &AppState) -> Result<Outcome, StoreError> {
-    let Some(bridge) = state.bridge.as_ref() else {
-        return Ok(Outcome::Idle { next_due: None });
-    };
-    let now = now_ms();
-    let heads = state.store.list_outbox_heads(BATCH).await?;
-    let next_due = heads
-        .iter()
-        .filter(|r| r.next_attempt_at > now)
-        .map(|r| r.next_attempt_at)
-        .min();
-    let due: Vec<OutboxRow> = heads
-        .into_iter()
-        .filter(|r| r.next_attempt_at <= now)
-        .collect();
-    if due.is_empty() {
-        return Ok(Outcome::Idle { next_due });
+/// Runs the outbox until `shutdown`, then lets the lanes finish and records what they did.
+/// Every wake-up of the outbox is passed on to `also_wake`.
+pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<Notify>) {
+    let (recorder, recording) = Recorder::start(state.store.clone());
+    let mut lanes = Lanes::default();
+    let mut look = true;
+    let mut look_at = Instant::now() + IDLE_LOOK;
+    loop {
+        // Refill once half the lanes are free: one query for many chats rather than one per
+        // lane that ends.
+        if look && lanes.len() <= LANES / 2 {
+            look = false;
+            let wait = match fill(&state, &recorder, &mut lanes).await {
+                Ok(next_due) => next_due
+                    .map(|t| Duration::from_millis((t - now_ms()).clamp(0, 1000) as u64))
+                    .unwrap_or(IDLE_LOOK),
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox worker could not read its tasks; retrying");
+                    AFTER_STORE_ERROR
+                }
+            };
+            look_at = Instant::now() + wait;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(ended) = lanes.join_next() => match ended {
+                Ok(end) if end.store_failed => {
+                    look_at = Instant::now() + AFTER_STORE_ERROR;
+                }
+                Ok(end) => {
+                    look = true;
+                    if end.recovered {
+                        // A task that had failed before went through: Mattermost is back.
+                        mattermost_is_back(&state).await;
+                    }
+                }
+                Err(e) => {
+                    // A bug: its chat is free again, the next fill retries its tasks.
+                    tracing::error!(error = %e, "an outbox lane stopped unexpectedly");
+                    look = true;
+                }
+            },
+            _ = state.outbox_wakeup.notified() => {
+                look = true;
+                also_wake.notify_one();
+            }
+            _ = tokio::time::sleep_until(look_at) => {
+                look = true;
+                look_at = Instant::now() + IDLE_LOOK;
+            }
+        }
     }
-    let count = due.len();
-    let results: Vec<Result<bool, StoreError>> = stream::iter(due)
-        .map(|row| async move { attempt(state, bridge, row).await })
-        .buffer_unordered(PARALLEL)
-        .collect()
-        .await;
-    let mut recovered = false;
-    for r in results {
-        recovered |= r?;
-    }
-    if recovered {
-        // A task that had failed before went through: Mattermost is back.
-        mattermost_is_back(state).await;
-    }
-    Ok(Outcome::Worked(count))
+    while lanes.join_next().await.is_some() {}
+    drop(recorder);
+    let _ = recording.await;
 }
 
 /// Makes every delivery waiting out a backoff due now and wakes the worker: called when
@@ -93,50 +140,352 @@ pub async fn mattermost_is_back(state: &AppState) {
     }
 }
 
-/// Tries one task and records the result. Returns whether a task that had failed before
-/// went through.
-async fn attempt(state: &AppState, bridge: &Bridge, row: OutboxRow) -> Result<bool, StoreError> {
-    let task = match row.task() {
-        Ok(t) => t,
+/// Starts lanes for chats whose next task is due, up to [`LANES`]. Returns when the earliest
+/// task that is not due yet will be.
+async fn fill(
+    state: &AppState,
+    recorder: &Recorder,
+    lanes: &mut Lanes,
+) -> Result<Option<i64>, StoreError> {
+    let Some(bridge) = state.bridge.clone() else {
+        return Ok(None);
+    };
+    let rows = state.store.list_outbox_due(FETCH).await?;
+    let now = now_ms();
+    let mut order: Vec<String> = Vec::new();
+    let mut by_chat: HashMap<String, Vec<OutboxRow>> = HashMap::new();
+    for row in rows {
+        if lanes.has(&row.chat_id) {
+            continue;
+        }
+        let tasks = by_chat.entry(row.chat_id.clone()).or_insert_with(|| {
+            order.push(row.chat_id.clone());
+            Vec::new()
+        });
+        tasks.push(row);
+    }
+    let mut next_due = None;
+    let mut chosen: Vec<Vec<OutboxRow>> = Vec::new();
+    for chat_id in order {
+        if lanes.len() + chosen.len() >= LANES {
+            break;
+        }
+        let mut tasks = by_chat.remove(&chat_id).unwrap_or_default();
+        // Only the chat's first task can be waiting out a backoff; the rest wait behind it.
+        if let Some(head) = tasks.first()
+            && head.next_attempt_at > now
+        {
+            next_due =
+                Some(next_due.map_or(head.next_attempt_at, |t: i64| t.min(head.next_attempt_at)));
+            continue;
+        }
+        tasks.truncate(LANE_TASKS);
+        chosen.push(tasks);
+    }
+    if chosen.is_empty() {
+        return Ok(next_due);
+    }
+    // What the lanes need, read in two queries for all of them.
+    let chat_ids: Vec<&str> = chosen.iter().map(|t| t[0].chat_id.as_str()).collect();
+    let mut chats: HashMap<String, ChatRow> = state
+        .store
+        .get_chats(&chat_ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect();
+    let parsed: Vec<Vec<(OutboxRow, Option<OutboxTask>)>> = chosen
+        .into_iter()
+        .map(|tasks| tasks.into_iter().map(parse).collect())
+        .collect();
+    let message_ids: Vec<i64> = parsed
+        .iter()
+        .flatten()
+        .filter_map(|(_, task)| match task {
+            Some(OutboxTask::RelayMessage { message_id, .. }) => Some(*message_id),
+            _ => None,
+        })
+        .collect();
+    let mut messages: HashMap<i64, MessageRow> = state
+        .store
+        .get_messages(&message_ids)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m))
+        .collect();
+    for tasks in parsed {
+        let chat_id = tasks[0].0.chat_id.clone();
+        let lane = Lane {
+            chat: chats.remove(&chat_id),
+            messages: tasks
+                .iter()
+                .filter_map(|(_, task)| match task {
+                    Some(OutboxTask::RelayMessage { message_id, .. }) => {
+                        messages.remove(message_id).map(|m| (*message_id, m))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            chat_id: chat_id.clone(),
+            tasks,
+        };
+        lanes.spawn(
+            chat_id,
+            lane.run(state.clone(), bridge.clone(), recorder.clone()),
+        );
+    }
+    Ok(next_due)
+}
+
+fn parse(row: OutboxRow) -> (OutboxRow, Option<OutboxTask>) {
+    match row.task() {
+        Ok(task) => (row, Some(task)),
         Err(e) => {
             tracing::error!(outbox_id = row.id, error = %e, "unreadable outbox task");
-            state.store.mark_failed(row.id, "unreadable task").await?;
-            return Ok(false);
+            (row, None)
         }
-    };
-    let started = now_ms();
-    match deliver(state, bridge, &row, &task).await {
-        Ok(()) => {
-            state.store.mark_delivered(row.id).await?;
-            if matches!(task, OutboxTask::RelayMessage { .. }) {
-                state.metrics.message_relayed(Direction::ToMattermost);
+    }
+}
+
+/// The running lanes and the chats they hold.
+#[derive(Default)]
+struct Lanes {
+    set: JoinSet<LaneEnd>,
+    chats: HashMap<tokio::task::Id, String>,
+    busy: HashSet<String>,
+}
+
+impl Lanes {
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    fn has(&self, chat_id: &str) -> bool {
+        self.busy.contains(chat_id)
+    }
+
+    fn spawn(&mut self, chat_id: String, lane: impl Future<Output = LaneEnd> + Send + 'static) {
+        let id = self.set.spawn(lane).id();
+        self.busy.insert(chat_id.clone());
+        self.chats.insert(id, chat_id);
+    }
+
+    /// The next lane to end; its chat is free again, whether the lane ended well or not.
+    async fn join_next(&mut self) -> Option<Result<LaneEnd, tokio::task::JoinError>> {
+        let ended = self.set.join_next_with_id().await?;
+        let id = match &ended {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        if let Some(chat_id) = self.chats.remove(&id) {
+            self.busy.remove(&chat_id);
+        }
+        Some(ended.map(|(_, end)| end))
+    }
+}
+
+/// One chat's due tasks, in order, with what delivering them needs.
+struct Lane {
+    chat_id: String,
+    /// `None` if the chat is gone (deleted meanwhile).
+    chat: Option<ChatRow>,
+    tasks: Vec<(OutboxRow, Option<OutboxTask>)>,
+    messages: HashMap<i64, MessageRow>,
+}
+
+/// How a lane ended.
+struct LaneEnd {
+    /// A task that had failed before went through.
+    recovered: bool,
+    /// The database failed: the dispatcher pauses before it looks again.
+    store_failed: bool,
+}
+
+impl Lane {
+    async fn run(mut self, state: AppState, bridge: Arc<Bridge>, recorder: Recorder) -> LaneEnd {
+        let mut end = LaneEnd {
+            recovered: false,
+            store_failed: false,
+        };
+        let mut recorded = Vec::new();
+        for (row, task) in std::mem::take(&mut self.tasks) {
+            match self.attempt(&state, &bridge, &row, task).await {
+                Ok(Step::Delivered(done)) => {
+                    end.recovered |= row.attempts > 0;
+                    recorded.push(recorder.record(done));
+                }
+                Ok(Step::Next) => {}
+                Ok(Step::ChatChanged) => match state.store.get_chat(&self.chat_id).await {
+                    Ok(chat) => self.chat = chat,
+                    Err(e) => {
+                        tracing::error!(chat_id = %self.chat_id, error = %e, "could not read a chat");
+                        end.store_failed = true;
+                        break;
+                    }
+                },
+                Ok(Step::Stop) => break,
+                Err(e) => {
+                    tracing::error!(
+                        outbox_id = row.id, chat_id = %row.chat_id, error = %e,
+                        "outbox worker could not record a delivery; retrying"
+                    );
+                    end.store_failed = true;
+                    break;
+                }
             }
-            Ok(row.attempts > 0)
         }
-        Err(DeliveryError::Store(e)) => Err(e),
-        Err(DeliveryError::Mattermost(e)) if e.is_transient() => {
-            let wait = match &e {
-                MmError::RateLimited { retry_after } => *retry_after,
-                _ => backoff(row.attempts),
-            };
-            tracing::warn!(
-                outbox_id = row.id, chat_id = %row.chat_id, attempts = row.attempts + 1,
-                retry_in = ?wait, error = %e, "delivery to Mattermost failed; will retry"
-            );
-            let at = now_ms() + wait.as_millis() as i64;
+        // The chat is free again only once its deliveries are recorded. A batch that could not
+        // be recorded is delivered again: `pending_post_id` makes Mattermost return the posts
+        // it already has.
+        for done in recorded {
+            if !matches!(done.await, Ok(true)) {
+                end.store_failed = true;
+            }
+        }
+        end
+    }
+
+    /// Tries one task and says how the lane goes on.
+    async fn attempt(
+        &mut self,
+        state: &AppState,
+        bridge: &Bridge,
+        row: &OutboxRow,
+        task: Option<OutboxTask>,
+    ) -> Result<Step, StoreError> {
+        let Some(task) = task else {
+            state.store.mark_failed(row.id, "unreadable task").await?;
+            return Ok(Step::Next);
+        };
+        let Some(chat) = self.chat.as_ref() else {
             state
                 .store
-                .reschedule(row.id, at, started, &e.to_string())
+                .mark_failed(row.id, "the chat no longer exists")
                 .await?;
-            Ok(false)
+            return Ok(Step::Next);
+        };
+        if row.next_attempt_at > now_ms() {
+            return Ok(Step::Stop);
         }
-        Err(DeliveryError::Mattermost(e)) => {
-            tracing::error!(
-                outbox_id = row.id, chat_id = %row.chat_id, error = %e, mattermost_error_id = ?e.id(),
-                "Mattermost refused a delivery; it will not be retried"
-            );
-            state.store.mark_failed(row.id, &e.to_string()).await?;
-            Ok(false)
+        let message = match &task {
+            OutboxTask::RelayMessage { message_id, .. } => match self.messages.get(message_id) {
+                Some(m) => Some(m),
+                None => {
+                    state
+                        .store
+                        .mark_failed(row.id, "the message no longer exists")
+                        .await?;
+                    return Ok(Step::Next);
+                }
+            },
+            _ => None,
+        };
+        let started = now_ms();
+        match deliver(state, bridge, row, &task, chat, message).await {
+            Ok(message_post) => {
+                if matches!(task, OutboxTask::RelayMessage { .. }) {
+                    state.metrics.message_relayed(Direction::ToMattermost);
+                }
+                let done = Delivered {
+                    outbox_id: row.id,
+                    message_post,
+                };
+                Ok(match task {
+                    // Relayed messages, notices and replies change nothing about the chat.
+                    OutboxTask::RelayMessage { .. }
+                    | OutboxTask::Notice { .. }
+                    | OutboxTask::Reply { .. } => Step::Delivered(done),
+                    // The chat now has a channel: tasks waiting for it come before later ones,
+                    // so the next fill orders them.
+                    OutboxTask::OpenChannel => {
+                        state.store.record_deliveries(&[done]).await?;
+                        Step::Stop
+                    }
+                    _ => {
+                        state.store.record_deliveries(&[done]).await?;
+                        Step::ChatChanged
+                    }
+                })
+            }
+            Err(DeliveryError::Store(e)) => Err(e),
+            Err(DeliveryError::Mattermost(e)) if e.is_transient() => {
+                let wait = match &e {
+                    MmError::RateLimited { retry_after } => *retry_after,
+                    _ => backoff(row.attempts),
+                };
+                tracing::warn!(
+                    outbox_id = row.id, chat_id = %row.chat_id, attempts = row.attempts + 1,
+                    retry_in = ?wait, error = %e, "delivery to Mattermost failed; will retry"
+                );
+                let at = now_ms() + wait.as_millis() as i64;
+                state
+                    .store
+                    .reschedule(row.id, at, started, &e.to_string())
+                    .await?;
+                Ok(Step::Stop)
+            }
+            Err(DeliveryError::Mattermost(e)) => {
+                tracing::error!(
+                    outbox_id = row.id, chat_id = %row.chat_id, error = %e, mattermost_error_id = ?e.id(),
+                    "Mattermost refused a delivery; it will not be retried"
+                );
+                state.store.mark_failed(row.id, &e.to_string()).await?;
+                Ok(Step::Next)
+            }
+        }
+    }
+}
+
+/// What a lane does after a task.
+enum Step {
+    /// Delivered: record it and go on.
+    Delivered(Delivered),
+    /// Done with this task (failed for good, or delivered and recorded): go on.
+    Next,
+    /// Delivered and recorded, and the chat changed (e.g. its request post): read it again.
+    ChatChanged,
+    /// Leave the rest to a later fill (a retry is scheduled, or the order may have changed).
+    Stop,
+}
+
+/// Records delivered tasks in batches: whatever finished while the previous batch was being
+/// written goes into the next transaction.
+#[derive(Clone)]
+struct Recorder {
+    tx: mpsc::UnboundedSender<(Delivered, oneshot::Sender<bool>)>,
+}
+
+impl Recorder {
+    fn start(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, tokio::spawn(record_batches(store, rx)))
+    }
+
+    /// Queues a delivered task; the answer says whether it was recorded.
+    fn record(&self, done: Delivered) -> oneshot::Receiver<bool> {
+        let (ack, answer) = oneshot::channel();
+        let _ = self.tx.send((done, ack));
+        answer
+    }
+}
+
+async fn record_batches(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<(Delivered, oneshot::Sender<bool>)>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let (done, acks): (Vec<Delivered>, Vec<oneshot::Sender<bool>>) =
+            std::mem::take(&mut batch).into_iter().unzip();
+        let ok = match store.record_deliveries(&done).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, tasks = done.len(), "could not record deliveries to Mattermost");
+                false
+            }
+        };
+        for ack in acks {
+            let _ = ack.send(ok);
         }
     }
 }
@@ -156,18 +505,17 @@ enum DeliveryError {
     Mattermost(#[from] MmError),
 }
 
+/// Carries out one task. Returns the relayed message and its post, for a relayed message.
 async fn deliver(
     state: &AppState,
     bridge: &Bridge,
     row: &OutboxRow,
     task: &OutboxTask,
-) -> Result<(), DeliveryError> {
+    chat: &ChatRow,
+    message: Option<&MessageRow>,
+) -> Result<Option<(i64, String)>, DeliveryError> {
     let ctx = bridge.context().await?;
-    let chat = state
-        .store
-        .get_chat(&row.chat_id)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+    let mut message_post = None;
     match task {
         OutboxTask::RequestPost { key } => {
             let first = state.store.list_messages(&chat.id, 0, 1).await?;
@@ -190,15 +538,15 @@ async fn deliver(
             let post = post_once(bridge, row, &target, &message, props, Vec::new()).await?;
             state.store.set_request_post(&chat.id, &post.id).await?;
         }
-        OutboxTask::OpenChannel => open_channel(state, bridge, &ctx, row, &chat).await?,
-        OutboxTask::RelayMessage { message_id, key } => {
-            let message = state.store.get_message(*message_id).await?;
+        OutboxTask::OpenChannel => open_channel(state, bridge, &ctx, row, chat).await?,
+        OutboxTask::RelayMessage { key, .. } => {
+            let message = message.ok_or(StoreError::NotFound)?;
             let author = message
                 .author
                 .clone()
-                .unwrap_or_else(|| format::visitor_name(&chat));
+                .unwrap_or_else(|| format::visitor_name(chat));
             let channel = chat.channel_id.as_deref().ok_or(StoreError::NotFound)?;
-            let (mut file_ids, refused) = upload_files(state, bridge, channel, &message).await?;
+            let (mut file_ids, refused) = upload_files(state, bridge, channel, message).await?;
             let mut body = format::relay_message(&author, &message.body);
             for name in refused {
                 body.push_str(&format::file_refused_note(&name));
@@ -223,9 +571,7 @@ async fn deliver(
                 let post = post_once(bridge, row, &target, part, props, files).await?;
                 first_post.get_or_insert(post.id);
             }
-            if let Some(post_id) = first_post {
-                state.store.set_message_post(message.id, &post_id).await?;
-            }
+            message_post = first_post.map(|post_id| (message.id, post_id));
         }
         OutboxTask::Notice { text, key } => {
             let channel = chat.channel_id.as_deref().ok_or(StoreError::NotFound)?;
@@ -266,7 +612,7 @@ async fn deliver(
         OutboxTask::Reminder { key } => {
             // Accepted or ended while the reminder waited (e.g. during an outage): say nothing.
             if chat.status() != ChatStatus::Pending {
-                return Ok(());
+                return Ok(None);
             }
             let link = chat
                 .request_post_id
@@ -274,7 +620,7 @@ async fn deliver(
                 .map(|post_id| bridge.post_link(&ctx.team_name, post_id));
             let waited = Duration::from_millis((now_ms() - chat.created_at).max(0) as u64);
             let message = format::reminder(
-                &chat,
+                chat,
                 waited,
                 link.as_deref(),
                 state.settings.remind_with_here,
@@ -287,11 +633,9 @@ async fn deliver(
             post_once(bridge, row, &target, &message, props, Vec::new()).await?;
         }
     }
-    Ok(())
+    Ok(message_post)
 }
 
-/// Creates a post exactly once: `pending_post_id` covers quick retries, and after
-/// Mattermost's 30-second memory a retry first looks for a post carrying the same key.
 /// Uploads a message's files into the chat channel, once each: the Mattermost id is stored,
 /// so a retried delivery reuses the upload. Returns the uploaded ids and the names of files
 /// Mattermost refused for good (too large for its `MaxFileSize`, attachments switched off):
@@ -346,6 +690,8 @@ struct PostTarget<'a> {
     key: &'a str,
 }
 
+/// Creates a post exactly once: `pending_post_id` covers quick retries, and after
+/// Mattermost's 30-second memory a retry first looks for a post carrying the same key.
 async fn post_once(
     bridge: &Bridge,
     row: &OutboxRow,

@@ -152,6 +152,22 @@ impl Store {
         Ok((row, message))
     }
 
+    /// Chats by id, in no particular order (ids not found are left out).
+    pub async fn get_chats(&self, ids: &[&str]) -> Result<Vec<ChatRow>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM chats WHERE id IN ({})",
+            super::placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query_as::<_, ChatRow>(&sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        Ok(query.fetch_all(&self.read).await?)
+    }
+
     /// A chat by id.
     pub async fn get_chat(&self, id: &str) -> Result<Option<ChatRow>, StoreError> {
         Ok(

@@ -83,10 +83,9 @@ impl Store {
         if message_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=message_ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT {COLUMNS} FROM files WHERE message_id IN ({}) ORDER BY message_id, position",
-            placeholders.join(", ")
+            super::placeholders(1, message_ids.len())
         );
         let mut query = sqlx::query_as::<_, FileRow>(&sql);
         for id in message_ids {

@@ -231,6 +231,25 @@ impl Store {
         Ok(())
     }
 
+    /// Messages by id, with their files, in no particular order (ids not found are left out):
+    /// the outbox worker reads every message of a batch at once.
+    pub async fn get_messages(&self, ids: &[i64]) -> Result<Vec<MessageRow>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE id IN ({})",
+            super::placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query_as::<_, MessageRow>(&sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let mut rows = query.fetch_all(&self.read).await?;
+        self.attach_files(&mut rows).await?;
+        Ok(rows)
+    }
+
     /// Whether a Mattermost post is already in a transcript.
     pub async fn has_post(&self, post_id: &str) -> Result<bool, StoreError> {
         let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM messages WHERE post_id = $1")
@@ -253,16 +272,6 @@ impl Store {
         self.attach_files(&mut rows).await?;
         let [row] = rows;
         Ok(row)
-    }
-
-    /// Remembers which Mattermost post carries a message (for edits, deletes and echo checks).
-    pub async fn set_message_post(&self, id: i64, post_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE messages SET post_id = $1 WHERE id = $2 AND post_id IS NULL")
-            .bind(post_id)
-            .bind(id)
-            .execute(&self.write)
-            .await?;
-        Ok(())
     }
 }
 

@@ -136,6 +136,15 @@ fn sqlite_pool(size: u32) -> AnyPoolOptions {
         })
 }
 
+/// `$from, $from+1, …` for `n` values bound in an `IN (…)` list (both databases number their
+/// parameters this way through sqlx's `Any` driver).
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The current time as Unix milliseconds, the unit of every stored time.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -77,6 +77,14 @@ impl OutboxRow {
     }
 }
 
+/// A task Mattermost took, to be recorded (see [`Store::record_deliveries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub outbox_id: i64,
+    /// A relayed message and the post that carries it.
+    pub message_post: Option<(i64, String)>,
+}
+
 /// Adds a task inside the caller's transaction.
 pub(crate) async fn enqueue(
     conn: &mut AnyConnection,
@@ -119,20 +127,17 @@ pub(crate) async fn drop_channel_tasks(
 }
 
 impl Store {
-    /// The next task of every chat, oldest first: the lowest undelivered id among the tasks
-    /// that can run (a task needing a channel cannot run before the chat has one). Tasks are
-    /// strictly ordered per chat; different chats are independent.
-    pub async fn list_outbox_heads(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+    /// Undelivered tasks that can run, oldest first (a task needing a channel cannot run
+    /// before its chat has one). Tasks are strictly ordered per chat, different chats are
+    /// independent: the worker delivers each chat's tasks in this order, from the first one
+    /// that is due.
+    pub async fn list_outbox_due(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         Ok(sqlx::query_as::<_, OutboxRow>(
             "SELECT o.id, o.chat_id, o.payload, o.needs_channel, o.attempts, o.next_attempt_at,
                     o.first_attempt_at, c.channel_id AS chat_channel_id
              FROM outbox o JOIN chats c ON c.id = o.chat_id
              WHERE o.done_at IS NULL
                AND (o.needs_channel = 0 OR c.channel_id IS NOT NULL)
-               AND NOT EXISTS (
-                   SELECT 1 FROM outbox p
-                   WHERE p.chat_id = o.chat_id AND p.done_at IS NULL AND p.id < o.id
-                     AND (p.needs_channel = 0 OR c.channel_id IS NOT NULL))
              ORDER BY o.id
              LIMIT $1",
         )
@@ -141,13 +146,33 @@ impl Store {
         .await?)
     }
 
-    /// Records that a task is done.
-    pub async fn mark_delivered(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET done_at = $1, last_error = NULL WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.write)
-            .await?;
+    /// Records delivered tasks in one transaction: on SQLite's single writer one commit for a
+    /// whole batch instead of two per message. A relayed message also gets the id of the post
+    /// that carries it (for edits, deletes and echo checks).
+    pub async fn record_deliveries(&self, done: &[Delivered]) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        for d in done {
+            if let Some((message_id, post_id)) = &d.message_post {
+                sqlx::query("UPDATE messages SET post_id = $1 WHERE id = $2 AND post_id IS NULL")
+                    .bind(post_id)
+                    .bind(message_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let sql = format!(
+            "UPDATE outbox SET done_at = $1, last_error = NULL WHERE id IN ({})",
+            super::placeholders(2, done.len())
+        );
+        let mut query = sqlx::query(&sql).bind(now_ms());
+        for d in done {
+            query = query.bind(d.outbox_id);
+        }
+        query.execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
