@@ -7,18 +7,19 @@
 //! lanes from one query as they end, instead of waiting for the slowest of a batch. Chats and
 //! messages are read for a whole fill at once, and delivered tasks are recorded by one
 //! recorder that commits everything finished meanwhile in one transaction (SQLite has a single
-//! writer, shared with every visitor's message). A chat stays in its lane until its tasks are
-//! recorded, so the next fill never sees a delivered task as undelivered.
+//! writer, shared with every visitor's message). Lanes do not wait for that commit: the
+//! recorder remembers the tasks it has not written yet, and fills skip them, so a delivered
+//! task is never taken for undelivered while its chat's next ones go on.
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use serde_json::{Value, json};
 use tokio::{
-    sync::{Notify, mpsc, oneshot},
+    sync::{Notify, mpsc},
     task::JoinSet,
     time::Instant,
 };
@@ -71,51 +72,69 @@ const AFTER_STORE_ERROR: Duration = Duration::from_secs(1);
 /// Runs the outbox until `shutdown`, then lets the lanes finish and records what they did.
 /// Every wake-up of the outbox is passed on to `also_wake`.
 pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<Notify>) {
-    let (recorder, recording) = Recorder::start(state.store.clone());
+    let claims = Claims::default();
+    let (recorder, recording) = Recorder::start(state.store.clone(), claims.clone());
+    let mut queue = Queue::new(claims);
     let mut lanes = Lanes::default();
-    let mut look = true;
-    let mut look_at = Instant::now() + IDLE_LOOK;
+    // What to read before the next dispatch: everything (at start, on the timer, after a lane
+    // stopped early) or only tasks added since the last read (on a wake-up).
+    let mut read = Some(Read::All);
+    let mut look_at = Instant::now();
     loop {
-        // Refill once half the lanes are free: one query for many chats rather than one per
-        // lane that ends.
-        if look && lanes.len() <= LANES / 2 {
-            look = false;
-            let wait = match fill(&state, &recorder, &mut lanes).await {
-                Ok(next_due) => next_due
-                    .map(|t| Duration::from_millis((t - now_ms()).clamp(0, 1000) as u64))
-                    .unwrap_or(IDLE_LOOK),
-                Err(e) => {
-                    tracing::error!(error = %e, "outbox worker could not read its tasks; retrying");
-                    AFTER_STORE_ERROR
-                }
+        if let Some(how) = read.take() {
+            let how = if queue.has_waiting_head() {
+                Read::All
+            } else {
+                how
             };
-            look_at = Instant::now() + wait;
+            if let Err(e) = queue.read(&state.store, how).await {
+                tracing::error!(error = %e, "outbox worker could not read its tasks; retrying");
+                look_at = Instant::now() + AFTER_STORE_ERROR;
+            }
+        }
+        if lanes.len() < LANES {
+            match dispatch(&state, &recorder, &mut queue, &mut lanes).await {
+                Ok(next_due) => {
+                    let wait = next_due
+                        .map(|t| Duration::from_millis((t - now_ms()).clamp(0, 1000) as u64))
+                        .unwrap_or(IDLE_LOOK);
+                    look_at = look_at.min(Instant::now() + wait);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox worker could not read a chat; retrying");
+                    look_at = Instant::now() + AFTER_STORE_ERROR;
+                }
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(ended) = lanes.join_next() => match ended {
-                Ok(end) if end.store_failed => {
-                    look_at = Instant::now() + AFTER_STORE_ERROR;
-                }
                 Ok(end) => {
-                    look = true;
+                    if end.stopped_early {
+                        read = Some(Read::All);
+                    }
+                    if end.store_failed {
+                        look_at = Instant::now() + AFTER_STORE_ERROR;
+                        read = None;
+                    }
                     if end.recovered {
                         // A task that had failed before went through: Mattermost is back.
                         mattermost_is_back(&state).await;
+                        read = Some(Read::All);
                     }
                 }
                 Err(e) => {
-                    // A bug: its chat is free again, the next fill retries its tasks.
+                    // A bug: its chat is free again, and its tasks are read again.
                     tracing::error!(error = %e, "an outbox lane stopped unexpectedly");
-                    look = true;
+                    read = Some(Read::All);
                 }
             },
             _ = state.outbox_wakeup.notified() => {
-                look = true;
+                read = Some(read.unwrap_or(Read::New));
                 also_wake.notify_one();
             }
             _ = tokio::time::sleep_until(look_at) => {
-                look = true;
+                read = Some(Read::All);
                 look_at = Instant::now() + IDLE_LOOK;
             }
         }
@@ -140,61 +159,125 @@ pub async fn mattermost_is_back(state: &AppState) {
     }
 }
 
-/// Starts lanes for chats whose next task is due, up to [`LANES`]. Returns when the earliest
-/// task that is not due yet will be.
-async fn fill(
+/// How much of the outbox to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Every undelivered task: at start, every second, and whenever the queue may be stale
+    /// (a lane stopped early, a retry was rescheduled, tasks became runnable).
+    All,
+    /// Only tasks added since the last read: on a wake-up, so a busy outbox reads each new
+    /// task once instead of the whole backlog at every message.
+    New,
+}
+
+/// The undelivered tasks the dispatcher knows of and has not handed to a lane yet, by chat in
+/// id order. The database stays the truth: [`Read::All`] replaces this from it.
+struct Queue {
+    by_chat: HashMap<String, Vec<OutboxRow>>,
+    /// The highest task id read so far.
+    cursor: i64,
+    claims: Claims,
+}
+
+impl Queue {
+    fn new(claims: Claims) -> Self {
+        Self {
+            by_chat: HashMap::new(),
+            cursor: 0,
+            claims,
+        }
+    }
+
+    async fn read(&mut self, store: &Store, how: Read) -> Result<(), StoreError> {
+        let after = match how {
+            Read::All => 0,
+            Read::New => self.cursor,
+        };
+        // Tasks in a lane, or delivered and not recorded yet, are not queued again. Claims
+        // are only added by the dispatcher, which waits for this read, but the recorder gives
+        // some back meanwhile: a task claimed before the query or after it is left out, as
+        // the query may have seen it before it was recorded.
+        let claimed_before = self.claims.lock().clone();
+        let rows = store.list_outbox_due(after, FETCH).await?;
+        if how == Read::All {
+            self.by_chat.clear();
+        }
+        let claimed = self.claims.lock();
+        for row in rows {
+            self.cursor = self.cursor.max(row.id);
+            if !claimed.contains(&row.id) && !claimed_before.contains(&row.id) {
+                self.by_chat
+                    .entry(row.chat_id.clone())
+                    .or_default()
+                    .push(row);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a chat's next task waits out a backoff: its time may have changed in the
+    /// database (Mattermost came back), so the next read is a full one.
+    fn has_waiting_head(&self) -> bool {
+        let now = now_ms();
+        self.by_chat
+            .values()
+            .any(|tasks| tasks.first().is_some_and(|t| t.next_attempt_at > now))
+    }
+}
+
+/// Starts lanes for queued chats whose next task is due, oldest first, up to [`LANES`].
+/// Returns when the earliest task that is not due yet will be.
+async fn dispatch(
     state: &AppState,
     recorder: &Recorder,
+    queue: &mut Queue,
     lanes: &mut Lanes,
 ) -> Result<Option<i64>, StoreError> {
     let Some(bridge) = state.bridge.clone() else {
         return Ok(None);
     };
-    let rows = state.store.list_outbox_due(FETCH).await?;
     let now = now_ms();
-    let mut order: Vec<String> = Vec::new();
-    let mut by_chat: HashMap<String, Vec<OutboxRow>> = HashMap::new();
-    for row in rows {
-        if lanes.has(&row.chat_id) {
+    let mut next_due = None;
+    let mut ready: Vec<(i64, &String)> = Vec::new();
+    for (chat_id, tasks) in &queue.by_chat {
+        let Some(head) = tasks.first() else { continue };
+        if lanes.has(chat_id) {
             continue;
         }
-        let tasks = by_chat.entry(row.chat_id.clone()).or_insert_with(|| {
-            order.push(row.chat_id.clone());
-            Vec::new()
-        });
-        tasks.push(row);
-    }
-    let mut next_due = None;
-    let mut chosen: Vec<Vec<OutboxRow>> = Vec::new();
-    for chat_id in order {
-        if lanes.len() + chosen.len() >= LANES {
-            break;
-        }
-        let mut tasks = by_chat.remove(&chat_id).unwrap_or_default();
-        // Only the chat's first task can be waiting out a backoff; the rest wait behind it.
-        if let Some(head) = tasks.first()
-            && head.next_attempt_at > now
-        {
+        // Only a chat's first task can be waiting out a backoff; the rest wait behind it.
+        if head.next_attempt_at > now {
             next_due =
                 Some(next_due.map_or(head.next_attempt_at, |t: i64| t.min(head.next_attempt_at)));
-            continue;
+        } else {
+            ready.push((head.id, chat_id));
         }
-        tasks.truncate(LANE_TASKS);
-        chosen.push(tasks);
     }
+    ready.sort_unstable();
+    let chosen: Vec<String> = ready
+        .into_iter()
+        .take(LANES - lanes.len())
+        .map(|(_, chat_id)| chat_id.clone())
+        .collect();
     if chosen.is_empty() {
         return Ok(next_due);
     }
+    let mut taken: Vec<Vec<OutboxRow>> = Vec::with_capacity(chosen.len());
+    for chat_id in &chosen {
+        let tasks = queue.by_chat.entry(chat_id.clone()).or_default();
+        let rest = tasks.split_off(tasks.len().min(LANE_TASKS));
+        taken.push(std::mem::replace(tasks, rest));
+        if tasks.is_empty() {
+            queue.by_chat.remove(chat_id);
+        }
+    }
+    queue
+        .claims
+        .lock()
+        .extend(taken.iter().flatten().map(|row| row.id));
     // What the lanes need, read in two queries for all of them.
-    let chat_ids: Vec<&str> = chosen.iter().map(|t| t[0].chat_id.as_str()).collect();
-    let mut chats: HashMap<String, ChatRow> = state
-        .store
-        .get_chats(&chat_ids)
-        .await?
-        .into_iter()
-        .map(|c| (c.id.clone(), c))
-        .collect();
-    let parsed: Vec<Vec<(OutboxRow, Option<OutboxTask>)>> = chosen
+    let chat_ids: Vec<&str> = chosen.iter().map(String::as_str).collect();
+    let chats = state.store.get_chats(&chat_ids).await;
+    let parsed: Vec<Vec<(OutboxRow, Option<OutboxTask>)>> = taken
         .into_iter()
         .map(|tasks| tasks.into_iter().map(parse).collect())
         .collect();
@@ -206,13 +289,28 @@ async fn fill(
             _ => None,
         })
         .collect();
-    let mut messages: HashMap<i64, MessageRow> = state
-        .store
-        .get_messages(&message_ids)
-        .await?
-        .into_iter()
-        .map(|m| (m.id, m))
-        .collect();
+    let messages = match chats {
+        Ok(chats) => state
+            .store
+            .get_messages(&message_ids)
+            .await
+            .map(|m| (chats, m)),
+        Err(e) => Err(e),
+    };
+    let (chats, messages) = match messages {
+        Ok(read) => read,
+        Err(e) => {
+            // Give the tasks back: the next full read queues them again.
+            let mut claimed = queue.claims.lock();
+            for (row, _) in parsed.iter().flatten() {
+                claimed.remove(&row.id);
+            }
+            return Err(e);
+        }
+    };
+    let mut chats: HashMap<String, ChatRow> =
+        chats.into_iter().map(|c| (c.id.clone(), c)).collect();
+    let mut messages: HashMap<i64, MessageRow> = messages.into_iter().map(|m| (m.id, m)).collect();
     for tasks in parsed {
         let chat_id = tasks[0].0.chat_id.clone();
         let lane = Lane {
@@ -228,6 +326,7 @@ async fn fill(
                 .collect(),
             chat_id: chat_id.clone(),
             tasks,
+            claims: queue.claims.clone(),
         };
         lanes.spawn(
             chat_id,
@@ -291,12 +390,16 @@ struct Lane {
     chat: Option<ChatRow>,
     tasks: Vec<(OutboxRow, Option<OutboxTask>)>,
     messages: HashMap<i64, MessageRow>,
+    claims: Claims,
 }
 
 /// How a lane ended.
 struct LaneEnd {
     /// A task that had failed before went through.
     recovered: bool,
+    /// Tasks were left (a retry is scheduled, or their order may have changed): the
+    /// dispatcher reads the whole outbox again.
+    stopped_early: bool,
     /// The database failed: the dispatcher pauses before it looks again.
     store_failed: bool,
 }
@@ -305,14 +408,22 @@ impl Lane {
     async fn run(mut self, state: AppState, bridge: Arc<Bridge>, recorder: Recorder) -> LaneEnd {
         let mut end = LaneEnd {
             recovered: false,
+            stopped_early: false,
             store_failed: false,
         };
-        let mut recorded = Vec::new();
-        for (row, task) in std::mem::take(&mut self.tasks) {
+        let tasks = std::mem::take(&mut self.tasks);
+        // Whatever the lane has not handed to the recorder is given back when it ends, even
+        // by a panic.
+        let mut held = Held {
+            ids: tasks.iter().map(|(row, _)| row.id).collect(),
+            claims: self.claims.clone(),
+        };
+        for (row, task) in tasks {
             match self.attempt(&state, &bridge, &row, task).await {
                 Ok(Step::Delivered(done)) => {
                     end.recovered |= row.attempts > 0;
-                    recorded.push(recorder.record(done));
+                    held.ids.remove(&row.id);
+                    recorder.record(done);
                 }
                 Ok(Step::Next) => {}
                 Ok(Step::ChatChanged) => match state.store.get_chat(&self.chat_id).await {
@@ -323,25 +434,22 @@ impl Lane {
                         break;
                     }
                 },
-                Ok(Step::Stop) => break,
+                Ok(Step::Stop) => {
+                    end.stopped_early = true;
+                    break;
+                }
                 Err(e) => {
                     tracing::error!(
                         outbox_id = row.id, chat_id = %row.chat_id, error = %e,
                         "outbox worker could not record a delivery; retrying"
                     );
                     end.store_failed = true;
+                    end.stopped_early = true;
                     break;
                 }
             }
         }
-        // The chat is free again only once its deliveries are recorded. A batch that could not
-        // be recorded is delivered again: `pending_post_id` makes Mattermost return the posts
-        // it already has.
-        for done in recorded {
-            if !matches!(done.await, Ok(true)) {
-                end.store_failed = true;
-            }
-        }
+        drop(held);
         end
     }
 
@@ -448,44 +556,63 @@ enum Step {
     Stop,
 }
 
+/// Ids of the tasks in a lane or delivered and not recorded yet: reads of the outbox leave
+/// them out, so no task is handed out twice.
+#[derive(Clone, Default)]
+struct Claims(Arc<Mutex<HashSet<i64>>>);
+
+impl Claims {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A lane's claims, given back when it is dropped.
+struct Held {
+    ids: HashSet<i64>,
+    claims: Claims,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut claimed = self.claims.lock();
+        for id in &self.ids {
+            claimed.remove(id);
+        }
+    }
+}
+
 /// Records delivered tasks in batches: whatever finished while the previous batch was being
-/// written goes into the next transaction.
+/// written goes into the next transaction, and only then are the tasks' claims given back. A
+/// batch that cannot be written is delivered again later: `pending_post_id` makes Mattermost
+/// return the posts it already has.
 #[derive(Clone)]
 struct Recorder {
-    tx: mpsc::UnboundedSender<(Delivered, oneshot::Sender<bool>)>,
+    tx: mpsc::UnboundedSender<Delivered>,
 }
 
 impl Recorder {
-    fn start(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
+    fn start(store: Store, claims: Claims) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, tokio::spawn(record_batches(store, rx)))
+        let writer = tokio::spawn(record_batches(store, rx, claims));
+        (Self { tx }, writer)
     }
 
-    /// Queues a delivered task; the answer says whether it was recorded.
-    fn record(&self, done: Delivered) -> oneshot::Receiver<bool> {
-        let (ack, answer) = oneshot::channel();
-        let _ = self.tx.send((done, ack));
-        answer
+    /// Queues a delivered task (its claim is held until it is recorded).
+    fn record(&self, done: Delivered) {
+        let _ = self.tx.send(done);
     }
 }
 
-async fn record_batches(
-    store: Store,
-    mut rx: mpsc::UnboundedReceiver<(Delivered, oneshot::Sender<bool>)>,
-) {
+async fn record_batches(store: Store, mut rx: mpsc::UnboundedReceiver<Delivered>, claims: Claims) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let (done, acks): (Vec<Delivered>, Vec<oneshot::Sender<bool>>) =
-            std::mem::take(&mut batch).into_iter().unzip();
-        let ok = match store.record_deliveries(&done).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, tasks = done.len(), "could not record deliveries to Mattermost");
-                false
-            }
-        };
-        for ack in acks {
-            let _ = ack.send(ok);
+        if let Err(e) = store.record_deliveries(&batch).await {
+            tracing::error!(error = %e, tasks = batch.len(), "could not record deliveries to Mattermost");
+        }
+        let mut claimed = claims.lock();
+        for done in batch.drain(..) {
+            claimed.remove(&done.outbox_id);
         }
     }
 }

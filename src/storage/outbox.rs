@@ -127,20 +127,25 @@ pub(crate) async fn drop_channel_tasks(
 }
 
 impl Store {
-    /// Undelivered tasks that can run, oldest first (a task needing a channel cannot run
-    /// before its chat has one). Tasks are strictly ordered per chat, different chats are
-    /// independent: the worker delivers each chat's tasks in this order, from the first one
-    /// that is due.
-    pub async fn list_outbox_due(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+    /// Undelivered tasks with an id above `after` that can run, oldest first (a task needing a
+    /// channel cannot run before its chat has one). Tasks are strictly ordered per chat,
+    /// different chats are independent: the worker delivers each chat's tasks in this order,
+    /// from the first one that is due.
+    pub async fn list_outbox_due(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         Ok(sqlx::query_as::<_, OutboxRow>(
             "SELECT o.id, o.chat_id, o.payload, o.needs_channel, o.attempts, o.next_attempt_at,
                     o.first_attempt_at, c.channel_id AS chat_channel_id
              FROM outbox o JOIN chats c ON c.id = o.chat_id
-             WHERE o.done_at IS NULL
+             WHERE o.done_at IS NULL AND o.id > $1
                AND (o.needs_channel = 0 OR c.channel_id IS NOT NULL)
              ORDER BY o.id
-             LIMIT $1",
+             LIMIT $2",
         )
+        .bind(after)
         .bind(limit)
         .fetch_all(&self.read)
         .await?)

@@ -76,8 +76,8 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
 
     eprintln!("1. simulator ceiling");
-    let ceiling = sim_ceiling(args.seconds.min(5)).await?;
-    eprintln!("   {ceiling:.0} posts/s");
+    let (ceiling, ceiling_cpu) = sim_ceiling(args.seconds.min(5)).await?;
+    eprintln!("   {ceiling:.0} posts/s, {ceiling_cpu:?} CPU per post");
 
     let mut databases = vec![Database::Sqlite];
     if let Some(url) = &args.database_url {
@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let load_after = load_average();
     let report = render(
         &args,
-        ceiling,
+        (ceiling, ceiling_cpu),
         &results,
         &load_before,
         &load_after,
@@ -115,6 +115,8 @@ struct Figures {
     during_sending_per_s: f64,
     relayed_per_s: f64,
     drain: Duration,
+    parley_cpu: Duration,
+    bench_cpu: Duration,
     paced_rate: f64,
     to_mattermost: Percentiles,
     visitor_request: Percentiles,
@@ -185,6 +187,8 @@ async fn measure(args: &Args, bin: &Path, db: &Database) -> anyhow::Result<Figur
         during_sending_per_s: load.during_sending_per_s,
         relayed_per_s: load.relayed_per_s,
         drain: load.drain,
+        parley_cpu: load.parley_cpu,
+        bench_cpu: load.bench_cpu,
         paced_rate,
         to_mattermost,
         visitor_request,
@@ -234,7 +238,9 @@ impl World {
 
 /// Posts per second the simulator accepts from 64 concurrent clients posting as the bot
 /// into 16 channels, with a `pending_post_id` and props as parley sends them.
-async fn sim_ceiling(seconds: u64) -> anyhow::Result<f64> {
+/// The simulator's ceiling: posts per second, and the CPU time this process (simulator and
+/// clients) spent per post.
+async fn sim_ceiling(seconds: u64) -> anyhow::Result<(f64, Duration)> {
     let world = World::new().await;
     let channels: Vec<String> = (0..16)
         .map(|i| {
@@ -249,6 +255,7 @@ async fn sim_ceiling(seconds: u64) -> anyhow::Result<f64> {
     let url = format!("{}/api/v4/posts", world.sim.url());
     let end = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
+    let cpu_before = cpu_time(std::process::id());
     let tasks: Vec<_> = (0..64)
         .map(|i| {
             let (http, url, token) = (http.clone(), url.clone(), world.bot.token.clone());
@@ -275,7 +282,11 @@ async fn sim_ceiling(seconds: u64) -> anyhow::Result<f64> {
     for t in tasks {
         total += t.await?;
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    let cpu = cpu_time(std::process::id()).saturating_sub(cpu_before);
+    Ok((
+        total as f64 / started.elapsed().as_secs_f64(),
+        cpu / total.max(1) as u32,
+    ))
 }
 
 /// When each marked post (text containing `bm<n>z`) appeared in the simulator.
@@ -447,6 +458,10 @@ impl Parley {
         rss_kb(self.child.id())
     }
 
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn api(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.url)
     }
@@ -595,6 +610,10 @@ struct Load {
     /// Every message, from the first send to the last post.
     relayed_per_s: f64,
     drain: Duration,
+    /// CPU time parley spent per message, from the first send to the last post.
+    parley_cpu: Duration,
+    /// CPU time this process (simulator and visitors) spent per message meanwhile.
+    bench_cpu: Duration,
 }
 
 /// Every chat's visitor sends as fast as parley answers, for `seconds`. The relayed rate is
@@ -608,6 +627,7 @@ async fn relay_flat_out(
 ) -> anyhow::Result<Load> {
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
+    let cpu_before = (cpu_time(parley.pid()), cpu_time(std::process::id()));
     let tasks: Vec<_> = chats
         .iter()
         .map(|chat| {
@@ -654,6 +674,10 @@ async fn relay_flat_out(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let per_message =
+        |cpu: Duration, before: Duration| cpu.saturating_sub(before) / sent.len().max(1) as u32;
+    let parley_cpu = per_message(cpu_time(parley.pid()), cpu_before.0);
+    let bench_cpu = per_message(cpu_time(std::process::id()), cpu_before.1);
     let warm = start + Duration::from_secs(1);
     let in_window = sent
         .iter()
@@ -665,6 +689,8 @@ async fn relay_flat_out(
         during_sending_per_s: in_window as f64 / (stopped - warm).as_secs_f64(),
         relayed_per_s: sent.len() as f64 / (last.max(stopped) - start).as_secs_f64(),
         drain: last.saturating_duration_since(stopped),
+        parley_cpu,
+        bench_cpu,
     })
 }
 
@@ -895,8 +921,31 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
 fn mb(kb: u64) -> String {
     format!("{:.1} MB", kb as f64 / 1024.0)
+}
+
+/// User plus system CPU time of a process so far (`/proc/<pid>/stat`, in the kernel's fixed
+/// 100 ticks a second).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -968,7 +1017,7 @@ fn machine() -> String {
 
 fn render(
     args: &Args,
-    ceiling: f64,
+    (ceiling, ceiling_cpu): (f64, Duration),
     results: &[Figures],
     load_before: &str,
     load_after: &str,
@@ -984,7 +1033,9 @@ fn render(
         machine()
     );
     out.push_str(&format!(
-        "Simulator ceiling (64 clients posting directly, nothing else running): **{ceiling:.0} posts/s**\n\n"
+        "Simulator ceiling (64 clients posting directly, nothing else running): **{ceiling:.0} posts/s**, \
+         {} of CPU per post (simulator and clients)\n\n",
+        us(ceiling_cpu)
     ));
     let header: Vec<&str> = results.iter().map(|f| f.database).collect();
     out.push_str(&format!("| figure | target | {} |\n", header.join(" | ")));
@@ -1015,6 +1066,20 @@ fn render(
         format!("**{:.0} %**", f.relayed_per_s / ceiling * 100.0)
     });
     row("backlog drained after the last send", "", &|f| ms(f.drain));
+    row(
+        "CPU per relayed message: parley / bench process (simulator and visitors)",
+        "",
+        &|f| format!("{} / {}", us(f.parley_cpu), us(f.bench_cpu)),
+    );
+    row(
+        "messages per second the machine's CPUs allow at that cost",
+        "",
+        &|f| {
+            let per_message = (f.parley_cpu + f.bench_cpu).as_secs_f64();
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            format!("{:.0}", cpus / per_message.max(1e-9))
+        },
+    );
     row("2. `201` → post in the simulator, p50", "< 2 ms", &|f| {
         format!("**{}** (at {:.0}/s)", ms(f.to_mattermost.p50), f.paced_rate)
     });
