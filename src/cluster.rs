@@ -306,7 +306,7 @@ async fn deliver(state: &AppState, note: Note) {
         }
         Note::Wake if is_leader(state) => state.outbox_wakeup.notify_one(),
         Note::VisitorTyping { channel } if is_leader(state) => {
-            if let Some(bridge) = &state.bridge {
+            if let Some(bridge) = state.bridge() {
                 bridge.visitor_typing(&channel);
             }
         }
@@ -433,7 +433,7 @@ where
     };
     stop.cancel();
     while running.join_next().await.is_some() {}
-    if let Some(bridge) = &state.bridge {
+    if let Some(bridge) = state.bridge() {
         bridge.set_stream_connected(false);
     }
     let _ = publish_state(state).await;
@@ -452,7 +452,7 @@ struct LeaderState {
 }
 
 async fn publish_state(state: &AppState) -> Result<(), StoreError> {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return Ok(());
     };
     let leader = LeaderState {
@@ -466,7 +466,7 @@ async fn publish_state(state: &AppState) -> Result<(), StoreError> {
 
 /// Copies the leader's state into this instance's bridge.
 async fn mirror_leader(state: &AppState) {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return;
     };
     if !bridge.is_resolved() {

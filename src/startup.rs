@@ -17,7 +17,7 @@ use crate::{
     mattermost::{self, Bridge},
     metrics::Metrics,
     security::{ActionSigner, FileLinks, random_token},
-    state::AppState,
+    state::{AppState, BridgeSlot},
     storage::{Store, blobs::Blobs},
 };
 
@@ -85,7 +85,7 @@ impl Application {
             settings: Arc::new(settings),
             store,
             hub,
-            bridge,
+            connection: BridgeSlot::new(bridge),
             signer,
             blobs,
             outbox_wakeup: Arc::new(Notify::new()),

@@ -230,7 +230,7 @@ pub fn is_available(
     at: Timestamp,
     stream_required: bool,
 ) -> bool {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return false;
     };
     let connected = if stream_required {

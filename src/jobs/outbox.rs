@@ -44,7 +44,7 @@ const DEDUP_WINDOW_MS: i64 = 25_000;
 
 /// One pass: tries every chat's due head task once.
 pub async fn run_once(state: &AppState) -> Result<Outcome, StoreError> {
-    let Some(bridge) = state.bridge.as_ref() else {
+    let Some(bridge) = &state.bridge() else {
         return Ok(Outcome::Idle { next_due: None });
     };
     let now = now_ms();

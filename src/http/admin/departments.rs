@@ -283,7 +283,7 @@ fn capitalise(s: &str) -> String {
 
 /// What the presence poll last said about a department's operators, in words.
 pub fn presence_words(state: &AppState, department: Option<&Department>) -> String {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return "Mattermost is not configured".into();
     };
     let Some(route) = departments::route_of(state, department) else {
