@@ -216,7 +216,7 @@ pub async fn get(state: &AppState, id: Option<i64>) -> Result<Option<Department>
 pub fn route_of(state: &AppState, department: Option<&Department>) -> Option<Route> {
     match department {
         Some(d) => Some(d.route()),
-        None => state.settings.mattermost.as_ref().map(Route::default_for),
+        None => state.bridge().map(|b| Route::default_for(b.settings())),
     }
 }
 
