@@ -48,7 +48,7 @@ impl Origin {
         match self {
             Self::Deployment(Source::Environment) => "environment variables",
             Self::Deployment(Source::File) => "parley.toml",
-            Self::Deployment(Source::Default) => "the deployment settings",
+            Self::Deployment(Source::Default | Source::BackOffice) => "the deployment settings",
             Self::BackOffice => "back office",
             Self::None => "not set",
         }
@@ -71,6 +71,11 @@ pub fn origin(state: &AppState) -> Origin {
         None if state.bridge().is_some() => Origin::BackOffice,
         None => Origin::None,
     }
+}
+
+/// Whether the connection in force was set in the back office.
+pub fn origin_is_back_office(state: &AppState) -> bool {
+    origin(state) == Origin::BackOffice
 }
 
 /// The connection saved in the back office, if a complete one is.
