@@ -153,7 +153,7 @@ fn render(
         }
         section.card id="configuration" {
             h2 { "Configuration in force" }
-            p.hint { "Set by environment variables or parley.toml; read-only here. Secrets are never shown." }
+            p.hint { "Set by environment variables or parley.toml (the Mattermost connection possibly in the back office, above); read-only here. Secrets are never shown." }
             table.list {
                 thead { tr { th { "Variable" } th { "Value" } th { "From" } } }
                 tbody { @for line in office::effective_config(&state.settings, saved_connection.as_ref()) {
