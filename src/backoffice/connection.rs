@@ -250,3 +250,47 @@ pub async fn save(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mm(token: &str, channel: &str) -> MattermostSettings {
+        MattermostSettings {
+            url: parse_url("https://chat.example.com/").unwrap(),
+            token: SecretString::from(token.to_owned()),
+            team: "support".into(),
+            channel: channel.into(),
+        }
+    }
+
+    #[test]
+    fn addresses_are_checked_and_tidied() {
+        assert_eq!(
+            base(&parse_url(" https://chat.example.com/ ").unwrap()),
+            "https://chat.example.com"
+        );
+        for bad in ["chat.example.com", "ftp://chat.example.com", "https://", ""] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_tells_connections_apart_without_showing_the_token() {
+        let a = mm("secret-token-1", "requests");
+        assert_eq!(
+            fingerprint(&a),
+            fingerprint(&mm("secret-token-1", "requests"))
+        );
+        assert_ne!(
+            fingerprint(&a),
+            fingerprint(&mm("secret-token-2", "requests"))
+        );
+        assert_ne!(fingerprint(&a), fingerprint(&mm("secret-token-1", "vip")));
+        assert!(!fingerprint(&a).contains("secret"));
+        assert_eq!(fingerprint(&a).len(), 16);
+        assert!(same(Some(&a), Some(&mm("secret-token-1", "requests"))));
+        assert!(!same(Some(&a), None));
+        assert!(same(None, None));
+    }
+}

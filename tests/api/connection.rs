@@ -193,6 +193,32 @@ async fn an_admin_connects_mattermost_in_the_back_office_and_it_goes_online_with
         "the configuration in force says where from"
     );
 
+    // A blank token is never sent to another server than the saved one.
+    let elsewhere = url.replace("127.0.0.1", "localhost");
+    let asked = app.sim.request_log().len();
+    let (status, html) = seen
+        .keep(
+            admin
+                .submit(
+                    "/admin/settings/connection/teams",
+                    &[("url", &elsewhere), ("token", "")],
+                )
+                .await,
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        error_code(&html).as_deref(),
+        Some("token_missing"),
+        "{html}"
+    );
+    assert!(
+        !app.sim.request_log()[asked..]
+            .iter()
+            .any(|(_, p, _)| p.contains("/users/me")),
+        "the token was not tried elsewhere"
+    );
+
     // A later edit: a blank token keeps the saved one; another requests channel replaces the
     // running bridge, and the event stream works with the new one.
     let vip = app

@@ -339,7 +339,15 @@ pub async fn teams(
             .bridge()
             .filter(|_| connection::origin(&state) == Origin::BackOffice)
         {
-            Some(b) => b.settings().token.clone(),
+            // Only to the saved server: a typo must not hand the token to whoever answers.
+            Some(b) if base(&b.settings().url) == base(&url) => b.settings().token.clone(),
+            Some(_) => {
+                ed.problem = Some(problem(
+                    "token_missing",
+                    "Enter the bot's access token for this server: the saved token is only sent to the saved server.",
+                ));
+                return show(&state, &signed, ed, StatusCode::UNPROCESSABLE_ENTITY).await;
+            }
             None => {
                 ed.problem = Some(problem("token_missing", "Enter the bot's access token."));
                 return show(&state, &signed, ed, StatusCode::UNPROCESSABLE_ENTITY).await;
