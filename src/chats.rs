@@ -257,7 +257,7 @@ pub async fn accept(
 /// visitor, or a command. Posts by parley itself, system posts and posts outside chat
 /// channels are ignored; each post is applied at most once.
 pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError> {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = &state.bridge() else {
         return Ok(());
     };
     let ctx = bridge.context().await?;
@@ -549,7 +549,7 @@ fn refusal(e: &MmError) -> String {
 /// visitor sees it marked edited. Posts by parley itself, notes and unchanged text (a pin, a
 /// reaction) change nothing.
 pub async fn apply_post_edited(state: &AppState, post: &Post) -> Result<(), ApplyError> {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return Ok(());
     };
     let ctx = bridge.context().await?;
@@ -580,7 +580,7 @@ pub async fn apply_post_edited(state: &AppState, post: &Post) -> Result<(), Appl
 /// An operator deleted a post in a chat channel: its message is marked deleted (kept for the
 /// back office) and leaves the visitor's view.
 pub async fn apply_post_deleted(state: &AppState, post: &Post) -> Result<(), ApplyError> {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return Ok(());
     };
     let ctx = bridge.context().await?;
@@ -609,7 +609,7 @@ pub async fn operator_typing(
     channel_id: &str,
     user_id: &str,
 ) -> Result<(), ApplyError> {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return Ok(());
     };
     let ctx = bridge.context().await?;
@@ -639,7 +639,7 @@ pub const ACCEPT_EMOJI: &str = "white_check_mark";
 /// person accepts the chat, through the same exactly-one-winner path as the button. The
 /// request post is then rewritten as after a click.
 pub async fn apply_reaction(state: &AppState, reaction: &Reaction) -> Result<(), ApplyError> {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return Ok(());
     };
     if reaction.emoji_name != ACCEPT_EMOJI {
@@ -682,7 +682,7 @@ pub async fn apply_reaction(state: &AppState, reaction: &Reaction) -> Result<(),
 
 /// Catches up every active chat with posts made while parley was not listening.
 pub async fn catch_up(state: &AppState) -> Result<usize, ApplyError> {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return Ok(0);
     };
     let mut applied = 0;

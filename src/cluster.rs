@@ -30,6 +30,7 @@ use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    backoffice::connection,
     departments::Route,
     events::LiveEvent,
     mattermost::presence::RouteStatus,
@@ -71,6 +72,9 @@ pub enum Note {
     Wake,
     /// The visitor of a chat channel is typing (for the leader, which holds the event stream).
     VisitorTyping { channel: String },
+    /// The Mattermost connection was saved in the back office: read it from the database and
+    /// put it in force (every instance; the leader's event stream reconnects).
+    Connection,
 }
 
 impl Note {
@@ -305,8 +309,9 @@ async fn deliver(state: &AppState, note: Note) {
             hub.deliver(&chat, LiveEvent::Typing { name });
         }
         Note::Wake if is_leader(state) => state.outbox_wakeup.notify_one(),
+        Note::Connection => connection::reload(state).await,
         Note::VisitorTyping { channel } if is_leader(state) => {
-            if let Some(bridge) = &state.bridge {
+            if let Some(bridge) = state.bridge() {
                 bridge.visitor_typing(&channel);
             }
         }
@@ -427,13 +432,15 @@ where
             );
             break false;
         }
+        // A change of the connection whose note this instance missed is picked up here.
+        connection::reload(state).await;
         if let Err(e) = publish_state(state).await {
             tracing::warn!(error = %e, "could not publish the leader's state");
         }
     };
     stop.cancel();
     while running.join_next().await.is_some() {}
-    if let Some(bridge) = &state.bridge {
+    if let Some(bridge) = state.bridge() {
         bridge.set_stream_connected(false);
     }
     let _ = publish_state(state).await;
@@ -449,16 +456,20 @@ struct LeaderState {
     stream: bool,
     /// The operators' presence per route, as last polled.
     presence: Vec<(Route, RouteStatus)>,
+    /// Which connection the stream and presence are of ([`connection::fingerprint`]).
+    #[serde(default)]
+    connection: Option<String>,
 }
 
 async fn publish_state(state: &AppState) -> Result<(), StoreError> {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return Ok(());
     };
     let leader = LeaderState {
         at: now_ms(),
         stream: bridge.is_online(),
         presence: bridge.presence.snapshot(),
+        connection: Some(connection::fingerprint(bridge.settings())),
     };
     let value = serde_json::to_string(&leader).expect("the state serialises");
     state.store.set_value(STATE_KEY, &value).await
@@ -466,13 +477,6 @@ async fn publish_state(state: &AppState) -> Result<(), StoreError> {
 
 /// Copies the leader's state into this instance's bridge.
 async fn mirror_leader(state: &AppState) {
-    let Some(bridge) = &state.bridge else {
-        return;
-    };
-    if !bridge.is_resolved() {
-        // Resolving the team and channel makes `accepting_chats` true here too.
-        let _ = bridge.context().await;
-    }
     let leader = match state.store.value(STATE_KEY).await {
         Ok(Some(v)) => serde_json::from_str::<LeaderState>(&v).ok(),
         Ok(None) => None,
@@ -481,10 +485,29 @@ async fn mirror_leader(state: &AppState) {
             None
         }
     };
+    let Some(bridge) = state.bridge() else {
+        if leader.is_some_and(|l| l.connection.is_some()) {
+            // The leader is connected and this instance is not: a change it missed?
+            connection::reload(state).await;
+        }
+        return;
+    };
+    if !bridge.is_resolved() {
+        // Resolving the team and channel makes `accepting_chats` true here too.
+        let _ = bridge.context().await;
+    }
+    let ours = connection::fingerprint(bridge.settings());
     match leader {
-        Some(l) => {
+        Some(l) if l.connection.as_deref().is_none_or(|c| c == ours) => {
             bridge.set_stream_connected(l.stream && now_ms() - l.at < STATE_FRESH_MS);
             bridge.presence.replace(l.presence);
+        }
+        Some(_) => {
+            // The leader uses another connection: one of us missed a change (a note lost in a
+            // listener gap), or it is being applied. Read the saved one again; the state is
+            // taken over once both use the same.
+            bridge.set_stream_connected(false);
+            connection::reload(state).await;
         }
         None => bridge.set_stream_connected(false),
     }

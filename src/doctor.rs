@@ -132,7 +132,8 @@ pub async fn run(settings: &Settings) -> Report {
             Verdict::Failed,
             "Mattermost is not configured: parley runs offline (the widget offers the offline form only)",
             Some(
-                "set PARLEY_MATTERMOST_URL, PARLEY_MATTERMOST_TOKEN, PARLEY_MATTERMOST_TEAM and \
+                "connect it in the back office (Settings → Mattermost connection), or set \
+                 PARLEY_MATTERMOST_URL, PARLEY_MATTERMOST_TOKEN, PARLEY_MATTERMOST_TEAM and \
                  PARLEY_MATTERMOST_CHANNEL (see the README, \"Connecting Mattermost\")"
                     .into(),
             ),

@@ -89,13 +89,25 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Healthcheck => healthcheck(&settings).await,
-            Command::Archive => archive(&settings).await,
+            Command::Archive => archive(&with_saved_connection(settings).await?).await,
             Command::Department { command } => {
+                let settings = with_saved_connection(settings).await?;
                 let report = parley::departments::cli::run(command, &settings).await?;
                 println!("{report}");
                 Ok(())
             }
-            Command::Doctor => return doctor(&settings).await,
+            Command::Doctor => {
+                let settings = match with_saved_connection(settings.clone()).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!(
+                            "parley: could not read the connection saved in the back office ({e:#}); checking the PARLEY_MATTERMOST_* settings only"
+                        );
+                        settings
+                    }
+                };
+                return doctor(&settings).await;
+            }
             Command::Admin(command) => admin(&settings, command).await,
         }
         .map(|()| ExitCode::SUCCESS)
@@ -107,6 +119,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The settings with the Mattermost connection saved in the back office filled in, when
+/// `PARLEY_MATTERMOST_*` (or `parley.toml`) set none: what the server would use.
+async fn with_saved_connection(mut settings: Settings) -> anyhow::Result<Settings> {
+    if settings.mattermost.is_none() {
+        let store = Store::open(&settings.database).await?;
+        settings.mattermost = parley::backoffice::connection::saved(&store).await?;
+        store.close().await;
+    }
+    Ok(settings)
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -165,7 +188,9 @@ async fn archive(settings: &Settings) -> anyhow::Result<()> {
     let Some(mattermost) = &settings.mattermost else {
         // Nothing can be removed, and nothing is wrong: a cron entry on an offline
         // installation should not fail.
-        println!("Mattermost is not configured (PARLEY_MATTERMOST_*): no channels were removed.");
+        println!(
+            "Mattermost is not configured (PARLEY_MATTERMOST_* or the back office): no channels were removed."
+        );
         return Ok(());
     };
     let store = Store::open(&settings.database).await?;

@@ -8,16 +8,15 @@ use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    backoffice::{BackOffice, accounts::first_run_link},
+    backoffice::{BackOffice, accounts::first_run_link, connection},
     cluster::{self, Cluster},
     config::{DatabaseUrl, Settings},
     events::Hub,
     http::{self, rate_limit::RateLimits},
-    jobs,
-    mattermost::{self, Bridge},
+    jobs, mattermost,
     metrics::Metrics,
     security::{ActionSigner, FileLinks, random_token},
-    state::AppState,
+    state::{AppState, BridgeSlot},
     storage::{Store, blobs::Blobs},
 };
 
@@ -50,14 +49,15 @@ impl Application {
             .value_or_insert("action_signing_key", random_token)
             .await?;
         let metrics = Metrics::new();
-        let bridge = settings
-            .mattermost
-            .clone()
-            .map(|m| Arc::new(Bridge::new(m).with_metrics(metrics.clone())));
+        // The deployment settings' connection wins; else the one saved in the back office.
+        let bridge = connection::effective(&store, &settings)
+            .await?
+            .map(|m| connection::bridge_for(m, &metrics));
         if bridge.is_none() {
             tracing::warn!(
                 "Mattermost is not configured: the widget offers the offline form only. \
-                 Set PARLEY_MATTERMOST_URL, _TOKEN, _TEAM and _CHANNEL to connect."
+                 Connect it in the back office (Settings), or set PARLEY_MATTERMOST_URL, _TOKEN, \
+                 _TEAM and _CHANNEL."
             );
         }
         let blobs = Blobs::open(&settings.data_dir)
@@ -85,7 +85,7 @@ impl Application {
             settings: Arc::new(settings),
             store,
             hub,
-            bridge,
+            connection: BridgeSlot::new(bridge),
             signer,
             blobs,
             outbox_wakeup: Arc::new(Notify::new()),

@@ -1,8 +1,8 @@
 //! The state every request handler and background job shares.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::{
     backoffice::BackOffice,
@@ -22,8 +22,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub hub: Hub,
-    /// `None` when Mattermost is not configured: parley runs offline.
-    pub bridge: Option<Arc<Bridge>>,
+    /// The Mattermost bridge in force (none: parley runs offline), replaced when the
+    /// connection is changed in the back office. Read it with [`AppState::bridge`].
+    pub connection: BridgeSlot,
     pub signer: ActionSigner,
     /// Where attached files are kept.
     pub blobs: Blobs,
@@ -39,16 +40,23 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The Mattermost bridge in force now; `None` when Mattermost is not configured. Take it
+    /// once per unit of work (a request, a pass of a job): the connection may be replaced
+    /// meanwhile, and a unit of work should not mix two.
+    pub fn bridge(&self) -> Option<Arc<Bridge>> {
+        self.connection.get()
+    }
+
     /// Whether Mattermost is connected, the precondition for offering a live chat; each
     /// department's hours and operators' presence decide the rest (`departments::status`).
     pub fn online(&self) -> bool {
-        self.bridge.as_ref().is_some_and(|b| b.is_online())
+        self.bridge().is_some_and(|b| b.is_online())
     }
 
     /// Whether a new chat can be taken: Mattermost is configured and was reached. A chat taken
     /// during a short outage waits in the outbox.
     pub fn accepting_chats(&self) -> bool {
-        self.bridge.as_ref().is_some_and(|b| b.is_resolved())
+        self.bridge().is_some_and(|b| b.is_resolved())
     }
 
     /// Tells the outbox worker there is work (the leader's, with several instances).
@@ -57,5 +65,69 @@ impl AppState {
         if let Some(cluster) = self.cluster.as_ref().filter(|c| !c.is_leader()) {
             cluster.send(Note::Wake);
         }
+    }
+}
+
+/// Where the bridge in force is kept: swapped as a whole when the connection changes, with a
+/// counter that tells the long-running users (the event stream, the presence poll) to let go of
+/// the old one. Cheap to clone; clones share the slot.
+#[derive(Clone, Debug)]
+pub struct BridgeSlot {
+    inner: Arc<SlotInner>,
+}
+
+#[derive(Debug)]
+struct SlotInner {
+    current: RwLock<Option<Arc<Bridge>>>,
+    /// Counts replacements.
+    generation: watch::Sender<u64>,
+}
+
+impl BridgeSlot {
+    pub fn new(bridge: Option<Arc<Bridge>>) -> Self {
+        Self {
+            inner: Arc::new(SlotInner {
+                current: RwLock::new(bridge),
+                generation: watch::Sender::new(0),
+            }),
+        }
+    }
+
+    /// The bridge in force.
+    pub fn get(&self) -> Option<Arc<Bridge>> {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `bridge` in force and tells the watchers. The old bridge stays usable by whoever
+    /// still holds it (a request half-way), and is marked offline.
+    pub fn replace(&self, bridge: Option<Arc<Bridge>>) {
+        let old = std::mem::replace(
+            &mut *self
+                .inner
+                .current
+                .write()
+                .unwrap_or_else(|e| e.into_inner()),
+            bridge,
+        );
+        if let Some(old) = old {
+            old.set_stream_connected(false);
+        }
+        self.inner.generation.send_modify(|g| *g += 1);
+    }
+
+    /// A receiver that sees every later replacement (`changed()`).
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.inner.generation.subscribe()
+    }
+}
+
+/// Resolves when the connection is replaced (never, if the slot is gone).
+pub async fn replaced(watcher: &mut watch::Receiver<u64>) {
+    if watcher.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

@@ -196,6 +196,10 @@ pub async fn forget_expired_sessions(store: &Store) {
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not remove expired back-office sessions");
     }
+    let lifetime = ms(super::connection::DRAFT_LIFETIME);
+    if let Err(e) = store.delete_old_connection_drafts(now - lifetime).await {
+        tracing::warn!(error = %e, "could not remove old drafts of the Mattermost connection");
+    }
 }
 
 /// Process-wide state of the back office: the sign-in rate limits.

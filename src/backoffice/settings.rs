@@ -7,7 +7,7 @@ use std::{collections::HashMap, path::PathBuf, time::Duration};
 use serde_json::{Value, json};
 
 use crate::{
-    config::{AllowedOrigins, DatabaseUrl, Settings},
+    config::{AllowedOrigins, DatabaseUrl, MattermostSettings, Settings},
     storage::{Store, StoreError},
 };
 
@@ -222,6 +222,8 @@ pub enum Source {
     Environment,
     File,
     Default,
+    /// Saved in the back office (the Mattermost connection).
+    BackOffice,
 }
 
 impl Source {
@@ -230,6 +232,7 @@ impl Source {
             Self::Environment => "environment variable",
             Self::File => "parley.toml",
             Self::Default => "default",
+            Self::BackOffice => "back office",
         }
     }
 }
@@ -262,9 +265,11 @@ pub struct ConfigLine {
     pub source: Source,
 }
 
-/// The deployment settings in force, secrets hidden, each with where it comes from.
-pub fn effective_config(s: &Settings) -> Vec<ConfigLine> {
-    let mm = s.mattermost.as_ref();
+/// The deployment settings in force, secrets hidden, each with where it comes from; the
+/// Mattermost connection saved in the back office (`saved`) when the deployment sets none.
+pub fn effective_config(s: &Settings, saved: Option<&MattermostSettings>) -> Vec<ConfigLine> {
+    let from_office = s.mattermost.is_none() && saved.is_some();
+    let mm = s.mattermost.as_ref().or(saved);
     let unset = || "(not set)".to_owned();
     let lines: Vec<(&str, String)> = vec![
         ("listen", s.listen.to_string()),
@@ -333,7 +338,11 @@ pub fn effective_config(s: &Settings) -> Vec<ConfigLine> {
         .map(|(key, value)| ConfigLine {
             variable: format!("PARLEY_{}", key.to_uppercase()),
             value,
-            source: source(key),
+            source: if from_office && key.starts_with("mattermost_") {
+                Source::BackOffice
+            } else {
+                source(key)
+            },
         })
         .collect()
 }

@@ -216,7 +216,7 @@ pub async fn get(state: &AppState, id: Option<i64>) -> Result<Option<Department>
 pub fn route_of(state: &AppState, department: Option<&Department>) -> Option<Route> {
     match department {
         Some(d) => Some(d.route()),
-        None => state.settings.mattermost.as_ref().map(Route::default_for),
+        None => state.bridge().map(|b| Route::default_for(b.settings())),
     }
 }
 
@@ -230,7 +230,7 @@ pub fn is_available(
     at: Timestamp,
     stream_required: bool,
 ) -> bool {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return false;
     };
     let connected = if stream_required {

@@ -43,7 +43,7 @@ pub async fn handle_action(
             "this callback is not signed by parley",
         ));
     }
-    let Some(bridge) = state.bridge.clone() else {
+    let Some(bridge) = state.bridge() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "offline",

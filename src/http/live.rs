@@ -266,7 +266,7 @@ fn is_typing(text: &str) -> bool {
 /// Shows the visitor as typing in the chat's channel, if the chat is active. Dropped while
 /// Mattermost's event stream is down: typing is never queued.
 async fn visitor_typing(state: &AppState, chat_id: &str) {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return;
     };
     let chat = match state.store.get_chat(chat_id).await {

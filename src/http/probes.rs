@@ -34,7 +34,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             "unreachable"
         }
     };
-    let mattermost = match &state.bridge {
+    let mattermost = match state.bridge() {
         None => "not_configured",
         Some(bridge) if bridge.is_online() => "connected",
         Some(_) => {
@@ -80,7 +80,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         )
             .into_response();
     }
-    if let Some(bridge) = &state.bridge {
+    if let Some(bridge) = state.bridge() {
         state.metrics.set_mattermost_connected(bridge.is_online());
     }
     match state.metrics.render(&state.store).await {

@@ -271,8 +271,8 @@ fn hint(e: &MmError) -> &'static str {
     }
 }
 
-/// The server's schedule ([`FIRST_RUN_AFTER`], then every [`RUN_EVERY`]); returns at once
-/// when Mattermost is not configured.
+/// The server's schedule ([`FIRST_RUN_AFTER`], then every [`RUN_EVERY`]); a run while
+/// Mattermost is not configured does nothing.
 pub async fn run_scheduled(state: AppState, shutdown: CancellationToken) {
     run_every(state, shutdown, FIRST_RUN_AFTER, RUN_EVERY).await;
 }
@@ -285,9 +285,6 @@ pub async fn run_every(
     first: Duration,
     every: Duration,
 ) {
-    let Some(bridge) = state.bridge.clone() else {
-        return;
-    };
     let mut wait = first;
     loop {
         tokio::select! {
@@ -295,6 +292,10 @@ pub async fn run_every(
             _ = tokio::time::sleep(wait) => {}
         }
         wait = every;
+        // The connection in force now (the back office may have changed it).
+        let Some(bridge) = state.bridge() else {
+            continue;
+        };
         // The back office may change the delay (unless PARLEY_DELETE_AFTER_HOURS is set).
         let delete_after =
             crate::backoffice::settings::delete_after(&state.store, &state.settings).await;

@@ -18,7 +18,7 @@ const BATCH: i64 = 50;
 
 /// One pass: tries every due offline message once, oldest first.
 pub async fn run_once(state: &AppState) -> Result<Outcome, StoreError> {
-    let Some(bridge) = state.bridge.as_ref() else {
+    let Some(bridge) = &state.bridge() else {
         return Ok(Outcome::Idle { next_due: None });
     };
     let now = now_ms();

@@ -233,7 +233,7 @@ async fn dispatch(
     queue: &mut Queue,
     lanes: &mut Lanes,
 ) -> Result<Option<i64>, StoreError> {
-    let Some(bridge) = state.bridge.clone() else {
+    let Some(bridge) = state.bridge() else {
         return Ok(None);
     };
     let now = now_ms();

@@ -38,7 +38,7 @@ pub enum PollError {
 
 /// One poll of every route. Returns the routes polled.
 pub async fn run_once(state: &AppState) -> Result<usize, PollError> {
-    let Some(bridge) = state.bridge.as_ref() else {
+    let Some(bridge) = &state.bridge() else {
         return Ok(0);
     };
     let ctx = bridge.context().await?;
@@ -162,10 +162,13 @@ fn record(bridge: &Bridge, route: &Route, status: RouteStatus) {
 pub async fn run_scheduled(state: AppState, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(state.settings.presence.poll_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut changes = state.connection.watch();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
+            // A new connection: poll it at once rather than up to a poll interval later.
+            _ = crate::state::replaced(&mut changes) => {}
         }
         if let Err(e) = run_once(&state).await {
             tracing::debug!(error = %e, "polling operators' presence failed; keeping the last known state");

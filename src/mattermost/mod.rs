@@ -97,6 +97,11 @@ impl Bridge {
         }
     }
 
+    /// The connection this bridge uses.
+    pub fn settings(&self) -> &MattermostSettings {
+        &self.settings
+    }
+
     /// The same bridge, counting its REST calls in `metrics`.
     pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
         self.client = self.client.with_metrics(metrics);

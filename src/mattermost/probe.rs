@@ -1,10 +1,13 @@
-//! The few extra calls `parley doctor` makes to check a server's setup, kept apart from the
-//! calls the bridge needs.
+//! The few extra calls `parley doctor` and the back office's connection form make to check a
+//! server's setup, kept apart from the calls the bridge needs.
 
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::client::{Client, MmError, seg};
+use super::{
+    client::{Client, MmError, seg},
+    wire::{Channel, Team},
+};
 
 /// The token's owner, with what the doctor reports about it.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,5 +53,29 @@ impl Client {
         let path = format!("/posts/{}", seg(id));
         let _: serde_json::Value = self.send(self.request(Method::DELETE, &path)).await?;
         Ok(())
+    }
+
+    /// `GET /users/me/teams`: the teams the token's owner is a member of.
+    pub async fn my_teams(&self) -> Result<Vec<Team>, MmError> {
+        let teams: Option<Vec<Team>> = self
+            .send(self.request(Method::GET, "/users/me/teams"))
+            .await?;
+        Ok(teams.unwrap_or_default())
+    }
+
+    /// `POST /teams/{team_id}/channels/search` with `{term}`: the team's channels whose name or
+    /// display name contains the term (public ones; mattermost-api.md §2). The spec says 201,
+    /// the server writes 200: any success is taken.
+    pub async fn search_channels(
+        &self,
+        team_id: &str,
+        term: &str,
+    ) -> Result<Vec<Channel>, MmError> {
+        let path = format!("/teams/{}/channels/search", seg(team_id));
+        let request = self
+            .request(Method::POST, &path)
+            .json(&serde_json::json!({ "term": term }));
+        let channels: Option<Vec<Channel>> = self.send(request).await?;
+        Ok(channels.unwrap_or_default())
     }
 }

@@ -5,15 +5,19 @@
 //! over REST so nothing is missed. It also sends the visitor's typing to Mattermost as the
 //! bot's `user_typing` action.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
 use secrecy::ExposeSecret;
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 use tokio_util::sync::CancellationToken;
 
-use super::{TYPING_FRESH, wire::WsEvent};
-use crate::{chats, state::AppState};
+use super::{Bridge, TYPING_FRESH, wire::WsEvent};
+use crate::{
+    chats,
+    state::{AppState, replaced},
+};
 
 /// The server pings every 60 s; hearing nothing for this long means the link is dead.
 const SILENCE_LIMIT: Duration = Duration::from_secs(100);
@@ -26,24 +30,49 @@ struct Resume {
     next_seq: i64,
 }
 
-/// Runs until `shutdown`: keeps one event stream open and applies its events.
+/// Runs until `shutdown`: keeps one event stream open with the bridge in force and applies its
+/// events. When the connection is replaced (back office), the stream lets go of the old server
+/// and connects with the new bridge at once; while none is configured it waits for one.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
-    let Some(bridge) = state.bridge.clone() else {
-        return;
-    };
+    let mut changes = state.connection.watch();
+    loop {
+        changes.borrow_and_update();
+        let Some(bridge) = state.bridge() else {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = replaced(&mut changes) => continue,
+            }
+        };
+        let stopped = run_with(&state, &bridge, &shutdown, &mut changes).await;
+        bridge.set_stream_connected(false);
+        if stopped {
+            return;
+        }
+        tracing::info!("the Mattermost connection changed; connecting with the new settings");
+    }
+}
+
+/// Keeps the stream of one bridge. Returns true on shutdown, false when the bridge was replaced.
+async fn run_with(
+    state: &AppState,
+    bridge: &Arc<Bridge>,
+    shutdown: &CancellationToken,
+    changes: &mut watch::Receiver<u64>,
+) -> bool {
     let mut resume = Resume::default();
     let mut backoff = Duration::from_millis(250);
     loop {
         if shutdown.is_cancelled() {
-            break;
+            return true;
         }
         let outcome = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = connect_once(&state, &mut resume) => r,
+            _ = shutdown.cancelled() => return true,
+            r = connect_once(state, bridge, &mut resume, changes) => r,
         };
         bridge.set_stream_connected(false);
         match outcome {
-            Ok(()) => {
+            Ok(Ended::Replaced) => return false,
+            Ok(Ended::Closed) => {
                 tracing::info!("Mattermost event stream closed; reconnecting");
                 backoff = Duration::from_millis(250);
             }
@@ -54,13 +83,21 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         let jitter =
             Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 4 + 1));
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => return true,
+            _ = replaced(changes) => return false,
             _ = tokio::time::sleep(backoff + jitter) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
         state.metrics.stream_reconnecting();
     }
-    bridge.set_stream_connected(false);
+}
+
+/// How a connection ended without an error.
+enum Ended {
+    /// The server closed it.
+    Closed,
+    /// The connection settings were replaced: this stream's server is no longer the one.
+    Replaced,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,10 +112,17 @@ enum StreamError {
     Protocol(String),
 }
 
-async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), StreamError> {
-    let bridge = state.bridge.as_ref().expect("checked by run");
+async fn connect_once(
+    state: &AppState,
+    bridge: &Bridge,
+    resume: &mut Resume,
+    changes: &mut watch::Receiver<u64>,
+) -> Result<Ended, StreamError> {
     // Resolve team and channel first: without them no event can be used.
-    bridge.context().await?;
+    tokio::select! {
+        r = bridge.context() => { r?; }
+        _ = replaced(changes) => return Ok(Ended::Replaced),
+    }
     let mut url = bridge.client.websocket_url();
     let resuming = resume.connection_id.is_some() && resume.next_seq > 0;
     if let Some(id) = &resume.connection_id {
@@ -97,7 +141,10 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
     let auth = HeaderValue::from_str(&format!("Bearer {}", bridge.client.token().expose_secret()))
         .map_err(|_| StreamError::Protocol("the token is not a valid header value".into()))?;
     request.headers_mut().insert("Authorization", auth);
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let (mut socket, _) = tokio::select! {
+        r = tokio_tungstenite::connect_async(request) => r?,
+        _ = replaced(changes) => return Ok(Ended::Replaced),
+    };
     if resuming {
         // A resumed stream sends no new `hello`, and maybe no event for a long while.
         bridge.set_stream_connected(true);
@@ -114,6 +161,11 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
         let frame = tokio::select! {
             frame = socket.next() => frame,
             _ = tokio::time::sleep_until(deadline) => return Err(StreamError::Silent(SILENCE_LIMIT)),
+            // Between events, so an event is never applied half-way.
+            _ = replaced(changes) => {
+                let _ = socket.close(None).await;
+                return Ok(Ended::Replaced);
+            }
             Some(t) = typing.recv() => {
                 if t.at.elapsed() <= TYPING_FRESH {
                     action_seq += 1;
@@ -128,7 +180,7 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
             }
         };
         let frame = match frame {
-            None => return Ok(()),
+            None => return Ok(Ended::Closed),
             Some(frame) => frame?,
         };
         deadline = tokio::time::Instant::now() + SILENCE_LIMIT;
@@ -138,7 +190,7 @@ async fn connect_once(state: &AppState, resume: &mut Resume) -> Result<(), Strea
                 socket.send(Message::Pong(p)).await?;
                 continue;
             }
-            Message::Close(_) => return Ok(()),
+            Message::Close(_) => return Ok(Ended::Closed),
             _ => continue,
         };
         let Ok(event) = serde_json::from_str::<WsEvent>(text.as_str()) else {

@@ -44,6 +44,8 @@ impl User {
 pub struct Team {
     pub id: String,
     pub name: String,
+    #[serde(default)]
+    pub display_name: String,
 }
 
 /// A channel.
@@ -59,6 +61,11 @@ pub struct Channel {
     pub creator_id: String,
     #[serde(default)]
     pub purpose: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// `O` (public), `P` (private), `D`/`G` (direct and group messages).
+    #[serde(default, rename = "type")]
+    pub kind: String,
 }
 
 /// A channel membership (`GET /channels/{id}/members`); only the member is needed.

@@ -8,6 +8,7 @@ pub mod blobs;
 pub mod chats;
 pub mod cleanup;
 pub mod departments;
+pub mod drafts;
 pub mod files;
 pub mod history;
 pub mod lifecycle;

@@ -1,5 +1,6 @@
-//! Settings changed in the back office (widget texts and look, the cleanup delay): plain
-//! key/value pairs, validated by `backoffice::settings` before they are stored.
+//! Settings changed in the back office (widget texts and look, the cleanup delay, the
+//! Mattermost connection): plain key/value pairs, validated by `backoffice::settings` and
+//! `backoffice::connection` before they are stored.
 
 use std::collections::HashMap;
 

@@ -17,19 +17,24 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with, wait_until};
 
-const PASSWORD: &str = "a long enough password";
+pub(crate) const PASSWORD: &str = "a long enough password";
 
 /// A browser-like client: keeps cookies, follows no redirects.
-struct Agent {
+pub(crate) struct Agent {
     base: String,
     http: reqwest::Client,
     cookies: Mutex<HashMap<String, String>>,
 }
 
 impl Agent {
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
+        Self::at(&app.url)
+    }
+
+    /// An agent for the parley at `base`.
+    pub(crate) fn at(base: &str) -> Self {
         Self {
-            base: app.url.clone(),
+            base: base.to_owned(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -69,7 +74,7 @@ impl Agent {
         }
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         let response = self
             .with_cookies(self.http.get(self.url(path)))
             .send()
@@ -79,7 +84,7 @@ impl Agent {
         response
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         let response = self
             .with_cookies(self.http.post(self.url(path)).form(form))
             .send()
@@ -90,19 +95,19 @@ impl Agent {
     }
 
     /// GETs a page and returns its status and HTML.
-    async fn page(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn page(&self, path: &str) -> (StatusCode, String) {
         let response = self.get(path).await;
         (response.status(), response.text().await.unwrap())
     }
 
     /// The CSRF token of the session (read from any page's sign-out form).
-    async fn csrf(&self) -> String {
+    pub(crate) async fn csrf(&self) -> String {
         let (_, html) = self.page("/admin").await;
         field(&html, "csrf").expect("a signed-in page has a csrf field")
     }
 
     /// POSTs a form with the session's CSRF token.
-    async fn submit(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn submit(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         let csrf = self.csrf().await;
         let mut all = form.to_vec();
         all.push(("csrf", &csrf));
@@ -111,13 +116,13 @@ impl Agent {
 }
 
 /// The value of the first `<input name="…" value="…">` in a page.
-fn field(html: &str, name: &str) -> Option<String> {
+pub(crate) fn field(html: &str, name: &str) -> Option<String> {
     let start = html.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
     let end = html[start..].find('"')? + start;
     Some(html[start..end].replace("&amp;", "&"))
 }
 
-fn location(response: &reqwest::Response) -> String {
+pub(crate) fn location(response: &reqwest::Response) -> String {
     response
         .headers()
         .get(header::LOCATION)
@@ -126,7 +131,11 @@ fn location(response: &reqwest::Response) -> String {
 }
 
 /// Opens a setup link and sets the password; the agent is signed in afterwards.
-async fn use_setup_link(agent: &Agent, link: &str, email: Option<&str>) -> reqwest::Response {
+pub(crate) async fn use_setup_link(
+    agent: &Agent,
+    link: &str,
+    email: Option<&str>,
+) -> reqwest::Response {
     let (status, html) = agent.page(link).await;
     assert_eq!(status, 200, "the setup page opens: {html}");
     let csrf = field(&html, "csrf").unwrap();
@@ -142,7 +151,7 @@ async fn use_setup_link(agent: &Agent, link: &str, email: Option<&str>) -> reqwe
 }
 
 /// An agent signed in as a new manager with `role`.
-async fn signed_in(app: &TestApp, email: &str, role: Role) -> Agent {
+pub(crate) async fn signed_in(app: &TestApp, email: &str, role: Role) -> Agent {
     let (_, link) = accounts::invite(&app.state.store, &app.url, email, role)
         .await
         .unwrap();
@@ -166,7 +175,7 @@ async fn log_in(app: &TestApp, email: &str, password: &str) -> (Agent, reqwest::
     (agent, response)
 }
 
-async fn audit(app: &TestApp) -> Vec<(String, String, String)> {
+pub(crate) async fn audit(app: &TestApp) -> Vec<(String, String, String)> {
     let (rows, _) = app.state.store.list_audit("", "", 500, 0).await.unwrap();
     rows.into_iter()
         .map(|r| {
@@ -266,6 +275,10 @@ fn routes(
         ("GET", "/admin/audit".into(), a),
         ("GET", "/admin/settings".into(), a),
         ("POST", "/admin/settings/test".into(), a),
+        ("POST", "/admin/settings/connection/teams".into(), a),
+        ("POST", "/admin/settings/connection/channels".into(), a),
+        ("POST", "/admin/settings/connection/test".into(), a),
+        ("POST", "/admin/settings/connection".into(), a),
         ("GET", "/admin/managers".into(), a),
         ("POST", format!("/admin/managers/{manager}/disable"), a),
         ("POST", format!("/admin/managers/{manager}/enable"), a),

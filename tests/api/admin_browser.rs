@@ -1,13 +1,14 @@
 //! The manager's journey in real Chromium (Debian's, driven by playwright-core from
 //! `tests/browser/admin_flow.mjs`): first-run setup, sign-in, finding a chat, reading its
-//! transcript, changing a setting, on a laptop and a phone.
+//! transcript, changing a setting, on a laptop and a phone; and an admin connecting Mattermost
+//! in the settings (`tests/browser/connection_flow.mjs`).
 
 use std::path::PathBuf;
 
 use parley::backoffice::accounts;
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with, wait_until};
 
 #[tokio::test]
 async fn a_manager_sets_up_finds_a_chat_and_changes_a_setting_in_chromium() {
@@ -77,9 +78,54 @@ async fn a_manager_sets_up_finds_a_chat_and_changes_a_setting_in_chromium() {
         "admin-dashboard.png",
         "admin-chats.png",
         "admin-transcript.png",
-        "admin-settings.png",
+        "admin-settings-fixed.png",
         "admin-phone.png",
     ] {
         assert!(screenshots.join(name).exists(), "{name}");
     }
+}
+
+#[tokio::test]
+async fn an_admin_connects_mattermost_in_chromium_and_parley_goes_online() {
+    // Arrange: parley without Mattermost; the simulator ready with the bot.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let browser_dir = root.join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test does it)"
+    );
+    let app = spawn_app_with(|s| s.mattermost = None).await;
+    let link = accounts::first_run_link(&app.state.store, &app.url)
+        .await
+        .unwrap()
+        .expect("no manager exists yet");
+    let screenshots = root.join("target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+
+    // Act
+    let output = tokio::process::Command::new("node")
+        .arg(browser_dir.join("connection_flow.mjs"))
+        .current_dir(&browser_dir)
+        .env("PARLEY_URL", &app.url)
+        .env("SETUP_URL", &link)
+        .env("MM_URL", app.sim.url())
+        .env("MM_TOKEN", &app.bot.token)
+        .env("SCREENSHOT_DIR", &screenshots)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs (install Node.js and Debian's chromium)");
+
+    // Assert
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the browser flow failed:\n{stdout}\n{stderr}"
+    );
+    wait_until("parley is online", || async { app.state.online() }).await;
+    let chat = app.start_simple_chat("Hello after connecting").await;
+    app.request_post(&chat).await;
+    assert!(screenshots.join("admin-settings.png").exists());
 }

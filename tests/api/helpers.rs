@@ -105,7 +105,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         _dir: dir,
         _database: database,
     };
-    if test.state.bridge.is_some() {
+    if test.state.bridge().is_some() {
         wait_until("parley connects to Mattermost", || async {
             test.state.online()
         })

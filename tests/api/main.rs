@@ -5,6 +5,7 @@ mod admin_browser;
 mod bridge;
 mod browser;
 mod cleanup;
+mod connection;
 mod departments;
 mod files;
 mod helpers;

@@ -132,7 +132,7 @@ async function main() {
   await page.getByRole('button', { name: 'Test connection' }).click();
   await page.getByText('All essential checks passed.').waitFor();
   await page.locator('#mattermost').scrollIntoViewIfNeeded();
-  await shot(page, 'admin-settings.png', true);
+  await shot(page, 'admin-settings-fixed.png', true);
   checkProblems();
   step(5, 'changed the widget title and tested the connection');
 

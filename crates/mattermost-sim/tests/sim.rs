@@ -80,6 +80,10 @@ impl World {
             .await
     }
 
+    async fn get(&self, user: &SimUser, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, user, path, None).await
+    }
+
     async fn create_channel(&self, name: &str) -> (u16, Value) {
         self.post_json(
             &self.bot,
@@ -1027,4 +1031,66 @@ async fn watch_posts_reports_every_post_as_it_is_stored() {
     assert_eq!(seen.user_id, w.alice.id);
     assert_eq!(seen.message, "hello bench");
     assert_eq!(w.sim.post_count(), before + 1);
+}
+
+#[tokio::test]
+async fn my_teams_and_channel_search_answer_like_mattermost() {
+    // Arrange
+    let w = world().await;
+    let other = w.sim.create_team("sales", "Sales");
+    w.sim
+        .create_channel(&other, "sales-requests", "Sales requests", false);
+    let private = w.sim.create_channel(&w.team, "requests-vip", "VIP", true);
+    w.sim.add_channel_member(&private, &w.bot.id);
+    w.sim.create_channel(&w.team, "random", "Random", false);
+    let outsider = w.sim.create_user("olga", "Olga", "Out");
+
+    // Act and assert: the caller's teams only, as Team objects.
+    let (status, teams) = w.get(&w.bot, "/users/me/teams").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = teams
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["support"]);
+    assert_eq!(teams[0]["display_name"], "Support");
+    assert_eq!(teams[0]["id"], w.team.as_str());
+    let (status, teams) = w.get(&outsider, "/users/me/teams").await;
+    assert_eq!((status, teams), (200, json!([])));
+
+    // Search: 200 (the spec says 201), public channels whose name or display name has the
+    // term, in this team only.
+    let path = format!("/teams/{}/channels/search", w.team);
+    let (status, found) = w.post_json(&w.bot, &path, json!({"term": "REQ"})).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["requests"],
+        "private and other teams' channels are not found"
+    );
+    assert_eq!(found[0]["type"], "O");
+    assert_eq!(found[0]["display_name"], "Requests");
+    let (_, found) = w.post_json(&w.bot, &path, json!({"term": "rand"})).await;
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    // Without `list_team_channels` (not on the team): only the caller's own channels.
+    let (status, found) = w.post_json(&outsider, &path, json!({"term": "r"})).await;
+    assert_eq!((status, found), (200, json!([])));
+    // A body that is not JSON is refused like the server does.
+    let response = w
+        .http
+        .post(w.url(&path))
+        .bearer_auth(&w.bot.token)
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
 }

@@ -502,7 +502,7 @@ pub async fn delete(
 /// Removes what Mattermost holds of a chat, as far as it can: the channel (deleted, or
 /// archived when permanent deletion is off) and the request post. Says what happened.
 async fn remove_from_mattermost(state: &AppState, chat: &ChatRow) -> String {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return "not connected, nothing removed".into();
     };
     let mut said = Vec::new();

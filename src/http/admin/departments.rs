@@ -23,7 +23,6 @@ use crate::{
     },
     http::extract::ClientIp,
     mattermost::{
-        Client,
         format::{self, ChatTemplates},
         presence::RouteStatus,
     },
@@ -121,14 +120,13 @@ impl DepartmentForm {
 /// Whether the team and channel can be used, asked the way `parley department add` does:
 /// unknown names are refused (unless `no_check`); an unreachable Mattermost only gives a note.
 async fn check(state: &AppState, row: &DepartmentRow, no_check: bool) -> Result<String, String> {
-    let Some(mm) = &state.settings.mattermost else {
+    let Some(bridge) = state.bridge() else {
         return Ok("Mattermost is not configured: the team and channel were not checked.".into());
     };
     if no_check {
         return Ok("The team and channel were not checked in Mattermost.".into());
     }
-    let client = Client::new(&base(&mm.url), mm.token.clone());
-    match check_in_mattermost(&client, &row.team, &row.channel).await {
+    match check_in_mattermost(&bridge.client, &row.team, &row.channel).await {
         Ok(()) => Ok(String::new()),
         Err(e) if e.is_transient() => Ok(format!(
             "Mattermost could not be asked ({e}); parley reports an unknown team or channel when it starts."
@@ -283,7 +281,7 @@ fn capitalise(s: &str) -> String {
 
 /// What the presence poll last said about a department's operators, in words.
 pub fn presence_words(state: &AppState, department: Option<&Department>) -> String {
-    let Some(bridge) = &state.bridge else {
+    let Some(bridge) = state.bridge() else {
         return "Mattermost is not configured".into();
     };
     let Some(route) = departments::route_of(state, department) else {
@@ -328,8 +326,8 @@ pub async fn list(
         @if departments.is_empty() {
             p.empty {
                 "No departments: every chat goes to the configured requests channel"
-                @if let Some(m) = &state.settings.mattermost { " ~" (m.channel) " in team " (m.team) }
-                " (PARLEY_MATTERMOST_TEAM/_CHANNEL). Create departments to let visitors choose, each with its own channel, hours and texts."
+                @if let Some(b) = state.bridge() { " ~" (b.settings().channel) " in team " (b.settings().team) }
+                " (Settings → Mattermost connection). Create departments to let visitors choose, each with its own channel, hours and texts."
             }
         } @else {
             table.list {

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod chats;
+pub mod connection;
 pub mod departments;
 pub mod managers;
 pub mod pages;
@@ -66,6 +67,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(settings::page_handler).post(settings::save),
         )
         .route("/admin/settings/test", post(settings::test_connection))
+        .route("/admin/settings/connection", post(connection::save))
+        .route("/admin/settings/connection/teams", post(connection::teams))
+        .route(
+            "/admin/settings/connection/channels",
+            post(connection::channels),
+        )
+        .route("/admin/settings/connection/test", post(connection::test))
         .route(
             "/admin/managers",
             get(managers::page_handler).post(managers::create),

@@ -24,9 +24,9 @@ const PER_PAGE: i64 = 50;
 
 /// What parley knows of its Mattermost connection, in words, and whether it is well.
 pub fn connection_state(state: &AppState) -> (&'static str, bool) {
-    match &state.bridge {
+    match state.bridge() {
         None => (
-            "not configured: the widget offers the offline form only (set PARLEY_MATTERMOST_*)",
+            "not configured: the widget offers the offline form only (connect it in Settings)",
             false,
         ),
         Some(b) if b.is_online() => ("connected", true),

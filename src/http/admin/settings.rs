@@ -1,7 +1,7 @@
 //! Settings (admins only): the configuration in force (values from the environment or
-//! `parley.toml` read-only, secrets hidden), the Mattermost connection with **Test
-//! connection** (the doctor's checks), and the widget's texts and look plus the cleanup delay,
-//! stored in the database.
+//! `parley.toml` read-only, secrets hidden), the Mattermost connection (edited in
+//! `connection`, with **Test connection**: the doctor's checks), and the widget's texts and
+//! look plus the cleanup delay, stored in the database.
 
 use axum::{
     Extension, Form,
@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::{
     auth::Signed,
-    pages::connection_state,
+    connection::{self, Editor},
     views::{PageError, csrf_field, layout, page},
 };
 use crate::{
@@ -26,6 +26,23 @@ use crate::{
     state::AppState,
     storage::{audit::NewAudit, now_ms},
 };
+
+/// The settings page with the connection card in the state `editor` says.
+pub(super) async fn settings_page(
+    state: &AppState,
+    signed: &Signed,
+    editor: &Editor,
+    notice: Option<&str>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let widget = office::widget(&state.store).await?;
+    let hours = office::delete_after(&state.store, &state.settings)
+        .await
+        .as_secs()
+        / 3600;
+    let markup = render(state, signed, &form_of(&widget, hours), &[], editor, notice);
+    Ok(page(status, markup))
+}
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
@@ -39,17 +56,21 @@ pub async fn page_handler(
     Extension(signed): Extension<Signed>,
     Query(q): Query<SettingsQuery>,
 ) -> Result<Response, PageError> {
-    let widget = office::widget(&state.store).await?;
-    let hours = office::delete_after(&state.store, &state.settings)
-        .await
-        .as_secs()
-        / 3600;
-    let form = form_of(&widget, hours);
-    let notice = q.saved.is_some().then_some("Settings saved.");
-    Ok(page(
+    let notice = match q.saved.as_deref() {
+        Some("connection") => {
+            Some("Mattermost connection saved and put in force: parley is connecting with it.")
+        }
+        Some(_) => Some("Settings saved."),
+        None => None,
+    };
+    settings_page(
+        &state,
+        &signed,
+        &Editor::initial(&state),
+        notice,
         StatusCode::OK,
-        render(&state, &signed, &form, &[], None, notice),
-    ))
+    )
+    .await
 }
 
 fn form_of(w: &WidgetSettings, hours: u64) -> SettingsForm {
@@ -69,7 +90,7 @@ fn render(
     signed: &Signed,
     form: &SettingsForm,
     problems: &[Invalid],
-    report: Option<&Report>,
+    editor: &Editor,
     notice: Option<&str>,
 ) -> Markup {
     let problem = |field: &str| {
@@ -78,29 +99,14 @@ fn render(
             .find(|p| p.field == field)
             .map(|p| p.message.clone())
     };
-    let (connection, healthy) = connection_state(state);
-    let mm = state.settings.mattermost.as_ref();
     let delay_source = office::source("delete_after_hours");
+    let saved_connection = crate::backoffice::connection::origin_is_back_office(state)
+        .then(|| state.bridge().map(|b| b.settings().clone()))
+        .flatten();
     let body = html! {
         @if let Some(n) = notice { p.notice role="status" { (n) } }
         @if !problems.is_empty() { p.error role="alert" { "Nothing was saved: please correct the fields marked below." } }
-        section.card id="mattermost" {
-            h2 { "Mattermost connection" }
-            p { span class={ "dot " (if healthy { "ok" } else { "bad" }) } {} (connection) }
-            dl {
-                dt { "Server" } dd { (mm.map(|m| crate::config::base(&m.url)).unwrap_or_else(|| "not set".into())) }
-                dt { "Team" } dd { (mm.map(|m| m.team.clone()).unwrap_or_else(|| "not set".into())) }
-                dt { "Requests channel" } dd { (mm.map(|m| m.channel.clone()).unwrap_or_else(|| "not set".into())) }
-                dt { "Token" } dd { (if mm.is_some() { "set (never shown)" } else { "not set" }) }
-            }
-            p.hint { "The connection is set with the PARLEY_MATTERMOST_* environment variables (or parley.toml) and takes effect when parley starts. "
-                "The README's \"Connecting Mattermost\" says how to set up the bot." }
-            form method="post" action="/admin/settings/test" {
-                (csrf_field(&signed.csrf))
-                button type="submit" { "Test connection" }
-            }
-            @if let Some(r) = report { (report_view(r)) }
-        }
+        (connection::card(state, signed, editor))
         section.card id="widget" {
             h2 { "Widget and cleanup" }
             form.settings method="post" action="/admin/settings" {
@@ -147,10 +153,10 @@ fn render(
         }
         section.card id="configuration" {
             h2 { "Configuration in force" }
-            p.hint { "Set by environment variables or parley.toml; read-only here. Secrets are never shown." }
+            p.hint { "Set by environment variables or parley.toml (the Mattermost connection possibly in the back office, above); read-only here. Secrets are never shown." }
             table.list {
                 thead { tr { th { "Variable" } th { "Value" } th { "From" } } }
-                tbody { @for line in office::effective_config(&state.settings) {
+                tbody { @for line in office::effective_config(&state.settings, saved_connection.as_ref()) {
                     tr { td { code { (line.variable) } } td { (line.value) } td { (line.source.label()) } }
                 } }
             }
@@ -159,7 +165,7 @@ fn render(
     layout("Settings", Some(signed), body)
 }
 
-fn report_view(report: &Report) -> Markup {
+pub(super) fn report_view(report: &Report) -> Markup {
     html! {
         div.report id="doctor" {
             p class=(if report.passed() { "notice" } else { "error" }) {
@@ -189,7 +195,8 @@ pub async fn save(
     let values = match office::validate(&form) {
         Ok(v) => v,
         Err(problems) => {
-            let markup = render(&state, &signed, &form, &problems, None, None);
+            let editor = Editor::initial(&state);
+            let markup = render(&state, &signed, &form, &problems, &editor, None);
             return Ok(page(StatusCode::UNPROCESSABLE_ENTITY, markup));
         }
     };
@@ -236,39 +243,20 @@ pub async fn save(
     Ok(Redirect::to("/admin/settings?saved=1").into_response())
 }
 
-/// `POST /admin/settings/test`: runs the doctor's checks and shows them.
+/// `POST /admin/settings/test`: runs the doctor's checks on the connection in force and shows
+/// them.
 pub async fn test_connection(
     State(state): State<AppState>,
     Extension(signed): Extension<Signed>,
     ClientIp(ip): ClientIp,
 ) -> Result<Response, PageError> {
-    let report = doctor::run(&state.settings).await;
-    state
-        .store
-        .insert_audit(&NewAudit {
-            actor: Some(&signed.email),
-            action: "connection_tested",
-            detail: Some(if report.passed() {
-                "all essential checks passed"
-            } else {
-                "essential checks failed"
-            }),
-            ip: Some(&ip.to_string()),
-            ..NewAudit::default()
-        })
-        .await?;
-    let widget = office::widget(&state.store).await?;
-    let hours = office::delete_after(&state.store, &state.settings)
-        .await
-        .as_secs()
-        / 3600;
-    let markup = render(
-        &state,
-        &signed,
-        &form_of(&widget, hours),
-        &[],
-        Some(&report),
-        None,
-    );
-    Ok(page(StatusCode::OK, markup))
+    let mut settings = (*state.settings).clone();
+    settings.mattermost = state.bridge().map(|b| b.settings().clone());
+    let report = doctor::run(&settings).await;
+    connection::audit_test(&state, &signed, &ip.to_string(), &report, false).await?;
+    let editor = Editor {
+        report: Some(report),
+        ..Editor::initial(&state)
+    };
+    settings_page(&state, &signed, &editor, None, StatusCode::OK).await
 }

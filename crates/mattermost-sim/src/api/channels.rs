@@ -236,7 +236,8 @@ struct SearchBody {
 }
 
 /// `POST /teams/{team_id}/channels/search`: live public channels whose name or display
-/// name contains the term; without `list_team_channels` only the caller's channels.
+/// name contains the term; without `list_team_channels` only the caller's channels. Answers
+/// 200 as the server's code does (the spec says 201; mattermost-api.md §2).
 pub async fn search(
     State(shared): State<Shared>,
     Caller(caller): Caller,
