@@ -652,7 +652,7 @@ async fn deliver(
             let public_url = crate::config::base(&state.settings.public_url);
             let url = format!("{public_url}/mattermost/actions");
             let templates = format::ChatTemplates {
-                chat: &chat,
+                chat,
                 department: department.as_ref(),
                 first_message: text,
                 public_url: &public_url,
@@ -728,7 +728,7 @@ async fn deliver(
         }
         OutboxTask::UpdateRequest { text } => {
             if let Some(post_id) = &chat.request_post_id {
-                let (message, props) = format::settled_request(&chat, text);
+                let (message, props) = format::settled_request(chat, text);
                 let patch = PostPatch {
                     message: &message,
                     props,
