@@ -274,9 +274,8 @@ async fn dispatch(
         .claims
         .lock()
         .extend(taken.iter().flatten().map(|row| row.id));
-    // What the lanes need, read in two queries for all of them.
+    // What the lanes need, read for all of them on one connection.
     let chat_ids: Vec<&str> = chosen.iter().map(String::as_str).collect();
-    let chats = state.store.get_chats(&chat_ids).await;
     let parsed: Vec<Vec<(OutboxRow, Option<OutboxTask>)>> = taken
         .into_iter()
         .map(|tasks| tasks.into_iter().map(parse).collect())
@@ -289,15 +288,8 @@ async fn dispatch(
             _ => None,
         })
         .collect();
-    let messages = match chats {
-        Ok(chats) => state
-            .store
-            .get_messages(&message_ids)
-            .await
-            .map(|m| (chats, m)),
-        Err(e) => Err(e),
-    };
-    let (chats, messages) = match messages {
+    let inputs = state.store.delivery_inputs(&chat_ids, &message_ids).await;
+    let (chats, messages) = match inputs {
         Ok(read) => read,
         Err(e) => {
             // Give the tasks back: the next full read queues them again.

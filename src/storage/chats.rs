@@ -45,7 +45,7 @@ impl ChatRow {
     }
 }
 
-const COLUMNS: &str = "id, token_hash, status, visitor_name, visitor_email, page_url, referrer, \
+pub(super) const COLUMNS: &str = "id, token_hash, status, visitor_name, visitor_email, page_url, referrer, \
     visitor_ip, created_at, accepted_at, closed_at, closed_by, operator_user_id, operator_username, \
     operator_name, request_post_id, channel_id, channel_name, last_post_at, department_id, \
     visitor_phone, visitor_seen_at";
@@ -150,22 +150,6 @@ impl Store {
         outbox::enqueue(&mut tx, &chat.id, &relay, now).await?;
         tx.commit().await?;
         Ok((row, message))
-    }
-
-    /// Chats by id, in no particular order (ids not found are left out).
-    pub async fn get_chats(&self, ids: &[&str]) -> Result<Vec<ChatRow>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM chats WHERE id IN ({})",
-            super::placeholders(1, ids.len())
-        );
-        let mut query = sqlx::query_as::<_, ChatRow>(&sql);
-        for id in ids {
-            query = query.bind(*id);
-        }
-        Ok(query.fetch_all(&self.read).await?)
     }
 
     /// A chat by id.

@@ -77,21 +77,33 @@ pub(crate) async fn visitor_bytes(
     Ok(n)
 }
 
+/// The files of the given messages, in upload order, on the caller's connection.
+pub(crate) async fn of_messages(
+    conn: &mut AnyConnection,
+    message_ids: &[i64],
+) -> Result<Vec<FileRow>, StoreError> {
+    if message_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM files WHERE message_id IN ({}) ORDER BY message_id, position",
+        super::placeholders(1, message_ids.len())
+    );
+    let mut query = sqlx::query_as::<_, FileRow>(&sql);
+    for id in message_ids {
+        query = query.bind(*id);
+    }
+    Ok(query.fetch_all(conn).await?)
+}
+
 impl Store {
     /// The files of the given messages, in upload order.
     pub async fn files_of_messages(&self, message_ids: &[i64]) -> Result<Vec<FileRow>, StoreError> {
         if message_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM files WHERE message_id IN ({}) ORDER BY message_id, position",
-            super::placeholders(1, message_ids.len())
-        );
-        let mut query = sqlx::query_as::<_, FileRow>(&sql);
-        for id in message_ids {
-            query = query.bind(*id);
-        }
-        Ok(query.fetch_all(&self.read).await?)
+        let mut conn = self.read.acquire().await?;
+        of_messages(&mut conn, message_ids).await
     }
 
     /// One file by id.

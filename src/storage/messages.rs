@@ -54,7 +54,7 @@ pub struct NewMessage<'a> {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, chat_id, sender, author, body, html, event, post_id, created_at, \
+pub(super) const COLUMNS: &str = "id, chat_id, sender, author, body, html, event, post_id, created_at, \
     internal, edited_at, deleted_at";
 
 /// Inserts a message inside the caller's transaction. Returns `None` when its Mattermost post
@@ -229,25 +229,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    /// Messages by id, with their files, in no particular order (ids not found are left out):
-    /// the outbox worker reads every message of a batch at once.
-    pub async fn get_messages(&self, ids: &[i64]) -> Result<Vec<MessageRow>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM messages WHERE id IN ({})",
-            super::placeholders(1, ids.len())
-        );
-        let mut query = sqlx::query_as::<_, MessageRow>(&sql);
-        for id in ids {
-            query = query.bind(*id);
-        }
-        let mut rows = query.fetch_all(&self.read).await?;
-        self.attach_files(&mut rows).await?;
-        Ok(rows)
     }
 
     /// Whether a Mattermost post is already in a transcript.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, FromRow};
 
-use super::{Store, StoreError, now_ms};
+use super::{Store, StoreError, chats::ChatRow, messages::MessageRow, now_ms};
 
 /// One thing to do in Mattermost for a chat. `key` values are sent as `pending_post_id`, so a
 /// retried post is never doubled.
@@ -149,6 +149,50 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?)
+    }
+
+    /// What delivering a batch of tasks needs: their chats and relayed messages (with files),
+    /// in no particular order, ids not found left out. One connection for the three queries.
+    pub async fn delivery_inputs(
+        &self,
+        chat_ids: &[&str],
+        message_ids: &[i64],
+    ) -> Result<(Vec<ChatRow>, Vec<MessageRow>), StoreError> {
+        let mut conn = self.read.acquire().await?;
+        let chats = if chat_ids.is_empty() {
+            Vec::new()
+        } else {
+            let sql = format!(
+                "SELECT {} FROM chats WHERE id IN ({})",
+                super::chats::COLUMNS,
+                super::placeholders(1, chat_ids.len())
+            );
+            let mut query = sqlx::query_as::<_, ChatRow>(&sql);
+            for id in chat_ids {
+                query = query.bind(*id);
+            }
+            query.fetch_all(&mut *conn).await?
+        };
+        if message_ids.is_empty() {
+            return Ok((chats, Vec::new()));
+        }
+        let sql = format!(
+            "SELECT {} FROM messages WHERE id IN ({})",
+            super::messages::COLUMNS,
+            super::placeholders(1, message_ids.len())
+        );
+        let mut query = sqlx::query_as::<_, MessageRow>(&sql);
+        for id in message_ids {
+            query = query.bind(*id);
+        }
+        let mut messages = query.fetch_all(&mut *conn).await?;
+        let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+        for file in super::files::of_messages(&mut conn, &ids).await? {
+            if let Some(m) = messages.iter_mut().find(|m| m.id == file.message_id) {
+                m.files.push(file);
+            }
+        }
+        Ok((chats, messages))
     }
 
     /// Records delivered tasks in one transaction: on SQLite's single writer one commit for a
