@@ -117,6 +117,7 @@ struct Figures {
     drain: Duration,
     parley_cpu: Duration,
     bench_cpu: Duration,
+    database_cpu: Duration,
     paced_rate: f64,
     to_mattermost: Percentiles,
     visitor_request: Percentiles,
@@ -189,6 +190,7 @@ async fn measure(args: &Args, bin: &Path, db: &Database) -> anyhow::Result<Figur
         drain: load.drain,
         parley_cpu: load.parley_cpu,
         bench_cpu: load.bench_cpu,
+        database_cpu: load.database_cpu,
         paced_rate,
         to_mattermost,
         visitor_request,
@@ -614,6 +616,8 @@ struct Load {
     parley_cpu: Duration,
     /// CPU time this process (simulator and visitors) spent per message meanwhile.
     bench_cpu: Duration,
+    /// CPU time PostgreSQL's processes spent per message meanwhile (zero on SQLite).
+    database_cpu: Duration,
 }
 
 /// Every chat's visitor sends as fast as parley answers, for `seconds`. The relayed rate is
@@ -627,7 +631,11 @@ async fn relay_flat_out(
 ) -> anyhow::Result<Load> {
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
-    let cpu_before = (cpu_time(parley.pid()), cpu_time(std::process::id()));
+    let cpu_before = (
+        cpu_time(parley.pid()),
+        cpu_time(std::process::id()),
+        postgres_cpu_time(),
+    );
     let tasks: Vec<_> = chats
         .iter()
         .map(|chat| {
@@ -678,6 +686,7 @@ async fn relay_flat_out(
         |cpu: Duration, before: Duration| cpu.saturating_sub(before) / sent.len().max(1) as u32;
     let parley_cpu = per_message(cpu_time(parley.pid()), cpu_before.0);
     let bench_cpu = per_message(cpu_time(std::process::id()), cpu_before.1);
+    let database_cpu = per_message(postgres_cpu_time(), cpu_before.2);
     let warm = start + Duration::from_secs(1);
     let in_window = sent
         .iter()
@@ -691,6 +700,7 @@ async fn relay_flat_out(
         drain: last.saturating_duration_since(stopped),
         parley_cpu,
         bench_cpu,
+        database_cpu,
     })
 }
 
@@ -948,6 +958,20 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
+/// CPU time of every process named `postgres` (the server and its backends, which are also
+/// busy for parley; nothing else on the machine runs PostgreSQL during a bench).
+fn postgres_cpu_time() -> Duration {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_time)
+        .sum()
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -1067,15 +1091,22 @@ fn render(
     });
     row("backlog drained after the last send", "", &|f| ms(f.drain));
     row(
-        "CPU per relayed message: parley / bench process (simulator and visitors)",
+        "CPU per relayed message: parley / bench process (simulator and visitors) / PostgreSQL",
         "",
-        &|f| format!("{} / {}", us(f.parley_cpu), us(f.bench_cpu)),
+        &|f| {
+            format!(
+                "{} / {} / {}",
+                us(f.parley_cpu),
+                us(f.bench_cpu),
+                us(f.database_cpu)
+            )
+        },
     );
     row(
         "messages per second the machine's CPUs allow at that cost",
         "",
         &|f| {
-            let per_message = (f.parley_cpu + f.bench_cpu).as_secs_f64();
+            let per_message = (f.parley_cpu + f.bench_cpu + f.database_cpu).as_secs_f64();
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
             format!("{:.0}", cpus / per_message.max(1e-9))
         },
