@@ -109,6 +109,18 @@ async fn enter(
     (status, html)
 }
 
+/// Enters the simulator's server, token, team `support` and channel `requests`, and saves.
+async fn save_simulator(admin: &Agent, seen: &mut Seen, url: &str, token: &str) {
+    enter(admin, seen, url, token, "support", "req", "requests").await;
+    let form = [
+        ("team", "support"),
+        ("term", "req"),
+        ("channel", "requests"),
+    ];
+    let response = admin.submit("/admin/settings/connection", &form).await;
+    assert_eq!(response.status(), 303, "saved");
+}
+
 #[tokio::test]
 async fn an_admin_connects_mattermost_in_the_back_office_and_it_goes_online_without_a_restart() {
     // Arrange: offline, so no chat can be started.
@@ -491,22 +503,7 @@ async fn a_connection_saved_in_the_back_office_is_used_at_the_next_start() {
     let admin = signed_in(&app, "a@example.com", Role::Admin).await;
     let mut seen = Seen::default();
     let (url, token) = (app.sim.url(), app.bot.token.clone());
-    enter(
-        &admin, &mut seen, &url, &token, "support", "req", "requests",
-    )
-    .await;
-    let form = [
-        ("team", "support"),
-        ("term", "req"),
-        ("channel", "requests"),
-    ];
-    assert_eq!(
-        admin
-            .submit("/admin/settings/connection", &form)
-            .await
-            .status(),
-        303
-    );
+    save_simulator(&admin, &mut seen, &url, &token).await;
     app.stop().await;
 
     // Act: the same deployment settings (no Mattermost in them), the same database.
@@ -570,22 +567,7 @@ async fn with_several_instances_a_change_saved_on_one_applies_on_all() {
     assert_eq!(use_setup_link(&admin, &link, None).await.status(), 303);
     let mut seen = Seen::default();
     let (url, token) = (a.sim.url(), a.bot.token.clone());
-    enter(
-        &admin, &mut seen, &url, &token, "support", "req", "requests",
-    )
-    .await;
-    let form = [
-        ("team", "support"),
-        ("term", "req"),
-        ("channel", "requests"),
-    ];
-    assert_eq!(
-        admin
-            .submit("/admin/settings/connection", &form)
-            .await
-            .status(),
-        303
-    );
+    save_simulator(&admin, &mut seen, &url, &token).await;
 
     // Assert: the leader took it (its event stream is up), and the follower knows it.
     wait_until("the leader connects with the saved connection", || async {

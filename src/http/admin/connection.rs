@@ -554,6 +554,24 @@ async fn check(state: &AppState, mm: &MattermostSettings) -> Report {
     doctor::run(&settings).await
 }
 
+/// The entered connection and the doctor's report on it, or the page to show instead (the
+/// connection is fixed by the deployment, or a step's values are missing or wrong).
+async fn checked(
+    state: &AppState,
+    signed: &Signed,
+    form: &ConnectionForm,
+) -> Result<Result<(MattermostSettings, Editor, Report), Response>, PageError> {
+    if let Some(refused) = refuse_if_fixed(state, signed).await? {
+        return Ok(Err(refused));
+    }
+    let (mm, ed) = match chosen(state, signed, form).await? {
+        Ok(x) => x,
+        Err(page) => return Ok(Err(page)),
+    };
+    let report = check(state, &mm).await;
+    Ok(Ok((mm, ed, report)))
+}
+
 /// `POST /admin/settings/connection/test`: the doctor's checks on the entered values.
 pub async fn test(
     State(state): State<AppState>,
@@ -561,14 +579,10 @@ pub async fn test(
     ClientIp(ip): ClientIp,
     Form(form): Form<ConnectionForm>,
 ) -> Result<Response, PageError> {
-    if let Some(refused) = refuse_if_fixed(&state, &signed).await? {
-        return Ok(refused);
-    }
-    let (mm, mut ed) = match chosen(&state, &signed, &form).await? {
+    let (_, mut ed, report) = match checked(&state, &signed, &form).await? {
         Ok(x) => x,
         Err(page) => return Ok(page),
     };
-    let report = check(&state, &mm).await;
     audit_test(&state, &signed, &ip.to_string(), &report, true).await?;
     ed.report = Some(report);
     ed.report_of_entered = true;
@@ -613,14 +627,10 @@ pub async fn save(
     ClientIp(ip): ClientIp,
     Form(form): Form<ConnectionForm>,
 ) -> Result<Response, PageError> {
-    if let Some(refused) = refuse_if_fixed(&state, &signed).await? {
-        return Ok(refused);
-    }
-    let (mm, mut ed) = match chosen(&state, &signed, &form).await? {
+    let (mm, mut ed, report) = match checked(&state, &signed, &form).await? {
         Ok(x) => x,
         Err(page) => return Ok(page),
     };
-    let report = check(&state, &mm).await;
     if !report.passed() {
         ed.problem = Some(problem(
             "checks_failed",
