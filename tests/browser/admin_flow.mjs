@@ -19,6 +19,7 @@ const VISITOR_NAME = mustEnv('VISITOR_NAME');
 const OPERATOR_TEXT = mustEnv('OPERATOR_TEXT');
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || path.join(path.dirname(new URL(import.meta.url).pathname), 'artifacts');
 const OVERALL_TIMEOUT_MS = 90_000;
+const WAIT_MS = 15_000;
 const EMAIL = 'manager@example.com';
 const PASSWORD = 'correct horse battery staple';
 
@@ -129,12 +130,17 @@ async function main() {
   await page.getByText('Settings saved.').waitFor();
   const value = await page.getByLabel('Title').inputValue();
   assert(value === 'Talk to Acme', `step 5: the title should be saved, got "${value}"`);
+  // The live preview is the demo page with the real widget: opened, it shows the new title.
+  await page.locator('iframe.preview').scrollIntoViewIfNeeded();
+  const preview = page.frameLocator('iframe.preview');
+  await preview.getByRole('button', { name: 'Open chat' }).click({ timeout: WAIT_MS });
+  await preview.locator('#parley-title').getByText('Talk to Acme').waitFor({ timeout: WAIT_MS });
   await page.getByRole('button', { name: 'Test connection' }).click();
   await page.getByText('All essential checks passed.').waitFor();
   await page.locator('#mattermost').scrollIntoViewIfNeeded();
   await shot(page, 'admin-settings-fixed.png', true);
   checkProblems();
-  step(5, 'changed the widget title and tested the connection');
+  step(5, 'changed the widget title (seen in the live preview) and tested the connection');
 
   // 6. On a phone.
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true,
