@@ -175,7 +175,14 @@ pub fn card(state: &AppState, signed: &Signed, ed: &Editor) -> Markup {
                 " " span.hint { "checks the connection in force" }
             }
             @if let Some(r) = &ed.report {
-                p.hint { (if ed.report_of_entered { "Checks of the values entered above (not saved):" } else { "Checks of the connection in force:" }) }
+                p.hint {
+                    @if ed.report_of_entered {
+                        "Checks of the values entered above (not saved). Where the advice names a "
+                        code { "PARLEY_MATTERMOST_…" } " setting, the value entered above is meant."
+                    } @else {
+                        "Checks of the connection in force:"
+                    }
+                }
                 (report_view(r))
             }
         }
