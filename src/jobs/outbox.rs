@@ -56,6 +56,8 @@ pub enum Outcome {
 const LANES: usize = 32;
 /// Undelivered tasks read by one fill (several per chat are fine: a lane takes them in order).
 const FETCH: i64 = 512;
+/// Tasks the dispatcher keeps queued in memory at most before it reads further.
+const QUEUE_CAP: usize = 4 * FETCH as usize;
 /// Tasks one lane delivers before it gives the chat back (so one busy chat cannot hold a lane
 /// while others wait).
 const LANE_TASKS: usize = 16;
@@ -66,6 +68,8 @@ const RECORD_BATCH: usize = 256;
 const DEDUP_WINDOW_MS: i64 = 25_000;
 /// Without news, the dispatcher looks again after this long (a task may have become due).
 const IDLE_LOOK: Duration = Duration::from_secs(1);
+/// Wake-ups read the whole outbox (instead of new tasks) at most this often.
+const MIN_WHOLE_READ_GAP: Duration = Duration::from_millis(250);
 /// Pause after the database failed, so a broken database is not hammered.
 const AFTER_STORE_ERROR: Duration = Duration::from_secs(1);
 
@@ -82,7 +86,12 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
     let mut look_at = Instant::now();
     loop {
         if let Some(how) = read.take() {
-            let how = if queue.has_waiting_head() {
+            // A chat waiting out a backoff may be due now (Mattermost came back and the
+            // database says so): read everything, at most a few times a second.
+            let how = if how == Read::New
+                && queue.has_waiting_head()
+                && queue.read_all_at.elapsed() >= MIN_WHOLE_READ_GAP
+            {
                 Read::All
             } else {
                 how
@@ -105,6 +114,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
                     look_at = Instant::now() + AFTER_STORE_ERROR;
                 }
             }
+        }
+        if read.is_none() && lanes.len() < LANES && queue.wants_more() {
+            read = Some(Read::Next);
+            continue;
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -168,6 +181,8 @@ enum Read {
     /// Only tasks added since the last read: on a wake-up, so a busy outbox reads each new
     /// task once instead of the whole backlog at every message.
     New,
+    /// The next page after the last read, which stopped at its limit (a backlog).
+    Next,
 }
 
 /// The undelivered tasks the dispatcher knows of and has not handed to a lane yet, by chat in
@@ -176,6 +191,10 @@ struct Queue {
     by_chat: HashMap<String, Vec<OutboxRow>>,
     /// The highest task id read so far.
     cursor: i64,
+    /// The last read stopped at its limit: there are more tasks after `cursor`.
+    more: bool,
+    /// When the whole outbox was last read.
+    read_all_at: Instant,
     claims: Claims,
 }
 
@@ -184,6 +203,8 @@ impl Queue {
         Self {
             by_chat: HashMap::new(),
             cursor: 0,
+            more: false,
+            read_all_at: Instant::now(),
             claims,
         }
     }
@@ -191,8 +212,10 @@ impl Queue {
     async fn read(&mut self, store: &Store, how: Read) -> Result<(), StoreError> {
         let after = match how {
             Read::All => 0,
-            Read::New => self.cursor,
+            Read::New | Read::Next => self.cursor,
         };
+        // Cleared first: a failed read must not be retried at once.
+        self.more = false;
         // Tasks in a lane, or delivered and not recorded yet, are not queued again. Claims
         // are only added by the dispatcher, which waits for this read, but the recorder gives
         // some back meanwhile: a task claimed before the query or after it is left out, as
@@ -201,7 +224,10 @@ impl Queue {
         let rows = store.list_outbox_due(after, FETCH).await?;
         if how == Read::All {
             self.by_chat.clear();
+            self.cursor = 0;
+            self.read_all_at = Instant::now();
         }
+        self.more = rows.len() as i64 == FETCH;
         let claimed = self.claims.lock();
         for row in rows {
             self.cursor = self.cursor.max(row.id);
@@ -213,6 +239,18 @@ impl Queue {
             }
         }
         Ok(())
+    }
+
+    /// Tasks queued and not in a lane yet.
+    fn len(&self) -> usize {
+        self.by_chat.values().map(Vec::len).sum()
+    }
+
+    /// Whether to read on at once: the last read stopped at its limit, and the queue is short
+    /// enough to take more (a backlog, e.g. after an outage, is read a page at a time as it is
+    /// delivered, never all into memory).
+    fn wants_more(&self) -> bool {
+        self.more && self.len() < QUEUE_CAP
     }
 
     /// Whether a chat's next task waits out a backoff: its time may have changed in the

@@ -47,6 +47,9 @@ struct Args {
     /// Operator posts per second in the Mattermost → visitor phase.
     #[arg(long, default_value_t = 200)]
     operator_rate: u64,
+    /// Visitor messages per second in the latency phase (default: half the relayed rate).
+    #[arg(long)]
+    paced_rate: Option<f64>,
     /// Start-ups measured.
     #[arg(long, default_value_t = 5)]
     starts: usize,
@@ -163,7 +166,9 @@ async fn measure(args: &Args, bin: &Path, db: &Database) -> anyhow::Result<Figur
         "   accepted {:.0}/s, relayed {:.0}/s, drained {:?} after the last send",
         load.accepted_per_s, load.relayed_per_s, load.drain
     );
-    let paced_rate = (load.relayed_per_s / 2.0).max(1.0);
+    let paced_rate = args
+        .paced_rate
+        .unwrap_or((load.relayed_per_s / 2.0).max(1.0));
     eprintln!("   latency at {paced_rate:.0} messages/s");
     let (to_mattermost, visitor_request) =
         relay_paced(&parley, &chats, &seen, args.seconds, paced_rate).await?;
