@@ -96,6 +96,8 @@ async fn a_visitor_chat_is_answered_from_mattermost_end_to_end() {
 
     // Accept: a private channel with the operator, the header, and the chat so far.
     let mut live = open_live(&app, &chat, 0).await;
+    // Subscribed once `ready` came: the acceptance below is then a live `chat` event.
+    next_matching(&mut live, |v| v["type"] == "ready").await;
     let channel_id = app.accept(&chat, &app.alice).await;
     let channel = app.sim.channel(&channel_id).unwrap();
     assert_eq!(channel["type"], "P", "chat channels are private");
