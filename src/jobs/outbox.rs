@@ -216,11 +216,11 @@ impl Queue {
         };
         // Cleared first: a failed read must not be retried at once.
         self.more = false;
-        // Tasks in a lane, or delivered and not recorded yet, are not queued again. Claims
-        // are only added by the dispatcher, which waits for this read, but the recorder gives
-        // some back meanwhile: a task claimed before the query or after it is left out, as
-        // the query may have seen it before it was recorded.
-        let claimed_before = self.claims.lock().clone();
+        // Tasks in a lane, or delivered and not recorded yet, are not queued again. The
+        // claims are copied before the query: the recorder may give some back while it runs
+        // (the query may have seen those tasks before they were recorded), and only the
+        // dispatcher, which waits for this read, adds claims.
+        let claimed = self.claims.lock().clone();
         let rows = store.list_outbox_due(after, FETCH).await?;
         if how == Read::All {
             self.by_chat.clear();
@@ -228,10 +228,9 @@ impl Queue {
             self.read_all_at = Instant::now();
         }
         self.more = rows.len() as i64 == FETCH;
-        let claimed = self.claims.lock();
         for row in rows {
             self.cursor = self.cursor.max(row.id);
-            if !claimed.contains(&row.id) && !claimed_before.contains(&row.id) {
+            if !claimed.contains(&row.id) {
                 self.by_chat
                     .entry(row.chat_id.clone())
                     .or_default()

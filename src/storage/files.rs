@@ -97,15 +97,6 @@ pub(crate) async fn of_messages(
 }
 
 impl Store {
-    /// The files of the given messages, in upload order.
-    pub async fn files_of_messages(&self, message_ids: &[i64]) -> Result<Vec<FileRow>, StoreError> {
-        if message_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.read.acquire().await?;
-        of_messages(&mut conn, message_ids).await
-    }
-
     /// One file by id.
     pub async fn get_file(&self, id: &str) -> Result<Option<FileRow>, StoreError> {
         Ok(

@@ -104,6 +104,20 @@ pub enum VisitorMessageOutcome {
     OverChatAllowance,
 }
 
+/// Loads the files of messages (one query for all) on the caller's connection.
+pub(super) async fn attach_files_on(
+    conn: &mut AnyConnection,
+    rows: &mut [MessageRow],
+) -> Result<(), StoreError> {
+    let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
+    for file in files::of_messages(conn, &ids).await? {
+        if let Some(m) = rows.iter_mut().find(|m| m.id == file.message_id) {
+            m.files.push(file);
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Stores a visitor message and its delivery task in one transaction, so it is never
     /// acknowledged without being on its way to Mattermost.
@@ -222,13 +236,11 @@ impl Store {
 
     /// Loads the files of messages (one query for all).
     async fn attach_files(&self, rows: &mut [MessageRow]) -> Result<(), StoreError> {
-        let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
-        for file in self.files_of_messages(&ids).await? {
-            if let Some(m) = rows.iter_mut().find(|m| m.id == file.message_id) {
-                m.files.push(file);
-            }
+        if rows.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let mut conn = self.read.acquire().await?;
+        attach_files_on(&mut conn, rows).await
     }
 
     /// Whether a Mattermost post is already in a transcript.

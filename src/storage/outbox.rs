@@ -186,12 +186,7 @@ impl Store {
             query = query.bind(*id);
         }
         let mut messages = query.fetch_all(&mut *conn).await?;
-        let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
-        for file in super::files::of_messages(&mut conn, &ids).await? {
-            if let Some(m) = messages.iter_mut().find(|m| m.id == file.message_id) {
-                m.files.push(file);
-            }
-        }
+        super::messages::attach_files_on(&mut conn, &mut messages).await?;
         Ok((chats, messages))
     }
 
