@@ -89,9 +89,13 @@ pub async fn post_visitor_message(
         .insert_visitor_message(&chat.id, &message, now_ms())
         .await;
     match &outcome {
-        Ok(VisitorMessageOutcome::Stored(m)) => {
-            state.hub.message(m);
-            state.wake_outbox();
+        Ok(VisitorMessageOutcome::Stored { message, task }) => {
+            state.hub.message(message);
+            // The outbox worker takes the task as it is, without reading it back; when it
+            // cannot (another instance runs it, or the chat has no channel yet), it reads it.
+            if !state.outbox_handoffs.give(task, chat, message) {
+                state.wake_outbox();
+            }
         }
         _ => attachments::discard(&state.blobs, &chat.id, &files).await,
     }

@@ -89,6 +89,7 @@ impl Application {
             signer,
             blobs,
             outbox_wakeup: Arc::new(Notify::new()),
+            outbox_handoffs: Default::default(),
             backoffice: Arc::new(BackOffice::new()),
             metrics,
             cluster,

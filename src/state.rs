@@ -10,6 +10,7 @@ use crate::{
     config::Settings,
     events::Hub,
     http::rate_limit::RateLimits,
+    jobs::outbox::HandOffs,
     mattermost::Bridge,
     metrics::Metrics,
     security::ActionSigner,
@@ -31,6 +32,9 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Wakes the outbox worker when a task is added.
     pub outbox_wakeup: Arc<Notify>,
+    /// Gives a visitor message's delivery task straight to the outbox worker, when it runs
+    /// in this process.
+    pub outbox_handoffs: HandOffs,
     /// The back office's sign-in limits.
     pub backoffice: Arc<BackOffice>,
     /// This process's Prometheus metrics (`/metrics`).

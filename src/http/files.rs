@@ -99,9 +99,9 @@ pub async fn upload(
         input::message_text("text", &text, state.settings.limits.max_message_chars)?
     };
     match chats::post_visitor_message(&state, &chat, &text, uploads).await? {
-        VisitorMessageOutcome::Stored(m) => Ok((
+        VisitorMessageOutcome::Stored { message, .. } => Ok((
             StatusCode::CREATED,
-            Json(json!({ "message": state.hub.view(&m) })),
+            Json(json!({ "message": state.hub.view(&message) })),
         )),
         VisitorMessageOutcome::ChatClosed => Err(ApiError::chat_closed()),
         VisitorMessageOutcome::NoSuchChat => Err(ApiError::not_found("chat")),

@@ -175,9 +175,9 @@ pub async fn post_message(
     let text = input::message_text("text", &req.text, state.settings.limits.max_message_chars)?;
     state.rate_limits.check_message(ip, &chat.id)?;
     match chats::post_visitor_message(&state, &chat, &text, Vec::new()).await? {
-        VisitorMessageOutcome::Stored(m) => Ok((
+        VisitorMessageOutcome::Stored { message, .. } => Ok((
             StatusCode::CREATED,
-            Json(json!({ "message": state.hub.view(&m) })),
+            Json(json!({ "message": state.hub.view(&message) })),
         )),
         VisitorMessageOutcome::ChatClosed => Err(ApiError::chat_closed()),
         VisitorMessageOutcome::NoSuchChat => Err(ApiError::not_found("chat")),

@@ -39,7 +39,7 @@ use crate::{
         chats::ChatRow,
         messages::MessageRow,
         now_ms,
-        outbox::{Delivered, OutboxRow, OutboxTask},
+        outbox::{Delivered, Enqueued, OutboxRow, OutboxTask},
     },
 };
 
@@ -70,6 +70,9 @@ const DEDUP_WINDOW_MS: i64 = 25_000;
 const IDLE_LOOK: Duration = Duration::from_secs(1);
 /// Wake-ups read the whole outbox (instead of new tasks) at most this often.
 const MIN_WHOLE_READ_GAP: Duration = Duration::from_millis(250);
+/// Visitor messages' tasks waiting to be taken by the dispatcher at most (more are read from
+/// the database instead).
+const HANDOFF_CAPACITY: usize = 1024;
 /// Pause after the database failed, so a broken database is not hammered.
 const AFTER_STORE_ERROR: Duration = Duration::from_secs(1);
 
@@ -80,6 +83,8 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
     let (recorder, recording) = Recorder::start(state.store.clone(), claims.clone());
     let mut queue = Queue::new(claims);
     let mut lanes = Lanes::default();
+    let mut handed = state.outbox_handoffs.open();
+    let mut arrived = Vec::new();
     // What to read before the next dispatch: everything (at start, on the timer, after a lane
     // stopped early) or only tasks added since the last read (on a wake-up).
     let mut read = Some(Read::All);
@@ -146,12 +151,21 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
                 read = Some(read.unwrap_or(Read::New));
                 also_wake.notify_one();
             }
+            _ = handed.recv_many(&mut arrived, HANDOFF_CAPACITY) => {
+                for task in arrived.drain(..) {
+                    if !queue.take(task) {
+                        read = Some(read.unwrap_or(Read::New));
+                    }
+                }
+            }
             _ = tokio::time::sleep_until(look_at) => {
                 read = Some(Read::All);
                 look_at = Instant::now() + IDLE_LOOK;
             }
         }
     }
+    // Tasks still waiting to be taken are in the database for the next run.
+    state.outbox_handoffs.close();
     while lanes.join_next().await.is_some() {}
     drop(recorder);
     let _ = recording.await;
@@ -169,6 +183,64 @@ pub async fn mattermost_is_back(state: &AppState) {
         Ok(0) => {}
         Ok(_) => state.wake_outbox(),
         Err(e) => tracing::warn!(error = %e, "could not reschedule waiting offline messages"),
+    }
+}
+
+/// A visitor message's delivery task, given by the request that stored it to the dispatcher
+/// with what delivering it needs, so that neither is read back from the database: at a
+/// steady stream of messages, reading each one back cost more than storing it.
+#[derive(Debug)]
+pub struct HandOff {
+    row: OutboxRow,
+    /// The chat's undelivered tasks before this one when it was stored.
+    earlier: Vec<i64>,
+    chat: ChatRow,
+    message: MessageRow,
+}
+
+/// The way from requests to the dispatcher: open while the outbox worker runs in this process
+/// (with several instances, only on the leader).
+#[derive(Clone, Debug, Default)]
+pub struct HandOffs(Arc<Mutex<Option<mpsc::Sender<HandOff>>>>);
+
+impl HandOffs {
+    /// Gives a task just stored to the dispatcher. `false` when it must be woken to read the
+    /// task instead: the worker does not run here, too many wait already, or the chat has no
+    /// channel yet (the task waits for it in the database).
+    pub fn give(&self, task: &Enqueued, chat: &ChatRow, message: &MessageRow) -> bool {
+        let Some(channel_id) = &task.row.chat_channel_id else {
+            return false;
+        };
+        let open = self.lock();
+        let Some(sender) = open.as_ref() else {
+            return false;
+        };
+        // The chat as the request read it, with the channel as it was when the task was
+        // stored: a relayed message needs only these, and a channel never changes once set.
+        let mut chat = chat.clone();
+        chat.channel_id = Some(channel_id.clone());
+        sender
+            .try_send(HandOff {
+                row: task.row.clone(),
+                earlier: task.earlier.clone(),
+                chat,
+                message: message.clone(),
+            })
+            .is_ok()
+    }
+
+    fn open(&self) -> mpsc::Receiver<HandOff> {
+        let (sender, receiver) = mpsc::channel(HANDOFF_CAPACITY);
+        *self.lock() = Some(sender);
+        receiver
+    }
+
+    fn close(&self) {
+        *self.lock() = None;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<HandOff>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -196,6 +268,8 @@ struct Queue {
     /// When the whole outbox was last read.
     read_all_at: Instant,
     claims: Claims,
+    /// What delivering handed-off tasks needs, by task id, until they are dispatched.
+    handed: HashMap<i64, (ChatRow, MessageRow)>,
 }
 
 impl Queue {
@@ -206,6 +280,7 @@ impl Queue {
             more: false,
             read_all_at: Instant::now(),
             claims,
+            handed: HashMap::new(),
         }
     }
 
@@ -231,13 +306,56 @@ impl Queue {
         for row in rows {
             self.cursor = self.cursor.max(row.id);
             if !claimed.contains(&row.id) {
-                self.by_chat
-                    .entry(row.chat_id.clone())
-                    .or_default()
-                    .push(row);
+                self.add(row);
             }
         }
+        if how == Read::All {
+            let by_chat = &self.by_chat;
+            self.handed.retain(|id, (chat, _)| {
+                by_chat
+                    .get(&chat.id)
+                    .is_some_and(|tasks| tasks.iter().any(|t| t.id == *id))
+            });
+        }
         Ok(())
+    }
+
+    /// Queues a task in its chat's order, once.
+    fn add(&mut self, row: OutboxRow) {
+        let tasks = self.by_chat.entry(row.chat_id.clone()).or_default();
+        if let Err(at) = tasks.binary_search_by_key(&row.id, |t| t.id) {
+            tasks.insert(at, row);
+        }
+    }
+
+    /// Queues a handed-off task; `false` if it must be read instead. It is taken only if no
+    /// read has seen it (so it cannot be in a lane or delivered already) and every earlier
+    /// undelivered task of its chat is known here (queued, in a lane, or delivered and not
+    /// recorded yet), so it cannot overtake one.
+    fn take(&mut self, handed: HandOff) -> bool {
+        let HandOff {
+            row,
+            earlier,
+            chat,
+            message,
+        } = handed;
+        if row.id <= self.cursor || self.len() >= QUEUE_CAP {
+            return false;
+        }
+        let known = {
+            let claimed = self.claims.lock();
+            let queued = self.by_chat.get(&row.chat_id);
+            earlier.iter().all(|id| {
+                claimed.contains(id)
+                    || queued.is_some_and(|tasks| tasks.iter().any(|t| t.id == *id))
+            })
+        };
+        if !known {
+            return false;
+        }
+        self.handed.insert(row.id, (chat, message));
+        self.add(row);
+        true
     }
 
     /// Tasks queued and not in a lane yet.
@@ -311,35 +429,62 @@ async fn dispatch(
         .claims
         .lock()
         .extend(taken.iter().flatten().map(|row| row.id));
-    // What the lanes need, read for all of them on one connection.
-    let chat_ids: Vec<&str> = chosen.iter().map(String::as_str).collect();
+    // What the lanes need: handed-off tasks brought it along; the rest is read for all of
+    // them on one connection. A chat is read unless all its tasks here were handed off (then
+    // they are all relayed messages, which need only its channel).
+    let mut chats: HashMap<String, ChatRow> = HashMap::new();
+    let mut messages: HashMap<i64, MessageRow> = HashMap::new();
+    let mut chats_to_read: Vec<&str> = Vec::new();
+    for (chat_id, tasks) in chosen.iter().zip(&taken) {
+        let all_handed = tasks.iter().all(|row| queue.handed.contains_key(&row.id));
+        for row in tasks {
+            if let Some((chat, message)) = queue.handed.remove(&row.id) {
+                messages.insert(message.id, message);
+                if all_handed {
+                    chats.insert(chat.id.clone(), chat);
+                }
+            }
+        }
+        if !all_handed {
+            chats_to_read.push(chat_id);
+        }
+    }
     let parsed: Vec<Vec<(OutboxRow, Option<OutboxTask>)>> = taken
         .into_iter()
         .map(|tasks| tasks.into_iter().map(parse).collect())
         .collect();
-    let message_ids: Vec<i64> = parsed
+    let messages_to_read: Vec<i64> = parsed
         .iter()
         .flatten()
         .filter_map(|(_, task)| match task {
-            Some(OutboxTask::RelayMessage { message_id, .. }) => Some(*message_id),
+            Some(OutboxTask::RelayMessage { message_id, .. })
+                if !messages.contains_key(message_id) =>
+            {
+                Some(*message_id)
+            }
             _ => None,
         })
         .collect();
-    let inputs = state.store.delivery_inputs(&chat_ids, &message_ids).await;
-    let (chats, messages) = match inputs {
-        Ok(read) => read,
-        Err(e) => {
-            // Give the tasks back: the next full read queues them again.
-            let mut claimed = queue.claims.lock();
-            for (row, _) in parsed.iter().flatten() {
-                claimed.remove(&row.id);
+    if !chats_to_read.is_empty() || !messages_to_read.is_empty() {
+        match state
+            .store
+            .delivery_inputs(&chats_to_read, &messages_to_read)
+            .await
+        {
+            Ok((read_chats, read_messages)) => {
+                chats.extend(read_chats.into_iter().map(|c| (c.id.clone(), c)));
+                messages.extend(read_messages.into_iter().map(|m| (m.id, m)));
             }
-            return Err(e);
+            Err(e) => {
+                // Give the tasks back: the next full read queues them again.
+                let mut claimed = queue.claims.lock();
+                for (row, _) in parsed.iter().flatten() {
+                    claimed.remove(&row.id);
+                }
+                return Err(e);
+            }
         }
-    };
-    let mut chats: HashMap<String, ChatRow> =
-        chats.into_iter().map(|c| (c.id.clone(), c)).collect();
-    let mut messages: HashMap<i64, MessageRow> = messages.into_iter().map(|m| (m.id, m)).collect();
+    }
     for tasks in parsed {
         let chat_id = tasks[0].0.chat_id.clone();
         let lane = Lane {
@@ -1017,4 +1162,70 @@ fn is_name_taken(e: &MmError) -> bool {
         Some("store.sql_channel.save_channel.exists.app_error")
             | Some("store.sql_channel.save_channel.previously.app_error")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, chat: &str) -> OutboxRow {
+        OutboxRow {
+            id,
+            chat_id: chat.into(),
+            chat_channel_id: Some(format!("channel-{chat}")),
+            ..OutboxRow::default()
+        }
+    }
+
+    fn handed(id: i64, chat: &str, earlier: &[i64]) -> HandOff {
+        HandOff {
+            row: row(id, chat),
+            earlier: earlier.to_vec(),
+            chat: ChatRow {
+                id: chat.into(),
+                ..ChatRow::default()
+            },
+            message: MessageRow {
+                id: id * 10,
+                ..MessageRow::default()
+            },
+        }
+    }
+
+    fn queued(queue: &Queue, chat: &str) -> Vec<i64> {
+        queue
+            .by_chat
+            .get(chat)
+            .map_or_else(Vec::new, |tasks| tasks.iter().map(|t| t.id).collect())
+    }
+
+    #[test]
+    fn a_handed_task_is_queued_behind_the_earlier_tasks_it_knows() {
+        let claims = Claims::default();
+        let mut queue = Queue::new(claims.clone());
+        queue.add(row(3, "a"));
+        claims.lock().insert(2);
+        assert!(queue.take(handed(5, "a", &[2, 3])));
+        assert!(queue.take(handed(4, "b", &[])));
+        assert_eq!(queued(&queue, "a"), [3, 5]);
+        assert_eq!(queued(&queue, "b"), [4]);
+        assert!(queue.handed.contains_key(&5));
+        // Read again from the database: queued once, in order.
+        queue.add(row(5, "a"));
+        queue.add(row(1, "a"));
+        assert_eq!(queued(&queue, "a"), [1, 3, 5]);
+    }
+
+    #[test]
+    fn a_handed_task_that_could_overtake_or_repeat_one_is_left_to_a_read() {
+        let mut queue = Queue::new(Claims::default());
+        // Task 2 of the chat is undelivered and unknown here (not read yet): 5 must wait.
+        assert!(!queue.take(handed(5, "a", &[2])));
+        assert!(queued(&queue, "a").is_empty());
+        // A read already saw task 6: it may be in a lane or delivered.
+        queue.cursor = 6;
+        assert!(!queue.take(handed(6, "c", &[])));
+        assert!(queued(&queue, "c").is_empty());
+        assert!(queue.handed.is_empty());
+    }
 }

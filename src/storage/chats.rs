@@ -11,7 +11,7 @@ use super::{
 use crate::domain::{ChatStatus, ClosedBy, Sender};
 
 /// A stored chat.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, Default, FromRow)]
 pub struct ChatRow {
     pub id: String,
     pub token_hash: String,

@@ -6,12 +6,12 @@ use sqlx::{AnyConnection, FromRow};
 use super::{
     Store, StoreError,
     files::{self, FileRow, NewFile},
-    outbox::{self, OutboxTask},
+    outbox::{self, Enqueued, OutboxTask},
 };
 use crate::domain::Sender;
 
 /// A stored message.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, Default, FromRow)]
 pub struct MessageRow {
     pub id: i64,
     pub chat_id: String,
@@ -97,7 +97,11 @@ pub struct VisitorMessage<'a> {
 /// What happened to a visitor's message.
 #[derive(Debug)]
 pub enum VisitorMessageOutcome {
-    Stored(Box<MessageRow>),
+    /// Stored, with its delivery task.
+    Stored {
+        message: Box<MessageRow>,
+        task: Box<Enqueued>,
+    },
     ChatClosed,
     NoSuchChat,
     /// The files would take the chat past its upload allowance.
@@ -164,9 +168,12 @@ impl Store {
             message_id: row.id,
             key: OutboxTask::new_key(),
         };
-        outbox::enqueue(&mut tx, chat_id, &task, now).await?;
+        let task = outbox::enqueue_returning(&mut tx, self.backend, chat_id, &task, now).await?;
         tx.commit().await?;
-        Ok(VisitorMessageOutcome::Stored(Box::new(row)))
+        Ok(VisitorMessageOutcome::Stored {
+            message: Box::new(row),
+            task: Box::new(task),
+        })
     }
 
     /// Stores a message that came from Mattermost; `None` if that post was already applied.

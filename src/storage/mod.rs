@@ -57,6 +57,14 @@ pub enum StoreError {
 pub struct Store {
     write: AnyPool,
     read: AnyPool,
+    backend: Backend,
+}
+
+/// Which database is behind the store, for the few queries whose SQL must differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 /// Connections per pool on PostgreSQL (one pool for writes, one for reads).
@@ -86,7 +94,11 @@ impl Store {
         let write = sqlite_pool(1).connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&write).await?;
         let read = sqlite_pool(4).connect_with(options).await?;
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            backend: Backend::Sqlite,
+        })
     }
 
     async fn open_postgres(url: &str) -> Result<Self, StoreError> {
@@ -103,7 +115,11 @@ impl Store {
         let write = pool().connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/postgres").run(&write).await?;
         let read = pool().connect_with(options).await?;
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            backend: Backend::Postgres,
+        })
     }
 
     /// Closes every connection (at shutdown; later queries fail).

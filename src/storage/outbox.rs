@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, FromRow};
 
-use super::{Store, StoreError, chats::ChatRow, messages::MessageRow, now_ms};
+use super::{Backend, Store, StoreError, chats::ChatRow, messages::MessageRow, now_ms};
 
 /// One thing to do in Mattermost for a chat. `key` values are sent as `pending_post_id`, so a
 /// retried post is never doubled.
@@ -58,7 +58,7 @@ impl OutboxTask {
 }
 
 /// An undelivered task with what the worker needs to know about its chat.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, Default, FromRow)]
 pub struct OutboxRow {
     pub id: i64,
     pub chat_id: String,
@@ -106,6 +106,71 @@ pub(crate) async fn enqueue(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A task just added, as a read of the outbox would return it, with the ids of its chat's
+/// undelivered tasks before it: what the outbox worker needs to take it from the writer
+/// without reading it back (see `jobs::outbox::HandOff`).
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    pub row: OutboxRow,
+    pub earlier: Vec<i64>,
+}
+
+#[derive(FromRow)]
+struct EnqueuedRow {
+    #[sqlx(flatten)]
+    row: OutboxRow,
+    earlier: Option<String>,
+}
+
+/// Adds a task inside the caller's transaction, like [`enqueue`], and returns it with what
+/// the worker must know to take it at once. One statement: the chat's channel and the earlier
+/// tasks come from subqueries of its `RETURNING`.
+pub(super) async fn enqueue_returning(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    chat_id: &str,
+    task: &OutboxTask,
+    now: i64,
+) -> Result<Enqueued, StoreError> {
+    let payload = serde_json::to_string(task).expect("tasks serialise");
+    let ids = match backend {
+        Backend::Sqlite => "group_concat(p.id)",
+        Backend::Postgres => "string_agg(p.id::text, ',')",
+    };
+    let found = sqlx::query_as::<_, EnqueuedRow>(&format!(
+        "INSERT INTO outbox (chat_id, kind, payload, needs_channel, next_attempt_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING id, chat_id, payload, needs_channel, attempts, next_attempt_at,
+             first_attempt_at,
+             (SELECT c.channel_id FROM chats c WHERE c.id = $1) AS chat_channel_id,
+             (SELECT {ids} FROM outbox p
+              WHERE p.chat_id = $1 AND p.done_at IS NULL AND p.id < outbox.id) AS earlier"
+    ))
+    .bind(chat_id)
+    .bind(task.kind())
+    .bind(payload)
+    .bind(i64::from(task.needs_channel()))
+    .bind(now)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    let earlier = found
+        .earlier
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            id.parse()
+                .map_err(|_| StoreError::Corrupt(format!("outbox id {id:?}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Enqueued {
+        row: found.row,
+        earlier,
+    })
 }
 
 /// Drops the channel tasks of a chat that will never have a channel (closed before acceptance);
@@ -198,14 +263,28 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write.begin().await?;
-        for d in done {
-            if let Some((message_id, post_id)) = &d.message_post {
-                sqlx::query("UPDATE messages SET post_id = $1 WHERE id = $2 AND post_id IS NULL")
-                    .bind(post_id)
-                    .bind(message_id)
-                    .execute(&mut *tx)
-                    .await?;
+        // Every message's post id in one statement: `CASE id WHEN $1 THEN $2 …`.
+        let posts: Vec<&(i64, String)> = done
+            .iter()
+            .filter_map(|d| d.message_post.as_ref())
+            .collect();
+        if !posts.is_empty() {
+            let cases: String = (0..posts.len())
+                .map(|i| format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let ids: Vec<String> = (0..posts.len())
+                .map(|i| format!("${}", 2 * i + 1))
+                .collect();
+            let sql = format!(
+                "UPDATE messages SET post_id = CASE id{cases} END
+                 WHERE post_id IS NULL AND id IN ({})",
+                ids.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (message_id, post_id) in &posts {
+                query = query.bind(*message_id).bind(post_id.as_str());
             }
+            query.execute(&mut *tx).await?;
         }
         let sql = format!(
             "UPDATE outbox SET done_at = $1, last_error = NULL WHERE id IN ({})",
