@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::config::SimConfig;
@@ -49,8 +49,8 @@ pub struct State {
     pub posts: HashMap<String, Post>,
     /// Post ids in creation order.
     pub post_order: Vec<String>,
-    /// pending_post_id -> (post id, when) for the 30 s dedup window.
-    pub pending_posts: HashMap<String, (String, Instant)>,
+    /// pending_post_id -> post id for the 30 s dedup window.
+    pub pending_posts: PendingPosts,
     pub files: HashMap<String, StoredFile>,
     pub statuses: HashMap<String, Status>,
     /// (recipient user id, post JSON) of every ephemeral post delivered.
@@ -69,6 +69,50 @@ pub struct State {
 
 /// How long a pending_post_id maps to its post (`PendingPostIDsCacheTTL`).
 const PENDING_POST_TTL: Duration = Duration::from_secs(30);
+/// How many pending_post_ids the server remembers at most (`PendingPostIDsCacheSize`).
+const PENDING_POST_CAPACITY: usize = 25_000;
+
+/// The server's pending_post_id cache: entries live 30 s, and past 25,000 the oldest go first.
+/// Expired entries are dropped from the oldest end as new ones come, so a post costs the same
+/// however many came before it (a scan of the whole cache per post had made the simulator's
+/// own ceiling the benchmark's limit).
+#[derive(Debug, Default)]
+pub struct PendingPosts {
+    /// pending_post_id -> (post id, when, entry number).
+    by_id: HashMap<String, (String, Instant, u64)>,
+    /// (pending_post_id, when, entry number) in the order they were stored.
+    oldest_first: VecDeque<(String, Instant, u64)>,
+    stored: u64,
+}
+
+impl PendingPosts {
+    fn get(&self, pending_post_id: &str) -> Option<&String> {
+        self.by_id
+            .get(pending_post_id)
+            .filter(|(_, at, _)| at.elapsed() < PENDING_POST_TTL)
+            .map(|(post_id, _, _)| post_id)
+    }
+
+    fn insert(&mut self, pending_post_id: String, post_id: String) {
+        let now = Instant::now();
+        self.stored += 1;
+        self.by_id
+            .insert(pending_post_id.clone(), (post_id, now, self.stored));
+        self.oldest_first
+            .push_back((pending_post_id, now, self.stored));
+        while let Some((id, at, entry)) = self.oldest_first.front() {
+            let expired = now.duration_since(*at) >= PENDING_POST_TTL;
+            if !expired && self.by_id.len() <= PENDING_POST_CAPACITY {
+                break;
+            }
+            // Only that entry: the id may have been stored again since.
+            if self.by_id.get(id).is_some_and(|(_, _, e)| e == entry) {
+                self.by_id.remove(id);
+            }
+            self.oldest_first.pop_front();
+        }
+    }
+}
 
 impl State {
     pub fn new(config: SimConfig) -> Self {
@@ -182,19 +226,15 @@ impl State {
         if pending_post_id.is_empty() {
             return None;
         }
-        self.pending_posts
-            .retain(|_, (_, at)| at.elapsed() < PENDING_POST_TTL);
-        let (post_id, _) = self.pending_posts.get(pending_post_id)?;
+        let post_id = self.pending_posts.get(pending_post_id)?;
         self.posts.get(post_id).cloned()
     }
 
     /// Stores a new post, bumps the channel's counters and broadcasts `posted`.
     pub fn insert_post(&mut self, post: Post) -> Post {
         if !post.pending_post_id.is_empty() {
-            self.pending_posts.insert(
-                post.pending_post_id.clone(),
-                (post.id.clone(), Instant::now()),
-            );
+            self.pending_posts
+                .insert(post.pending_post_id.clone(), post.id.clone());
         }
         if let Some(ch) = self.channels.get_mut(&post.channel_id) {
             ch.last_post_at = post.create_at;
@@ -556,5 +596,28 @@ impl State {
             .filter(|r| r.post_id == post_id && r.delete_at == 0)
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod pending_post_tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_post_cache_keeps_the_newest_25000() {
+        let mut cache = PendingPosts::default();
+        for i in 0..PENDING_POST_CAPACITY + 5 {
+            cache.insert(format!("pending-{i}"), format!("post-{i}"));
+        }
+        assert_eq!(cache.get("pending-4"), None);
+        assert_eq!(cache.get("pending-5").map(String::as_str), Some("post-5"));
+        assert_eq!(cache.by_id.len(), PENDING_POST_CAPACITY);
+        // Stored again: the newer entry survives its older one leaving the queue.
+        cache.insert("pending-5".into(), "post-again".into());
+        cache.insert("pending-new".into(), "post-new".into());
+        assert_eq!(
+            cache.get("pending-5").map(String::as_str),
+            Some("post-again")
+        );
     }
 }
