@@ -80,8 +80,10 @@ const AFTER_STORE_ERROR: Duration = Duration::from_secs(1);
 /// Every wake-up of the outbox is passed on to `also_wake`.
 pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<Notify>) {
     let claims = Claims::default();
-    let (recorder, recording) = Recorder::start(state.store.clone(), claims.clone());
-    let mut queue = Queue::new(claims);
+    let recorded = Recorded::default();
+    let (recorder, recording) =
+        Recorder::start(state.store.clone(), claims.clone(), recorded.clone());
+    let mut queue = Queue::new(claims, recorded);
     let mut lanes = Lanes::default();
     let mut handed = state.outbox_handoffs.open();
     let mut arrived = Vec::new();
@@ -153,8 +155,9 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
             }
             _ = handed.recv_many(&mut arrived, HANDOFF_CAPACITY) => {
                 for task in arrived.drain(..) {
-                    if !queue.take(task) {
-                        read = Some(read.unwrap_or(Read::New));
+                    match queue.take(task) {
+                        Taken::Queued | Taken::AlreadyRead => {}
+                        Taken::ToRead => read = Some(read.unwrap_or(Read::New)),
                     }
                 }
             }
@@ -268,18 +271,31 @@ struct Queue {
     /// When the whole outbox was last read.
     read_all_at: Instant,
     claims: Claims,
+    recorded: Recorded,
     /// What delivering handed-off tasks needs, by task id, until they are dispatched.
     handed: HashMap<i64, (ChatRow, MessageRow)>,
 }
 
+/// What became of a handed-off task.
+#[derive(Debug, PartialEq, Eq)]
+enum Taken {
+    /// Queued with what delivering it needs.
+    Queued,
+    /// A read had already queued it (or handed it to a lane): nothing to do.
+    AlreadyRead,
+    /// Not queued: the next read must find it.
+    ToRead,
+}
+
 impl Queue {
-    fn new(claims: Claims) -> Self {
+    fn new(claims: Claims, recorded: Recorded) -> Self {
         Self {
             by_chat: HashMap::new(),
             cursor: 0,
             more: false,
             read_all_at: Instant::now(),
             claims,
+            recorded,
             handed: HashMap::new(),
         }
     }
@@ -289,6 +305,11 @@ impl Queue {
             Read::All => 0,
             Read::New | Read::Next => self.cursor,
         };
+        if how != Read::All && self.len() >= QUEUE_CAP {
+            // Read on once the lanes took some (a backlog is never all in memory).
+            self.more = true;
+            return Ok(());
+        }
         // Cleared first: a failed read must not be retried at once.
         self.more = false;
         // Tasks in a lane, or delivered and not recorded yet, are not queued again. The
@@ -328,34 +349,40 @@ impl Queue {
         }
     }
 
-    /// Queues a handed-off task; `false` if it must be read instead. It is taken only if no
-    /// read has seen it (so it cannot be in a lane or delivered already) and every earlier
-    /// undelivered task of its chat is known here (queued, in a lane, or delivered and not
-    /// recorded yet), so it cannot overtake one.
-    fn take(&mut self, handed: HandOff) -> bool {
+    /// Queues a handed-off task, or says why not. It is taken only if no read has seen it (so
+    /// it cannot be in a lane or delivered already) and every earlier undelivered task of its
+    /// chat is known here (queued, in a lane, delivered lately), so it cannot overtake one.
+    fn take(&mut self, handed: HandOff) -> Taken {
         let HandOff {
             row,
             earlier,
             chat,
             message,
         } = handed;
-        if row.id <= self.cursor || self.len() >= QUEUE_CAP {
-            return false;
+        if row.id <= self.cursor {
+            return Taken::AlreadyRead;
+        }
+        if self.len() >= QUEUE_CAP {
+            // The read that continues once the queue shrinks finds it.
+            self.more = true;
+            return Taken::AlreadyRead;
         }
         let known = {
             let claimed = self.claims.lock();
+            let recorded = self.recorded.lock();
             let queued = self.by_chat.get(&row.chat_id);
             earlier.iter().all(|id| {
                 claimed.contains(id)
+                    || recorded.contains(*id)
                     || queued.is_some_and(|tasks| tasks.iter().any(|t| t.id == *id))
             })
         };
         if !known {
-            return false;
+            return Taken::ToRead;
         }
         self.handed.insert(row.id, (chat, message));
         self.add(row);
-        true
+        Taken::Queued
     }
 
     /// Tasks queued and not in a lane yet.
@@ -766,9 +793,13 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn start(store: Store, claims: Claims) -> (Self, tokio::task::JoinHandle<()>) {
+    fn start(
+        store: Store,
+        claims: Claims,
+        recorded: Recorded,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(record_batches(store, rx, claims));
+        let writer = tokio::spawn(record_batches(store, rx, claims, recorded));
         (Self { tx }, writer)
     }
 
@@ -778,15 +809,65 @@ impl Recorder {
     }
 }
 
-async fn record_batches(store: Store, mut rx: mpsc::UnboundedReceiver<Delivered>, claims: Claims) {
+async fn record_batches(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<Delivered>,
+    claims: Claims,
+    recorded: Recorded,
+) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        if let Err(e) = store.record_deliveries(&batch).await {
-            tracing::error!(error = %e, tasks = batch.len(), "could not record deliveries to Mattermost");
+        match store.record_deliveries(&batch).await {
+            Ok(()) => recorded
+                .lock()
+                .extend(batch.iter().map(|done| done.outbox_id)),
+            Err(e) => {
+                tracing::error!(error = %e, tasks = batch.len(), "could not record deliveries to Mattermost")
+            }
         }
         let mut claimed = claims.lock();
         for done in batch.drain(..) {
             claimed.remove(&done.outbox_id);
+        }
+    }
+}
+
+/// The tasks recorded as delivered lately. A handed-off task lists its chat's undelivered
+/// tasks as they were when it was stored; one of them may have been delivered and recorded
+/// since, and is then no longer claimed: this says it is done.
+#[derive(Clone, Default)]
+struct Recorded(Arc<Mutex<RecentIds>>);
+
+#[derive(Default)]
+struct RecentIds {
+    ids: HashSet<i64>,
+    order: std::collections::VecDeque<i64>,
+}
+
+/// Recorded tasks remembered at most (handed-off tasks reach the dispatcher within moments).
+const RECENTLY_RECORDED: usize = 4 * QUEUE_CAP;
+
+impl Recorded {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecentIds> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RecentIds {
+    fn contains(&self, id: i64) -> bool {
+        self.ids.contains(&id)
+    }
+
+    fn extend(&mut self, ids: impl Iterator<Item = i64>) {
+        for id in ids {
+            if self.ids.insert(id) {
+                self.order.push_back(id);
+            }
+        }
+        while self.order.len() > RECENTLY_RECORDED {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
         }
     }
 }
@@ -1202,11 +1283,14 @@ mod tests {
     #[test]
     fn a_handed_task_is_queued_behind_the_earlier_tasks_it_knows() {
         let claims = Claims::default();
-        let mut queue = Queue::new(claims.clone());
+        let recorded = Recorded::default();
+        let mut queue = Queue::new(claims.clone(), recorded.clone());
         queue.add(row(3, "a"));
+        // 1 was delivered and recorded meanwhile, 2 is in a lane, 3 is queued.
+        recorded.lock().extend([1].into_iter());
         claims.lock().insert(2);
-        assert!(queue.take(handed(5, "a", &[2, 3])));
-        assert!(queue.take(handed(4, "b", &[])));
+        assert_eq!(queue.take(handed(5, "a", &[1, 2, 3])), Taken::Queued);
+        assert_eq!(queue.take(handed(4, "b", &[])), Taken::Queued);
         assert_eq!(queued(&queue, "a"), [3, 5]);
         assert_eq!(queued(&queue, "b"), [4]);
         assert!(queue.handed.contains_key(&5));
@@ -1218,14 +1302,24 @@ mod tests {
 
     #[test]
     fn a_handed_task_that_could_overtake_or_repeat_one_is_left_to_a_read() {
-        let mut queue = Queue::new(Claims::default());
+        let mut queue = Queue::new(Claims::default(), Recorded::default());
         // Task 2 of the chat is undelivered and unknown here (not read yet): 5 must wait.
-        assert!(!queue.take(handed(5, "a", &[2])));
+        assert_eq!(queue.take(handed(5, "a", &[2])), Taken::ToRead);
         assert!(queued(&queue, "a").is_empty());
         // A read already saw task 6: it may be in a lane or delivered.
         queue.cursor = 6;
-        assert!(!queue.take(handed(6, "c", &[])));
+        assert_eq!(queue.take(handed(6, "c", &[])), Taken::AlreadyRead);
         assert!(queued(&queue, "c").is_empty());
         assert!(queue.handed.is_empty());
+    }
+
+    #[test]
+    fn only_the_latest_recorded_tasks_are_remembered() {
+        let recorded = Recorded::default();
+        recorded.lock().extend(0..(RECENTLY_RECORDED as i64 + 10));
+        let recent = recorded.lock();
+        assert!(!recent.contains(9));
+        assert!(recent.contains(10));
+        assert_eq!(recent.order.len(), RECENTLY_RECORDED);
     }
 }

@@ -1,10 +1,12 @@
 //! A chat's messages: what the visitor wrote, what operators wrote in Mattermost, and system
 //! events, in one ordered list per chat.
 
+use std::collections::HashMap;
+
 use sqlx::{AnyConnection, FromRow};
 
 use super::{
-    Store, StoreError,
+    Backend, Store, StoreError,
     files::{self, FileRow, NewFile},
     outbox::{self, Enqueued, OutboxTask},
 };
@@ -84,7 +86,7 @@ pub(crate) async fn insert(
 }
 
 /// A visitor's message with its files (already on disk, in `tmp/`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct VisitorMessage<'a> {
     pub author: &'a str,
     pub body: &'a str,
@@ -122,58 +124,197 @@ pub(super) async fn attach_files_on(
     Ok(())
 }
 
+/// A visitor message waiting to be stored, with its chat and time.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pending<'a> {
+    pub chat_id: &'a str,
+    pub message: VisitorMessage<'a>,
+    pub now: i64,
+}
+
+/// Stores visitor messages, their files and their delivery tasks inside the caller's
+/// transaction, in the given order, and says what happened to each (nothing is written for a
+/// message whose chat is gone, closed or over its files allowance).
+///
+/// Messages without files are stored a run at a time with one statement per table instead of
+/// one per message: on SQLite every statement is a round trip to the connection's thread, and
+/// many visitors writing at once share a transaction (`group_commit`). A message with files
+/// is a run of its own, as its allowance check must see the files stored before it.
+pub(super) async fn insert_visitor_messages_in(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    batch: &[Pending<'_>],
+) -> Result<Vec<VisitorMessageOutcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let run = if rest[0].message.files.is_empty() {
+            rest.iter()
+                .position(|p| !p.message.files.is_empty())
+                .unwrap_or(rest.len())
+        } else {
+            1
+        };
+        outcomes.extend(insert_run(conn, backend, &rest[..run]).await?);
+        rest = &rest[run..];
+    }
+    Ok(outcomes)
+}
+
+async fn insert_run(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    run: &[Pending<'_>],
+) -> Result<Vec<VisitorMessageOutcome>, StoreError> {
+    // A no-op update, not a SELECT: it locks the chats' rows until commit on PostgreSQL
+    // (SQLite has one writer anyway), so no status can change under this transaction.
+    let mut chat_ids: Vec<&str> = run.iter().map(|p| p.chat_id).collect();
+    chat_ids.sort_unstable();
+    chat_ids.dedup();
+    let sql = format!(
+        "UPDATE chats SET status = status WHERE id IN ({}) RETURNING id, status",
+        super::placeholders(1, chat_ids.len())
+    );
+    let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+    for id in &chat_ids {
+        query = query.bind(*id);
+    }
+    let statuses: HashMap<String, String> =
+        query.fetch_all(&mut *conn).await?.into_iter().collect();
+    let mut outcomes: Vec<Option<VisitorMessageOutcome>> = Vec::with_capacity(run.len());
+    let mut storing: Vec<&Pending<'_>> = Vec::with_capacity(run.len());
+    for p in run {
+        let refused = match statuses.get(p.chat_id).map(String::as_str) {
+            None => Some(VisitorMessageOutcome::NoSuchChat),
+            Some("closed") => Some(VisitorMessageOutcome::ChatClosed),
+            Some(_) => None,
+        };
+        if refused.is_none() {
+            storing.push(p);
+        }
+        outcomes.push(refused);
+    }
+    if let [p] = storing.as_slice()
+        && !p.message.files.is_empty()
+    {
+        let adding: i64 = p.message.files.iter().map(|f| f.size).sum();
+        if files::visitor_bytes(&mut *conn, p.chat_id).await? + adding > p.message.chat_allowance {
+            return Ok(vec![VisitorMessageOutcome::OverChatAllowance]);
+        }
+    }
+    if storing.is_empty() {
+        return Ok(outcomes.into_iter().flatten().collect());
+    }
+    let mut rows = insert_visitor_rows(&mut *conn, &storing).await?;
+    for (row, p) in rows.iter_mut().zip(&storing) {
+        row.files =
+            files::insert_all(&mut *conn, p.chat_id, row.id, p.message.files, p.now).await?;
+    }
+    let tasks: Vec<(&str, OutboxTask, i64)> = rows
+        .iter()
+        .zip(&storing)
+        .map(|(row, p)| {
+            let task = OutboxTask::RelayMessage {
+                message_id: row.id,
+                key: OutboxTask::new_key(),
+            };
+            (p.chat_id, task, p.now)
+        })
+        .collect();
+    let enqueued = outbox::enqueue_returning(&mut *conn, backend, &tasks).await?;
+    let mut stored = rows.into_iter().zip(enqueued);
+    Ok(outcomes
+        .into_iter()
+        .map(|refused| {
+            refused.unwrap_or_else(|| {
+                let (message, task) = stored.next().expect("one row per message stored");
+                VisitorMessageOutcome::Stored {
+                    message: Box::new(message),
+                    task: Box::new(task),
+                }
+            })
+        })
+        .collect())
+}
+
+/// Inserts visitor messages with one statement; returns their rows in the given order.
+async fn insert_visitor_rows(
+    conn: &mut AnyConnection,
+    storing: &[&Pending<'_>],
+) -> Result<Vec<MessageRow>, StoreError> {
+    let values: Vec<String> = (0..storing.len())
+        .map(|i| {
+            let n = 5 * i;
+            format!(
+                "(${}, 'visitor', ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO messages (chat_id, sender, author, body, html, created_at)
+         VALUES {} RETURNING {COLUMNS}",
+        values.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, MessageRow>(&sql);
+    for p in storing {
+        query = query
+            .bind(p.chat_id)
+            .bind(p.message.author)
+            .bind(p.message.body)
+            .bind(p.message.html)
+            .bind(p.now);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    in_given_order(rows, storing.len(), |m| m.id)
+}
+
+/// Rows a multi-row `INSERT … RETURNING` gave back, in the order of its `VALUES`. Neither
+/// database promises the order of `RETURNING`, but both number new rows in `VALUES` order.
+pub(super) fn in_given_order<T>(
+    mut rows: Vec<T>,
+    expected: usize,
+    id: impl Fn(&T) -> i64,
+) -> Result<Vec<T>, StoreError> {
+    if rows.len() != expected {
+        return Err(StoreError::Corrupt(format!(
+            "{} rows returned for {expected} inserted",
+            rows.len()
+        )));
+    }
+    rows.sort_unstable_by_key(|row| id(row));
+    Ok(rows)
+}
+
 impl Store {
     /// Stores a visitor message and its delivery task in one transaction, so it is never
-    /// acknowledged without being on its way to Mattermost.
+    /// acknowledged without being on its way to Mattermost. On SQLite the transaction is
+    /// shared with the other visitor messages waiting for the writer (`group_commit`).
     pub async fn insert_visitor_message(
         &self,
         chat_id: &str,
-        m: &VisitorMessage<'_>,
+        message: &VisitorMessage<'_>,
         now: i64,
     ) -> Result<VisitorMessageOutcome, StoreError> {
-        let attached = m.files;
+        let pending = Pending {
+            chat_id,
+            message: *message,
+            now,
+        };
+        if let Some(group) = &self.group_commit {
+            return group.insert(&pending).await;
+        }
         let mut tx = self.write.begin().await?;
-        // A no-op update, not a SELECT: it locks the chat's row until commit on PostgreSQL
-        // (SQLite has one writer anyway), so the status cannot change under this transaction.
-        let status: Option<(String,)> =
-            sqlx::query_as("UPDATE chats SET status = status WHERE id = $1 RETURNING status")
-                .bind(chat_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match status {
-            None => return Ok(VisitorMessageOutcome::NoSuchChat),
-            Some((s,)) if s == "closed" => return Ok(VisitorMessageOutcome::ChatClosed),
-            Some(_) => {}
-        }
-        if !attached.is_empty() {
-            let adding: i64 = attached.iter().map(|f| f.size).sum();
-            if files::visitor_bytes(&mut tx, chat_id).await? + adding > m.chat_allowance {
-                return Ok(VisitorMessageOutcome::OverChatAllowance);
-            }
-        }
-        let message = NewMessage {
-            sender: Sender::Visitor,
-            author: Some(m.author),
-            body: m.body,
-            html: Some(m.html),
-            event: None,
-            post_id: None,
-            created_at: now,
-        };
-        let mut row = insert(&mut tx, chat_id, &message)
+        let outcome = insert_visitor_messages_in(&mut tx, self.backend, &[pending])
             .await?
-            .ok_or_else(|| StoreError::Conflict("visitor message".into()))?;
-        row.files = files::insert_all(&mut tx, chat_id, row.id, attached, now).await?;
-        let task = OutboxTask::RelayMessage {
-            message_id: row.id,
-            key: OutboxTask::new_key(),
-        };
-        let task = outbox::enqueue_returning(&mut tx, self.backend, chat_id, &task, now).await?;
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no outcome for a visitor message".into()))?;
         tx.commit().await?;
-        Ok(VisitorMessageOutcome::Stored {
-            message: Box::new(row),
-            task: Box::new(task),
-        })
+        Ok(outcome)
     }
 
     /// Stores a message that came from Mattermost; `None` if that post was already applied.

@@ -10,6 +10,7 @@ pub mod cleanup;
 pub mod departments;
 pub mod drafts;
 pub mod files;
+mod group_commit;
 pub mod history;
 pub mod lifecycle;
 pub mod managers;
@@ -58,6 +59,8 @@ pub struct Store {
     write: AnyPool,
     read: AnyPool,
     backend: Backend,
+    /// SQLite: visitor messages committed together (see `group_commit`).
+    group_commit: Option<group_commit::GroupCommit>,
 }
 
 /// Which database is behind the store, for the few queries whose SQL must differ.
@@ -94,10 +97,12 @@ impl Store {
         let write = sqlite_pool(1).connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&write).await?;
         let read = sqlite_pool(4).connect_with(options).await?;
+        let group_commit = Some(group_commit::GroupCommit::start(write.clone()));
         Ok(Self {
             write,
             read,
             backend: Backend::Sqlite,
+            group_commit,
         })
     }
 
@@ -119,6 +124,7 @@ impl Store {
             write,
             read,
             backend: Backend::Postgres,
+            group_commit: None,
         })
     }
 

@@ -124,53 +124,74 @@ struct EnqueuedRow {
     earlier: Option<String>,
 }
 
-/// Adds a task inside the caller's transaction, like [`enqueue`], and returns it with what
-/// the worker must know to take it at once. One statement: the chat's channel and the earlier
-/// tasks come from subqueries of its `RETURNING`.
+/// Adds tasks inside the caller's transaction, like [`enqueue`], with one statement, and
+/// returns them in the given order with what the worker must know to take them at once: the
+/// chat's channel and the earlier tasks come from subqueries of the `RETURNING`.
 pub(super) async fn enqueue_returning(
     conn: &mut AnyConnection,
     backend: Backend,
-    chat_id: &str,
-    task: &OutboxTask,
-    now: i64,
-) -> Result<Enqueued, StoreError> {
-    let payload = serde_json::to_string(task).expect("tasks serialise");
+    tasks: &[(&str, OutboxTask, i64)],
+) -> Result<Vec<Enqueued>, StoreError> {
     let ids = match backend {
         Backend::Sqlite => "group_concat(p.id)",
         Backend::Postgres => "string_agg(p.id::text, ',')",
     };
-    let found = sqlx::query_as::<_, EnqueuedRow>(&format!(
+    let values: Vec<String> = (0..tasks.len())
+        .map(|i| {
+            let n = 5 * i;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 5
+            )
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO outbox (chat_id, kind, payload, needs_channel, next_attempt_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+         VALUES {}
          RETURNING id, chat_id, payload, needs_channel, attempts, next_attempt_at,
              first_attempt_at,
-             (SELECT c.channel_id FROM chats c WHERE c.id = $1) AS chat_channel_id,
+             (SELECT c.channel_id FROM chats c WHERE c.id = outbox.chat_id) AS chat_channel_id,
              (SELECT {ids} FROM outbox p
-              WHERE p.chat_id = $1 AND p.done_at IS NULL AND p.id < outbox.id) AS earlier"
-    ))
-    .bind(chat_id)
-    .bind(task.kind())
-    .bind(payload)
-    .bind(i64::from(task.needs_channel()))
-    .bind(now)
-    .bind(now)
-    .fetch_one(conn)
-    .await?;
-    let earlier = found
-        .earlier
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .filter(|id| !id.is_empty())
-        .map(|id| {
-            id.parse()
-                .map_err(|_| StoreError::Corrupt(format!("outbox id {id:?}")))
+              WHERE p.chat_id = outbox.chat_id AND p.done_at IS NULL AND p.id < outbox.id)
+                 AS earlier",
+        values.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, EnqueuedRow>(&sql);
+    for (chat_id, task, now) in tasks {
+        let payload = serde_json::to_string(task).expect("tasks serialise");
+        query = query
+            .bind(*chat_id)
+            .bind(task.kind())
+            .bind(payload)
+            .bind(i64::from(task.needs_channel()))
+            .bind(*now);
+    }
+    let rows = query.fetch_all(conn).await?;
+    super::messages::in_given_order(rows, tasks.len(), |r| r.row.id)?
+        .into_iter()
+        .map(|found| {
+            let earlier = found
+                .earlier
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|id| !id.is_empty())
+                .map(|id| {
+                    id.parse()
+                        .map_err(|_| StoreError::Corrupt(format!("outbox id {id:?}")))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Enqueued {
+                row: found.row,
+                earlier,
+            })
         })
-        .collect::<Result<_, _>>()?;
-    Ok(Enqueued {
-        row: found.row,
-        earlier,
-    })
+        .collect()
 }
 
 /// Drops the channel tasks of a chat that will never have a channel (closed before acceptance);

@@ -526,6 +526,76 @@ async fn mattermost_down_for_a_while_loses_and_doubles_nothing() {
 }
 
 #[tokio::test]
+async fn visitors_writing_at_once_get_every_message_relayed_once_in_transcript_order() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let mut chats = Vec::new();
+    for i in 0..4 {
+        let chat = app.start_simple_chat(&format!("chat {i} starts")).await;
+        let channel_id = app.accept(&chat, &app.alice).await;
+        chats.push((chat, channel_id));
+    }
+    let closed = app.start_simple_chat("this one ends").await;
+    app.accept(&closed, &app.alice).await;
+    assert_eq!(app.close(&closed).await.status(), 200);
+
+    // Two tabs per chat write at the same time, and the closed chat's visitor too: the
+    // messages waiting for the database are stored together.
+    let mut writers = tokio::task::JoinSet::new();
+    for (c, (chat, _)) in chats.iter().enumerate() {
+        for tab in 0..2 {
+            let (app, chat) = (app.clone(), chat.clone());
+            writers.spawn(async move {
+                for n in 0..15 {
+                    let response = app.send(&chat, &format!("m-{c}-{tab}-{n}")).await;
+                    assert_eq!(response.status(), 201);
+                }
+            });
+        }
+    }
+    for n in 0..5 {
+        let (app, closed) = (app.clone(), closed.clone());
+        writers.spawn(async move {
+            assert_eq!(app.send(&closed, &format!("late-{n}")).await.status(), 409);
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+
+    wait_until("the outbox drains", || app.outbox_empty()).await;
+    for (chat, channel_id) in &chats {
+        let transcript: Vec<String> = app
+            .messages(chat)
+            .await
+            .iter()
+            .filter_map(|m| m["text"].as_str())
+            .filter(|t| t.starts_with("m-"))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(transcript.len(), 30, "every message stored: {transcript:?}");
+        for tab in 0..2 {
+            let prefix = format!("-{tab}-");
+            let sent: Vec<&String> = transcript.iter().filter(|t| t.contains(&prefix)).collect();
+            let mut in_order = sent.clone();
+            in_order.sort_by_key(|t| t.rsplit('-').next().unwrap().parse::<u32>().unwrap());
+            assert_eq!(sent, in_order, "a tab's messages keep their order");
+        }
+        assert_eq!(
+            relayed_texts(&app, channel_id, "m-"),
+            transcript,
+            "Mattermost has each message once, in the transcript's order"
+        );
+    }
+    assert!(
+        app.messages(&closed)
+            .await
+            .iter()
+            .all(|m| !m["text"].as_str().unwrap_or_default().starts_with("late-")),
+        "nothing stored in the closed chat"
+    );
+}
+
+#[tokio::test]
 async fn operator_messages_survive_a_dropped_event_stream() {
     let app = spawn_app().await;
     let chat = app.start_simple_chat("hello").await;

@@ -37,6 +37,7 @@ impl Drop for TestApp {
 }
 
 /// A started visitor chat.
+#[derive(Clone)]
 pub struct VisitorChat {
     pub id: String,
     pub token: String,
