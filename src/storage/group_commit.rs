@@ -1,11 +1,12 @@
-//! Visitor messages on SQLite committed together: one writer task takes every message waiting
-//! for the database and stores them in one transaction, with one statement per table for a
-//! run of messages (`messages::insert_visitor_messages_in`). SQLite has one writer, and with
-//! sqlx each statement, `BEGIN` and `COMMIT` included, is a round trip to the connection's
-//! thread; many visitors writing at once then share a few round trips instead of queueing for
-//! the writer with eight each (see docs/benchmarks.md). Each message keeps its own outcome: a
-//! closed chat refuses only its own message, and if the shared transaction fails, every message
-//! of it is tried again alone.
+//! Visitor messages committed together: one writer task per process takes every message
+//! waiting for the database and stores them in one transaction, with one statement per table
+//! for a run of messages (`messages::insert_visitor_messages_in`). On SQLite, which has one
+//! writer, each sqlx statement (`BEGIN` and `COMMIT` included) is a round trip to the
+//! connection's thread; on PostgreSQL each commit is a WAL flush. Many visitors writing at
+//! once then share a few statements and one commit instead of eight round trips and a commit
+//! each (see docs/benchmarks.md). Each message keeps its own outcome: a closed chat refuses
+//! only its own message, and if the shared transaction fails (on PostgreSQL, say, a deadlock
+//! with another instance), every message of it is tried again alone.
 
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
@@ -55,9 +56,9 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the writer task on the write pool.
-    pub(super) fn start(write: AnyPool) -> Self {
+    pub(super) fn start(write: AnyPool, backend: Backend) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(write, rx));
+        tokio::spawn(write_batches(write, backend, rx));
         Self { jobs }
     }
 
@@ -87,10 +88,10 @@ impl GroupCommit {
     }
 }
 
-async fn write_batches(write: AnyPool, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn write_batches(write: AnyPool, backend: Backend, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut jobs = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut jobs, BATCH).await > 0 {
-        match together(&write, &jobs).await {
+        match together(&write, backend, &jobs).await {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.drain(..).zip(outcomes) {
                     let _ = job.answer.send(Ok(outcome));
@@ -101,7 +102,7 @@ async fn write_batches(write: AnyPool, mut rx: mpsc::UnboundedReceiver<Job>) {
                     tracing::warn!(error = %e, messages = jobs.len(), "storing visitor messages together failed; storing them one by one");
                 }
                 for job in jobs.drain(..) {
-                    let outcome = alone(&write, &job).await;
+                    let outcome = alone(&write, backend, &job).await;
                     let _ = job.answer.send(outcome);
                 }
             }
@@ -110,17 +111,25 @@ async fn write_batches(write: AnyPool, mut rx: mpsc::UnboundedReceiver<Job>) {
 }
 
 /// Every job in one transaction; an error rolls all of them back.
-async fn together(write: &AnyPool, jobs: &[Job]) -> Result<Vec<VisitorMessageOutcome>, StoreError> {
+async fn together(
+    write: &AnyPool,
+    backend: Backend,
+    jobs: &[Job],
+) -> Result<Vec<VisitorMessageOutcome>, StoreError> {
     let batch: Vec<Pending<'_>> = jobs.iter().map(Job::pending).collect();
     let mut tx = write.begin().await?;
-    let outcomes = insert_visitor_messages_in(&mut tx, Backend::Sqlite, &batch).await?;
+    let outcomes = insert_visitor_messages_in(&mut tx, backend, &batch).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
 
-async fn alone(write: &AnyPool, job: &Job) -> Result<VisitorMessageOutcome, StoreError> {
+async fn alone(
+    write: &AnyPool,
+    backend: Backend,
+    job: &Job,
+) -> Result<VisitorMessageOutcome, StoreError> {
     let mut tx = write.begin().await?;
-    let outcome = insert_visitor_messages_in(&mut tx, Backend::Sqlite, &[job.pending()])
+    let outcome = insert_visitor_messages_in(&mut tx, backend, &[job.pending()])
         .await?
         .pop()
         .ok_or_else(|| StoreError::Corrupt("no outcome for a visitor message".into()))?;

@@ -292,8 +292,8 @@ pub(super) fn in_given_order<T>(
 
 impl Store {
     /// Stores a visitor message and its delivery task in one transaction, so it is never
-    /// acknowledged without being on its way to Mattermost. On SQLite the transaction is
-    /// shared with the other visitor messages waiting for the writer (`group_commit`).
+    /// acknowledged without being on its way to Mattermost. The transaction is shared with
+    /// the other visitor messages waiting for the writer (`group_commit`).
     pub async fn insert_visitor_message(
         &self,
         chat_id: &str,
@@ -305,16 +305,7 @@ impl Store {
             message: *message,
             now,
         };
-        if let Some(group) = &self.group_commit {
-            return group.insert(&pending).await;
-        }
-        let mut tx = self.write.begin().await?;
-        let outcome = insert_visitor_messages_in(&mut tx, self.backend, &[pending])
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("no outcome for a visitor message".into()))?;
-        tx.commit().await?;
-        Ok(outcome)
+        self.group_commit.insert(&pending).await
     }
 
     /// Stores a message that came from Mattermost; `None` if that post was already applied.

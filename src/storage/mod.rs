@@ -58,9 +58,8 @@ pub enum StoreError {
 pub struct Store {
     write: AnyPool,
     read: AnyPool,
-    backend: Backend,
-    /// SQLite: visitor messages committed together (see `group_commit`).
-    group_commit: Option<group_commit::GroupCommit>,
+    /// Visitor messages committed together (see `group_commit`).
+    group_commit: group_commit::GroupCommit,
 }
 
 /// Which database is behind the store, for the few queries whose SQL must differ.
@@ -97,11 +96,10 @@ impl Store {
         let write = sqlite_pool(1).connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&write).await?;
         let read = sqlite_pool(4).connect_with(options).await?;
-        let group_commit = Some(group_commit::GroupCommit::start(write.clone()));
+        let group_commit = group_commit::GroupCommit::start(write.clone(), Backend::Sqlite);
         Ok(Self {
             write,
             read,
-            backend: Backend::Sqlite,
             group_commit,
         })
     }
@@ -120,11 +118,11 @@ impl Store {
         let write = pool().connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/postgres").run(&write).await?;
         let read = pool().connect_with(options).await?;
+        let group_commit = group_commit::GroupCommit::start(write.clone(), Backend::Postgres);
         Ok(Self {
             write,
             read,
-            backend: Backend::Postgres,
-            group_commit: None,
+            group_commit,
         })
     }
 
