@@ -94,9 +94,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
     loop {
         if let Some(how) = read.take() {
             // A chat waiting out a backoff may be due now (Mattermost came back and the
-            // database says so): read everything, at most a few times a second.
+            // database says so), or a task was committed after a higher id was read (see
+            // `Taken::Missed`): read everything, at most a few times a second.
             let how = if how == Read::New
-                && queue.has_waiting_head()
+                && (queue.has_waiting_head() || queue.missed)
                 && queue.read_all_at.elapsed() >= MIN_WHOLE_READ_GAP
             {
                 Read::All
@@ -158,6 +159,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
                     match queue.take(task) {
                         Taken::Queued | Taken::AlreadyRead => {}
                         Taken::ToRead => read = Some(read.unwrap_or(Read::New)),
+                        Taken::Missed => {
+                            read = Some(read.unwrap_or(Read::New));
+                            // The whole read it needs may have to wait for its turn.
+                            look_at = look_at.min(queue.read_all_at + MIN_WHOLE_READ_GAP);
+                        }
                     }
                 }
             }
@@ -274,6 +280,8 @@ struct Queue {
     recorded: Recorded,
     /// What delivering handed-off tasks needs, by task id, until they are dispatched.
     handed: HashMap<i64, (ChatRow, MessageRow)>,
+    /// A task was missed (`Taken::Missed`): the next read is a whole one.
+    missed: bool,
 }
 
 /// What became of a handed-off task.
@@ -285,6 +293,9 @@ enum Taken {
     AlreadyRead,
     /// Not queued: the next read must find it.
     ToRead,
+    /// Not known here although a read went past its id: on PostgreSQL it was committed after
+    /// a higher id (another instance's, say) was read. Only a whole read finds it.
+    Missed,
 }
 
 impl Queue {
@@ -297,6 +308,7 @@ impl Queue {
             claims,
             recorded,
             handed: HashMap::new(),
+            missed: false,
         }
     }
 
@@ -322,6 +334,7 @@ impl Queue {
             self.by_chat.clear();
             self.cursor = 0;
             self.read_all_at = Instant::now();
+            self.missed = false;
         }
         self.more = rows.len() as i64 == FETCH;
         for row in rows {
@@ -359,25 +372,27 @@ impl Queue {
             chat,
             message,
         } = handed;
+        let known = |queue: &Self, id: i64| {
+            queue.claims.lock().contains(&id)
+                || queue.recorded.lock().contains(id)
+                || queue
+                    .by_chat
+                    .get(&row.chat_id)
+                    .is_some_and(|tasks| tasks.iter().any(|t| t.id == id))
+        };
         if row.id <= self.cursor {
-            return Taken::AlreadyRead;
+            if known(self, row.id) {
+                return Taken::AlreadyRead;
+            }
+            self.missed = true;
+            return Taken::Missed;
         }
         if self.len() >= QUEUE_CAP {
             // The read that continues once the queue shrinks finds it.
             self.more = true;
             return Taken::AlreadyRead;
         }
-        let known = {
-            let claimed = self.claims.lock();
-            let recorded = self.recorded.lock();
-            let queued = self.by_chat.get(&row.chat_id);
-            earlier.iter().all(|id| {
-                claimed.contains(id)
-                    || recorded.contains(*id)
-                    || queued.is_some_and(|tasks| tasks.iter().any(|t| t.id == *id))
-            })
-        };
-        if !known {
+        if !earlier.iter().all(|id| known(self, *id)) {
             return Taken::ToRead;
         }
         self.handed.insert(row.id, (chat, message));
@@ -1306,10 +1321,16 @@ mod tests {
         // Task 2 of the chat is undelivered and unknown here (not read yet): 5 must wait.
         assert_eq!(queue.take(handed(5, "a", &[2])), Taken::ToRead);
         assert!(queued(&queue, "a").is_empty());
-        // A read already saw task 6: it may be in a lane or delivered.
-        queue.cursor = 6;
+        // A read already queued task 6: nothing to add.
+        queue.add(row(6, "c"));
+        queue.cursor = 7;
         assert_eq!(queue.take(handed(6, "c", &[])), Taken::AlreadyRead);
-        assert!(queued(&queue, "c").is_empty());
+        assert_eq!(queued(&queue, "c"), [6]);
+        // A read went past task 7 without seeing it (committed late on PostgreSQL): the
+        // next read is a whole one.
+        assert_eq!(queue.take(handed(7, "d", &[])), Taken::Missed);
+        assert!(queue.missed);
+        assert!(queued(&queue, "d").is_empty());
         assert!(queue.handed.is_empty());
     }
 

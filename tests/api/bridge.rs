@@ -563,7 +563,7 @@ async fn visitors_writing_at_once_get_every_message_relayed_once_in_transcript_o
     }
 
     wait_until("the outbox drains", || app.outbox_empty()).await;
-    for (chat, channel_id) in &chats {
+    for (c, (chat, channel_id)) in chats.iter().enumerate() {
         let transcript: Vec<String> = app
             .messages(chat)
             .await
@@ -574,8 +574,12 @@ async fn visitors_writing_at_once_get_every_message_relayed_once_in_transcript_o
             .collect();
         assert_eq!(transcript.len(), 30, "every message stored: {transcript:?}");
         for tab in 0..2 {
-            let prefix = format!("-{tab}-");
-            let sent: Vec<&String> = transcript.iter().filter(|t| t.contains(&prefix)).collect();
+            let prefix = format!("m-{c}-{tab}-");
+            let sent: Vec<&String> = transcript
+                .iter()
+                .filter(|t| t.starts_with(&prefix))
+                .collect();
+            assert_eq!(sent.len(), 15);
             let mut in_order = sent.clone();
             in_order.sort_by_key(|t| t.rsplit('-').next().unwrap().parse::<u32>().unwrap());
             assert_eq!(sent, in_order, "a tab's messages keep their order");
