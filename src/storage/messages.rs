@@ -222,16 +222,28 @@ async fn insert_run(
         })
         .collect();
     let enqueued = outbox::enqueue_returning(&mut *conn, backend, &tasks).await?;
+    // Rows are matched to messages by position: check it, so that a mismatch fails the
+    // transaction (each message is then tried alone) instead of answering the wrong visitor.
+    let matched = rows
+        .iter()
+        .zip(&enqueued)
+        .zip(&storing)
+        .all(|((row, task), p)| row.chat_id == p.chat_id && task.row.chat_id == p.chat_id);
+    if !matched || rows.len() != storing.len() || enqueued.len() != storing.len() {
+        return Err(StoreError::Corrupt(
+            "a multi-row insert returned rows that do not match its values".into(),
+        ));
+    }
     let mut stored = rows.into_iter().zip(enqueued);
     Ok(outcomes
         .into_iter()
-        .map(|refused| {
-            refused.unwrap_or_else(|| {
-                let (message, task) = stored.next().expect("one row per message stored");
-                VisitorMessageOutcome::Stored {
+        .filter_map(|refused| {
+            refused.or_else(|| {
+                let (message, task) = stored.next()?;
+                Some(VisitorMessageOutcome::Stored {
                     message: Box::new(message),
                     task: Box::new(task),
-                }
+                })
             })
         })
         .collect())
@@ -242,23 +254,10 @@ async fn insert_visitor_rows(
     conn: &mut AnyConnection,
     storing: &[&Pending<'_>],
 ) -> Result<Vec<MessageRow>, StoreError> {
-    let values: Vec<String> = (0..storing.len())
-        .map(|i| {
-            let n = 5 * i;
-            format!(
-                "(${}, 'visitor', ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5
-            )
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO messages (chat_id, sender, author, body, html, created_at)
          VALUES {} RETURNING {COLUMNS}",
-        values.join(", ")
+        super::values_rows(storing.len(), 5, "(?1, 'visitor', ?2, ?3, ?4, ?5)")
     );
     let mut query = sqlx::query_as::<_, MessageRow>(&sql);
     for p in storing {

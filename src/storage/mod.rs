@@ -171,6 +171,20 @@ pub(crate) fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// The rows of a multi-row `VALUES`: `row` is one row with `?1`, `?2`, … for its own
+/// parameters, numbered on across the rows as `$n`.
+pub(crate) fn values_rows(rows: usize, binds_per_row: usize, row: &str) -> String {
+    (0..rows)
+        .map(|i| {
+            // From the highest, so `?1` does not take the start of `?10`.
+            (1..=binds_per_row).rev().fold(row.to_owned(), |sql, k| {
+                sql.replace(&format!("?{k}"), &format!("${}", i * binds_per_row + k))
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The current time as Unix milliseconds, the unit of every stored time.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -188,4 +202,16 @@ pub fn rfc3339(ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_rows_number_every_rows_parameters_on() {
+        assert_eq!(
+            super::values_rows(2, 2, "(?1, 'x', ?2, ?2)"),
+            "($1, 'x', $2, $2), ($3, 'x', $4, $4)"
+        );
+        assert_eq!(super::values_rows(2, 10, "(?1,?10)"), "($1,$10), ($11,$20)");
+    }
 }

@@ -136,20 +136,6 @@ pub(super) async fn enqueue_returning(
         Backend::Sqlite => "group_concat(p.id)",
         Backend::Postgres => "string_agg(p.id::text, ',')",
     };
-    let values: Vec<String> = (0..tasks.len())
-        .map(|i| {
-            let n = 5 * i;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 5
-            )
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO outbox (chat_id, kind, payload, needs_channel, next_attempt_at, created_at)
          VALUES {}
@@ -159,7 +145,8 @@ pub(super) async fn enqueue_returning(
              (SELECT {ids} FROM outbox p
               WHERE p.chat_id = outbox.chat_id AND p.done_at IS NULL AND p.id < outbox.id)
                  AS earlier",
-        values.join(", ")
+        // The time goes into both `next_attempt_at` and `created_at`.
+        super::values_rows(tasks.len(), 5, "(?1, ?2, ?3, ?4, ?5, ?5)")
     );
     let mut query = sqlx::query_as::<_, EnqueuedRow>(&sql);
     for (chat_id, task, now) in tasks {
