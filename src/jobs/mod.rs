@@ -26,7 +26,7 @@ pub async fn run_outbox(state: AppState, shutdown: CancellationToken) {
 
 /// Posts offline messages: works while there is work, otherwise sleeps until the next retry is
 /// due, for at most a second, or until a new message wakes the outbox (at most ten looks a
-/// second, as every visitor message wakes it too).
+/// second, as other outbox tasks wake it too).
 async fn run_offline_posts(state: AppState, shutdown: CancellationToken, wakeup: Arc<Notify>) {
     loop {
         let wait = pause_after(
@@ -49,12 +49,12 @@ async fn run_offline_posts(state: AppState, shutdown: CancellationToken, wakeup:
 /// How long a worker may sleep after a pass: `None` after work (go on at once), until the next
 /// retry is due, or at most a second.
 fn pause_after(
-    outcome: Result<outbox::Outcome, crate::storage::StoreError>,
+    outcome: Result<offline_posts::Outcome, crate::storage::StoreError>,
     what: &str,
 ) -> Option<Duration> {
     match outcome {
-        Ok(outbox::Outcome::Worked(_)) => None,
-        Ok(outbox::Outcome::Idle { next_due }) => Some(
+        Ok(offline_posts::Outcome::Worked(_)) => None,
+        Ok(offline_posts::Outcome::Idle { next_due }) => Some(
             next_due
                 .map(|t| Duration::from_millis((t - now_ms()).clamp(0, 1000) as u64))
                 .unwrap_or(Duration::from_secs(1)),

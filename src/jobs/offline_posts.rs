@@ -7,11 +7,20 @@
 
 use crate::{
     departments,
-    jobs::outbox::{Outcome, backoff, create_post_once},
+    jobs::outbox::{backoff, create_post_once},
     mattermost::{Bridge, MmError, format},
     state::AppState,
     storage::{StoreError, now_ms, offline::OfflineMessageRow},
 };
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Some messages were tried (posted, failed or rescheduled).
+    Worked(usize),
+    /// Nothing is due; the earliest message waits until this time (ms), if any.
+    Idle { next_due: Option<i64> },
+}
 
 /// Offline messages looked at per pass.
 const BATCH: i64 = 50;

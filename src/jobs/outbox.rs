@@ -43,15 +43,6 @@ use crate::{
     },
 };
 
-/// What one pass of a job did (the offline messages' worker reports this way).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Some tasks were tried (delivered, failed or rescheduled).
-    Worked(usize),
-    /// Nothing is due; the earliest task waits until this time (ms), if any.
-    Idle { next_due: Option<i64> },
-}
-
 /// Chats delivered to at the same time.
 const LANES: usize = 32;
 /// Undelivered tasks read by one fill (several per chat are fine: a lane takes them in order).
@@ -387,12 +378,8 @@ impl Queue {
             self.missed = true;
             return Taken::Missed;
         }
-        if self.len() >= QUEUE_CAP {
-            // The read that continues once the queue shrinks finds it.
-            self.more = true;
-            return Taken::AlreadyRead;
-        }
-        if !earlier.iter().all(|id| known(self, *id)) {
+        // A full queue leaves it to a read, which waits for room (see `Queue::read`).
+        if self.len() >= QUEUE_CAP || !earlier.iter().all(|id| known(self, *id)) {
             return Taken::ToRead;
         }
         self.handed.insert(row.id, (chat, message));

@@ -128,11 +128,8 @@ async fn alone(
     backend: Backend,
     job: &Job,
 ) -> Result<VisitorMessageOutcome, StoreError> {
-    let mut tx = write.begin().await?;
-    let outcome = insert_visitor_messages_in(&mut tx, backend, &[job.pending()])
+    together(write, backend, std::slice::from_ref(job))
         .await?
         .pop()
-        .ok_or_else(|| StoreError::Corrupt("no outcome for a visitor message".into()))?;
-    tx.commit().await?;
-    Ok(outcome)
+        .ok_or_else(|| StoreError::Corrupt("no outcome for a visitor message".into()))
 }

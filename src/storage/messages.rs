@@ -269,24 +269,7 @@ async fn insert_visitor_rows(
             .bind(p.now);
     }
     let rows = query.fetch_all(&mut *conn).await?;
-    in_given_order(rows, storing.len(), |m| m.id)
-}
-
-/// Rows a multi-row `INSERT … RETURNING` gave back, in the order of its `VALUES`. Neither
-/// database promises the order of `RETURNING`, but both number new rows in `VALUES` order.
-pub(super) fn in_given_order<T>(
-    mut rows: Vec<T>,
-    expected: usize,
-    id: impl Fn(&T) -> i64,
-) -> Result<Vec<T>, StoreError> {
-    if rows.len() != expected {
-        return Err(StoreError::Corrupt(format!(
-            "{} rows returned for {expected} inserted",
-            rows.len()
-        )));
-    }
-    rows.sort_unstable_by_key(|row| id(row));
-    Ok(rows)
+    super::in_given_order(rows, storing.len(), |m| m.id)
 }
 
 impl Store {

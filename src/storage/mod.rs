@@ -185,6 +185,23 @@ pub(crate) fn values_rows(rows: usize, binds_per_row: usize, row: &str) -> Strin
         .join(", ")
 }
 
+/// Rows a multi-row `INSERT … RETURNING` gave back, in the order of its `VALUES`. Neither
+/// database promises the order of `RETURNING`, but both number new rows in `VALUES` order.
+fn in_given_order<T>(
+    mut rows: Vec<T>,
+    expected: usize,
+    id: impl Fn(&T) -> i64,
+) -> Result<Vec<T>, StoreError> {
+    if rows.len() != expected {
+        return Err(StoreError::Corrupt(format!(
+            "{} rows returned for {expected} inserted",
+            rows.len()
+        )));
+    }
+    rows.sort_unstable_by_key(|row| id(row));
+    Ok(rows)
+}
+
 /// The current time as Unix milliseconds, the unit of every stored time.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

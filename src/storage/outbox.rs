@@ -159,7 +159,7 @@ pub(super) async fn enqueue_returning(
             .bind(*now);
     }
     let rows = query.fetch_all(conn).await?;
-    super::messages::in_given_order(rows, tasks.len(), |r| r.row.id)?
+    super::in_given_order(rows, tasks.len(), |r| r.row.id)?
         .into_iter()
         .map(|found| {
             let earlier = found
