@@ -139,6 +139,7 @@
       errTooManyFiles: 'At most {n} files can be sent at once: {file} was not added.',
       errTooManyFilesSent: '{file} was not sent: at most {n} files can be sent at once.',
       errChatFilesLimit: '{file} was not sent: no more files can be sent in this chat.',
+      errNoRoomForFiles: '{file} was not sent: files cannot be received right now. Please try again later.',
       errRequestTooLarge: '{file} was not sent: the files are too large together. Please send them one at a time.',
       errFileRequired: 'Please choose a file to send.',
       errUploadFailed: '{file} was not sent. {reason}',
@@ -235,6 +236,7 @@
       errTooManyFiles: 'Höchstens {n} Dateien können auf einmal gesendet werden: {file} wurde nicht hinzugefügt.',
       errTooManyFilesSent: '{file} wurde nicht gesendet: Höchstens {n} Dateien können auf einmal gesendet werden.',
       errChatFilesLimit: '{file} wurde nicht gesendet: In diesem Chat können keine weiteren Dateien gesendet werden.',
+      errNoRoomForFiles: '{file} wurde nicht gesendet: Dateien können gerade nicht empfangen werden. Bitte versuchen Sie es später noch einmal.',
       errRequestTooLarge:
         '{file} wurde nicht gesendet: Die Dateien sind zusammen zu groß. Bitte senden Sie sie einzeln.',
       errFileRequired: 'Bitte wählen Sie eine Datei aus.',
@@ -785,6 +787,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     wsTimer: 0,
     wsEverFailed: false,
     wsHadReady: false, // a socket of this chat was ready before (a later "ready" is a reconnect)
+    wsParked: false, // a newer tab of this chat took the socket; reconnect when this tab is used again
     deleted: new Set(), // ids of messages an operator deleted: never shown again
     typingTimer: 0,
     typingSentAt: 0,
@@ -1817,6 +1820,9 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
         return t('errTooManyFilesSent', { file, n: max });
       case 'chat_files_limit':
         return t('errChatFilesLimit', { file });
+      case 'storage_full':
+      case 'daily_upload_limit':
+        return t('errNoRoomForFiles', { file });
       case 'request_too_large':
         return t('errRequestTooLarge', { file });
       case 'file_required':
@@ -2390,6 +2396,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     S.wsReady = false;
     S.wsEverFailed = false;
     S.wsHadReady = false;
+    S.wsParked = false;
     S.wsAttempt = 0;
     S.deleted.clear();
     hideTyping();
@@ -2444,6 +2451,7 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
     if (!cred || isClosed()) return;
     clearTimeout(S.wsTimer);
     const gen = ++S.wsGen;
+    S.wsParked = false;
     if (S.ws) {
       try {
         S.ws.close(1000);
@@ -2515,6 +2523,20 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
             forgetChat();
           } else if (f.code === 'chat_closed') {
             catchUp(true);
+          } else if (f.code === 'replaced') {
+            // The chat is open in more tabs than parley keeps sockets for, and a newer tab took
+            // this one's place. Stay off (no reconnect loop: tabs would take turns forever)
+            // until the visitor comes back to this tab; sending still works meanwhile.
+            S.wsGen++;
+            S.ws = null;
+            S.wsReady = false;
+            S.wsParked = true;
+            try {
+              ws.close(1000);
+            } catch (_) {
+              /* ignore */
+            }
+            updateReconnecting();
           }
           break;
         default:
@@ -2558,6 +2580,10 @@ form.view { display: flex; flex-direction: column; gap: 10px; }
   window.addEventListener('online', () => {
     reconnectNow();
     refreshStatus();
+  });
+  // A tab whose socket a newer tab took over takes it back when the visitor uses it again.
+  window.addEventListener('focus', () => {
+    if (S.wsParked) reconnectNow();
   });
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') {

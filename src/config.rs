@@ -54,6 +54,14 @@ struct RawSettings {
     max_chat_files_mb: u64,
     file_types: String,
     trust_proxy_headers: bool,
+    trusted_proxy_hops: Option<usize>,
+    trusted_proxies: String,
+    max_sockets_per_chat: usize,
+    max_sockets_per_address: usize,
+    max_pending_sockets: usize,
+    max_stored_files_mb: u64,
+    max_uploads_mb_per_day: u64,
+    min_free_disk_mb: u64,
     log_format: String,
     presence_away_counts: bool,
     presence_dnd_counts: bool,
@@ -89,6 +97,14 @@ impl Default for RawSettings {
             max_chat_files_mb: 50,
             file_types: DEFAULT_FILE_TYPES.join(","),
             trust_proxy_headers: false,
+            trusted_proxy_hops: None,
+            trusted_proxies: String::new(),
+            max_sockets_per_chat: 8,
+            max_sockets_per_address: 64,
+            max_pending_sockets: 256,
+            max_stored_files_mb: 10 * 1024,
+            max_uploads_mb_per_day: 2 * 1024,
+            min_free_disk_mb: 1024,
             log_format: "pretty".into(),
             presence_away_counts: true,
             presence_dnd_counts: false,
@@ -222,6 +238,12 @@ pub struct FileLimits {
     pub max_per_message: usize,
     /// Everything a visitor may upload into one chat, together.
     pub max_chat_bytes: u64,
+    /// All files kept (every chat, visitors' and operators'), together; 0: no limit.
+    pub max_stored_bytes: u64,
+    /// What visitors may upload in any 24 hours, all chats together; 0: no limit.
+    pub max_daily_bytes: u64,
+    /// Uploads are refused while the data directory's disk has less free space than this.
+    pub min_free_disk_bytes: u64,
     /// Allowed content types (`image/png`, …).
     pub types: Vec<String>,
 }
@@ -241,6 +263,32 @@ pub const DEFAULT_FILE_TYPES: &[&str] = &[
     "application/vnd.oasis.opendocument.text",
     "application/vnd.oasis.opendocument.spreadsheet",
 ];
+
+/// Which proxies in front of parley are trusted to say who the client is.
+///
+/// With `enabled`, the client address comes from `X-Forwarded-For`, read from the right: each
+/// trusted proxy appends the address it saw, so only the right-hand entries are theirs and
+/// anything to the left may be the client's own invention. Without `networks`, the client is
+/// the `hops`-th entry from the right (1: the entry the proxy in front of parley wrote). With
+/// `networks`, the header counts only when the connection comes from one of them, and the
+/// client is the first entry from the right outside them.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyTrust {
+    pub enabled: bool,
+    pub hops: usize,
+    pub networks: Vec<ipnet::IpNet>,
+}
+
+/// Caps on visitors' live sockets (per process).
+#[derive(Debug, Clone)]
+pub struct LiveLimits {
+    /// Sockets of one chat (its tabs); a new one closes the oldest.
+    pub per_chat: usize,
+    /// Sockets from one client address (an IPv6 /64 counts as one), authenticated or not.
+    pub per_address: usize,
+    /// Sockets still waiting for their authentication frame, all clients together.
+    pub pending: usize,
+}
 
 /// Which Mattermost statuses make an operator count as available, and how often parley asks.
 #[derive(Debug, Clone)]
@@ -274,8 +322,10 @@ pub struct Settings {
     pub remind_after: Option<Duration>,
     /// The reminder says `@here`.
     pub remind_with_here: bool,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
-    pub trust_proxy_headers: bool,
+    /// Which `X-Forwarded-For` entry is the client's (see [`ProxyTrust`]).
+    pub proxy: ProxyTrust,
+    /// How many live sockets a chat, an address and the not-yet-authenticated may hold.
+    pub live: LiveLimits,
     pub log_format: LogFormat,
     pub presence: PresenceSettings,
     /// Ask for a phone number (optional) in the widget's forms.
@@ -356,6 +406,8 @@ impl RawSettings {
             ));
         }
         let files = self.file_limits()?;
+        let proxy = self.proxy_trust()?;
+        let live = self.live_limits()?;
         // A week at most: longer is a typo, and minutes beyond that would overflow nothing
         // but make no sense for a live chat.
         const WEEK_MINUTES: u64 = 7 * 24 * 60;
@@ -415,7 +467,8 @@ impl RawSettings {
             remind_after: (self.remind_after_minutes > 0)
                 .then(|| Duration::from_secs(self.remind_after_minutes * 60)),
             remind_with_here: self.remind_with_here,
-            trust_proxy_headers: self.trust_proxy_headers,
+            proxy,
+            live,
             log_format,
             presence: PresenceSettings {
                 away_counts: self.presence_away_counts,
@@ -445,6 +498,17 @@ impl RawSettings {
                 "PARLEY_MAX_CHAT_FILES_MB",
                 "must be at least PARLEY_MAX_FILE_MB",
             ));
+        }
+        for (key, value) in [
+            ("PARLEY_MAX_STORED_FILES_MB", self.max_stored_files_mb),
+            ("PARLEY_MAX_UPLOADS_MB_PER_DAY", self.max_uploads_mb_per_day),
+        ] {
+            if value != 0 && value < self.max_file_mb {
+                return Err(invalid(
+                    key,
+                    "must be 0 (no limit) or at least PARLEY_MAX_FILE_MB",
+                ));
+            }
         }
         let mut types = Vec::new();
         for t in self
@@ -481,7 +545,77 @@ impl RawSettings {
             max_bytes: self.max_file_mb * MIB,
             max_per_message: self.max_files_per_message,
             max_chat_bytes: self.max_chat_files_mb * MIB,
+            max_stored_bytes: self.max_stored_files_mb.saturating_mul(MIB),
+            max_daily_bytes: self.max_uploads_mb_per_day.saturating_mul(MIB),
+            min_free_disk_bytes: self.min_free_disk_mb.saturating_mul(MIB),
             types,
+        })
+    }
+
+    fn proxy_trust(&self) -> Result<ProxyTrust, ConfigError> {
+        let mut networks = Vec::new();
+        for part in self
+            .trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            // A bare address is a network of one.
+            let net = part
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| part.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        "PARLEY_TRUSTED_PROXIES",
+                        format!("`{part}` is not an address or network like 10.0.0.0/8"),
+                    )
+                })?;
+            networks.push(net.trunc());
+        }
+        if !self.trust_proxy_headers && (!networks.is_empty() || self.trusted_proxy_hops.is_some())
+        {
+            return Err(invalid(
+                "PARLEY_TRUST_PROXY_HEADERS",
+                "PARLEY_TRUSTED_PROXIES and PARLEY_TRUSTED_PROXY_HOPS only apply with PARLEY_TRUST_PROXY_HEADERS=true",
+            ));
+        }
+        if !networks.is_empty() && self.trusted_proxy_hops.is_some() {
+            return Err(invalid(
+                "PARLEY_TRUSTED_PROXY_HOPS",
+                "set either PARLEY_TRUSTED_PROXY_HOPS or PARLEY_TRUSTED_PROXIES, not both",
+            ));
+        }
+        let hops = self.trusted_proxy_hops.unwrap_or(1);
+        if !(1..=10).contains(&hops) {
+            return Err(invalid(
+                "PARLEY_TRUSTED_PROXY_HOPS",
+                "must be between 1 and 10",
+            ));
+        }
+        Ok(ProxyTrust {
+            enabled: self.trust_proxy_headers,
+            hops,
+            networks,
+        })
+    }
+
+    fn live_limits(&self) -> Result<LiveLimits, ConfigError> {
+        for (key, value) in [
+            ("PARLEY_MAX_SOCKETS_PER_CHAT", self.max_sockets_per_chat),
+            (
+                "PARLEY_MAX_SOCKETS_PER_ADDRESS",
+                self.max_sockets_per_address,
+            ),
+            ("PARLEY_MAX_PENDING_SOCKETS", self.max_pending_sockets),
+        ] {
+            if !(1..=100_000).contains(&value) {
+                return Err(invalid(key, "must be between 1 and 100000"));
+            }
+        }
+        Ok(LiveLimits {
+            per_chat: self.max_sockets_per_chat,
+            per_address: self.max_sockets_per_address,
+            pending: self.max_pending_sockets,
         })
     }
 
@@ -661,6 +795,38 @@ mod tests {
                 |r| r.remind_after_minutes = 100_000,
                 "PARLEY_REMIND_AFTER_MINUTES",
             ),
+            (
+                |r| {
+                    r.trust_proxy_headers = true;
+                    r.trusted_proxies = "10.0.0.0/8, proxy.example.com".into();
+                },
+                "PARLEY_TRUSTED_PROXIES",
+            ),
+            (
+                |r| {
+                    r.trust_proxy_headers = true;
+                    r.trusted_proxy_hops = Some(0);
+                },
+                "PARLEY_TRUSTED_PROXY_HOPS",
+            ),
+            (
+                |r| {
+                    r.trust_proxy_headers = true;
+                    r.trusted_proxy_hops = Some(2);
+                    r.trusted_proxies = "10.0.0.0/8".into();
+                },
+                "PARLEY_TRUSTED_PROXY_HOPS",
+            ),
+            (
+                |r| r.trusted_proxies = "10.0.0.0/8".into(),
+                "PARLEY_TRUST_PROXY_HEADERS",
+            ),
+            (
+                |r| r.max_sockets_per_chat = 0,
+                "PARLEY_MAX_SOCKETS_PER_CHAT",
+            ),
+            (|r| r.max_pending_sockets = 0, "PARLEY_MAX_PENDING_SOCKETS"),
+            (|r| r.max_stored_files_mb = 1, "PARLEY_MAX_STORED_FILES_MB"),
         ];
         for (mutate, key) in cases {
             let mut r = raw();
@@ -685,6 +851,28 @@ mod tests {
         let printed = format!("{s:?}");
         assert!(!printed.contains("db-secret"), "{printed}");
         assert!(printed.contains("db.example.com"), "{printed}");
+    }
+
+    #[test]
+    fn trusting_proxy_headers_alone_means_one_proxy() {
+        let mut r = raw();
+        r.trust_proxy_headers = true;
+        let s = r.validate().unwrap();
+        assert!(s.proxy.enabled);
+        assert_eq!(s.proxy.hops, 1);
+        assert!(s.proxy.networks.is_empty());
+        let mut r = raw();
+        r.trust_proxy_headers = true;
+        r.trusted_proxies = "10.1.2.3/8, 2001:db8::1".into();
+        let nets: Vec<String> = r
+            .validate()
+            .unwrap()
+            .proxy
+            .networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "2001:db8::1/128"]);
     }
 
     #[test]

@@ -36,3 +36,5 @@ pub mod state;
 pub mod storage;
 /// Logging setup.
 pub mod telemetry;
+/// Room for uploads: the global quotas and the free-disk floor.
+pub mod upload_room;

@@ -12,7 +12,7 @@ use crate::{
     cluster::{self, Cluster},
     config::{DatabaseUrl, Settings},
     events::Hub,
-    http::{self, rate_limit::RateLimits},
+    http::{self, live_sockets::LiveSockets, rate_limit::RateLimits},
     jobs, mattermost,
     metrics::Metrics,
     security::{ActionSigner, FileLinks, random_token},
@@ -82,6 +82,7 @@ impl Application {
         };
         let state = AppState {
             rate_limits: Arc::new(RateLimits::new(&settings.limits)),
+            live_sockets: LiveSockets::new(settings.live.clone()),
             settings: Arc::new(settings),
             store,
             hub,

@@ -9,7 +9,7 @@ use crate::{
     cluster::{Cluster, Note},
     config::Settings,
     events::Hub,
-    http::rate_limit::RateLimits,
+    http::{live_sockets::LiveSockets, rate_limit::RateLimits},
     jobs::outbox::HandOffs,
     mattermost::Bridge,
     metrics::Metrics,
@@ -30,6 +30,8 @@ pub struct AppState {
     /// Where attached files are kept.
     pub blobs: Blobs,
     pub rate_limits: Arc<RateLimits>,
+    /// The caps on visitors' live sockets.
+    pub live_sockets: Arc<LiveSockets>,
     /// Wakes the outbox worker when a task is added.
     pub outbox_wakeup: Arc<Notify>,
     /// Gives a visitor message's delivery task straight to the outbox worker, when it runs

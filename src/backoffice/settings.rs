@@ -330,7 +330,32 @@ pub fn effective_config(s: &Settings, saved: Option<&MattermostSettings>) -> Vec
             (s.files.max_chat_bytes / (1024 * 1024)).to_string(),
         ),
         ("file_types", s.files.types.join(", ")),
-        ("trust_proxy_headers", s.trust_proxy_headers.to_string()),
+        ("trust_proxy_headers", s.proxy.enabled.to_string()),
+        ("trusted_proxy_hops", s.proxy.hops.to_string()),
+        (
+            "trusted_proxies",
+            s.proxy
+                .networks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ("max_sockets_per_chat", s.live.per_chat.to_string()),
+        ("max_sockets_per_address", s.live.per_address.to_string()),
+        ("max_pending_sockets", s.live.pending.to_string()),
+        (
+            "max_stored_files_mb",
+            (s.files.max_stored_bytes / (1024 * 1024)).to_string(),
+        ),
+        (
+            "max_uploads_mb_per_day",
+            (s.files.max_daily_bytes / (1024 * 1024)).to_string(),
+        ),
+        (
+            "min_free_disk_mb",
+            (s.files.min_free_disk_bytes / (1024 * 1024)).to_string(),
+        ),
         ("log_format", format!("{:?}", s.log_format).to_lowercase()),
     ];
     lines

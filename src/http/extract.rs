@@ -12,7 +12,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 
 use crate::{
-    http::error::ApiError,
+    http::{client_addr::client_addr, error::ApiError},
     security::token_hash,
     state::AppState,
     storage::{chats::ChatRow, now_ms},
@@ -64,30 +64,24 @@ fn json_error(rejection: JsonRejection) -> ApiError {
     }
 }
 
-/// The client's address: the socket peer, or the first `X-Forwarded-For` entry when
-/// `PARLEY_TRUST_PROXY_HEADERS` says a proxy in front sets it.
+/// The client's address: the socket peer, or, behind trusted proxies, the address they saw
+/// (see [`crate::http::client_addr`]).
 pub struct ClientIp(pub IpAddr);
 
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if state.settings.trust_proxy_headers
-            && let Some(ip) = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok())
-        {
-            return Ok(Self(ip));
-        }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        Ok(Self(peer))
+        Ok(Self(client_addr(
+            peer,
+            &parts.headers,
+            &state.settings.proxy,
+        )))
     }
 }
 

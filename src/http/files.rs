@@ -26,6 +26,7 @@ use crate::{
     },
     state::AppState,
     storage::{files::FileRow, messages::VisitorMessageOutcome, now_ms},
+    upload_room::{self, NoRoom},
 };
 
 /// The largest body the upload route reads: every allowed file at its largest, plus room for
@@ -54,6 +55,8 @@ pub async fn upload(
         )
     })?;
     state.rate_limits.check_message(ip, &chat.id)?;
+    // Already full: refuse before reading (and writing) a byte.
+    room_for(&state, 0).await?;
     let limits = &state.settings.files;
     let max_text_bytes = state.settings.limits.max_message_chars * 4;
     let mut text = String::new();
@@ -93,6 +96,12 @@ pub async fn upload(
             "attach at least one file in a part named `file`",
         ));
     }
+    // The received files are still temporary: refused here, nothing is kept.
+    room_for(
+        &state,
+        uploads.iter().map(|u| u.file.size.max(0) as u64).sum(),
+    )
+    .await?;
     let text = if text.trim().is_empty() {
         String::new()
     } else {
@@ -107,6 +116,40 @@ pub async fn upload(
         VisitorMessageOutcome::NoSuchChat => Err(ApiError::not_found("chat")),
         VisitorMessageOutcome::OverChatAllowance => Err(over_allowance(&state)),
     }
+}
+
+/// Refuses with `507 Insufficient Storage` when `incoming` more bytes do not fit (see
+/// [`upload_room`]).
+async fn room_for(state: &AppState, incoming: u64) -> Result<(), ApiError> {
+    let refusal = match upload_room::check(state, incoming).await? {
+        Ok(()) => return Ok(()),
+        Err(NoRoom::DiskFloor) => {
+            tracing::warn!(
+                data_dir = %state.settings.data_dir.display(),
+                "uploads refused: the data directory's disk is below PARLEY_MIN_FREE_DISK_MB"
+            );
+            (
+                "storage_full",
+                "files cannot be received right now (the server's storage is full); please try again later",
+            )
+        }
+        Err(NoRoom::StoredQuota) => {
+            tracing::warn!("uploads refused: the files kept reached PARLEY_MAX_STORED_FILES_MB");
+            (
+                "storage_full",
+                "files cannot be received right now (the server's storage is full); please try again later",
+            )
+        }
+        Err(NoRoom::DailyQuota) => (
+            "daily_upload_limit",
+            "files cannot be received right now (today's limit for all visitors is reached); please try again later",
+        ),
+    };
+    Err(ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        refusal.0,
+        refusal.1,
+    ))
 }
 
 /// The chat's files would pass `PARLEY_MAX_CHAT_FILES_MB`.

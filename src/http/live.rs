@@ -16,17 +16,24 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     cluster::Note,
     domain::ChatStatus,
     events::{ChatView, LiveEvent},
-    http::{error::ApiError, extract::authenticate},
+    http::{
+        error::ApiError,
+        extract::{ClientIp, authenticate},
+        live_sockets::Admitted,
+    },
     state::AppState,
     storage::now_ms,
 };
 
-const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The widget sends its token as soon as the socket opens; a socket silent for this long is
+/// not a widget, and holds one of the few pending places (`PARLEY_MAX_PENDING_SOCKETS`).
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// A socket that sent nothing (not even a pong) for this long is dropped.
 const SILENT_FOR: Duration = Duration::from_secs(65);
@@ -49,10 +56,11 @@ struct AuthFrame {
 }
 
 /// Upgrades to the live socket. Browsers do not apply CORS to WebSockets, so the allowed
-/// origins are checked here.
+/// origins are checked here, and so are the caps on sockets (see [`super::live_sockets`]).
 pub async fn live(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -66,10 +74,14 @@ pub async fn live(
         )
         .into_response();
     }
+    let admitted = match state.live_sockets.admit(ip) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused.into_response(),
+    };
     ws.max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
         .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| serve(state, id, socket))
+        .on_upgrade(move |socket| serve(state, id, socket, admitted))
 }
 
 async fn send_json(socket: &mut WebSocket, value: &impl serde::Serialize) -> bool {
@@ -91,12 +103,13 @@ async fn refuse(mut socket: WebSocket, code: &str, message: &str, close_code: u1
         .await;
 }
 
-async fn serve(state: AppState, chat_id: String, mut socket: WebSocket) {
+async fn serve(state: AppState, chat_id: String, mut socket: WebSocket, mut admitted: Admitted) {
     let _counted = state.metrics.visitor_socket();
     let auth = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AuthFrame>(text.as_str()).ok(),
         _ => None,
     };
+    admitted.authenticated();
     let Some(auth) = auth.filter(|a| a.kind == "auth") else {
         return refuse(
             socket,
@@ -113,13 +126,24 @@ async fn serve(state: AppState, chat_id: String, mut socket: WebSocket) {
             return refuse(socket, e.code, &e.message, close).await;
         }
     };
+    // Counted with the chat's other sockets from now on; the oldest of them may have to go.
+    let place = admitted.join(&chat.id);
     // Subscribe before reading the chat and its backlog, so nothing falls between them.
     let events = state.hub.subscribe(&chat.id);
     // The visitor is here from now until the socket goes (and while it stays, this
     // instance's `jobs::lifecycle` says so every few seconds): a connected widget's chat
     // never times out, and the timeout counts from the moment it went.
     touch_visitor(&state, &chat.id).await;
-    stream(&state, &chat.id, auth.after.max(0), events, socket).await;
+    stream(
+        &state,
+        &chat.id,
+        auth.after.max(0),
+        events,
+        socket,
+        &place.replaced,
+    )
+    .await;
+    drop(place);
     touch_visitor(&state, &chat.id).await;
 }
 
@@ -137,6 +161,7 @@ async fn stream(
     mut last_sent: i64,
     mut events: broadcast::Receiver<LiveEvent>,
     mut socket: WebSocket,
+    replaced: &CancellationToken,
 ) {
     // Read after subscribing: a chat that ended a moment ago (its visitor timed out just
     // before coming back) is shown ended, not as the token check saw it.
@@ -168,6 +193,17 @@ async fn stream(
     let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            () = replaced.cancelled() => {
+                // The widget stays quiet until its tab is shown again, so that tabs beyond
+                // the cap do not take the socket from each other forever.
+                return refuse(
+                    socket,
+                    "replaced",
+                    "this chat is open in too many tabs; the newest ones stay connected",
+                    4409,
+                )
+                .await;
+            }
             event = events.recv() => match event {
                 Ok(LiveEvent::Message { message }) => {
                     if message.id <= last_sent {

@@ -4,10 +4,12 @@
 pub mod actions;
 pub mod admin;
 pub mod assets;
+pub mod client_addr;
 pub mod error;
 pub mod extract;
 pub mod files;
 pub mod live;
+pub mod live_sockets;
 pub mod probes;
 pub mod rate_limit;
 pub mod visitor;

@@ -97,6 +97,28 @@ pub(crate) async fn of_messages(
 }
 
 impl Store {
+    /// Bytes of every kept file (all chats, visitors' and operators'), for the global quota.
+    pub async fn stored_file_bytes(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM files")
+                .fetch_one(&self.read)
+                .await?;
+        Ok(n)
+    }
+
+    /// Bytes visitors uploaded (all chats) since `since` (ms), for the daily quota.
+    pub async fn visitor_file_bytes_since(&self, since: i64) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(f.size), 0) AS BIGINT) FROM files f
+             JOIN messages m ON m.id = f.message_id
+             WHERE f.created_at >= $1 AND m.sender = 'visitor'",
+        )
+        .bind(since)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(n)
+    }
+
     /// One file by id.
     pub async fn get_file(&self, id: &str) -> Result<Option<FileRow>, StoreError> {
         Ok(
