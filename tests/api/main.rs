@@ -17,3 +17,4 @@ mod live_details;
 mod operations;
 mod upload_room;
 mod visitor_api;
+mod widget_tabs;
