@@ -134,7 +134,7 @@ async fn sockets_waiting_to_authenticate_are_capped_for_everyone() {
     let refused = upgrade(&app, &chat.id, None).await;
 
     // Assert
-    let (status, body) = refused.err().expect("the fourth upgrade is refused");
+    let (status, body) = refused.expect_err("the fourth upgrade is refused");
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "too_many_pending", "{body}");
 
@@ -172,7 +172,7 @@ async fn one_client_address_holds_at_most_its_share_of_sockets() {
     let refused = upgrade(&app, &chat.id, Some("203.0.113.1")).await;
 
     // Assert
-    let (status, body) = refused.err().expect("the fifth socket is refused");
+    let (status, body) = refused.expect_err("the fifth socket is refused");
     assert_eq!(status, 429);
     assert_eq!(body["error"]["code"], "too_many_sockets", "{body}");
     // IPv6 clients count per /64.
@@ -180,7 +180,7 @@ async fn one_client_address_holds_at_most_its_share_of_sockets() {
         held.push(ready(&app, &chat, Some(&format!("2001:db8:0:7::{i}"))).await);
     }
     let refused = upgrade(&app, &chat.id, Some("2001:db8:0:7:ffff::1")).await;
-    assert_eq!(refused.err().expect("the /64 is full").0, 429);
+    assert_eq!(refused.expect_err("the /64 is full").0, 429);
     // Another client behind the same proxy is admitted.
     ready(&app, &chat, Some("203.0.113.2")).await;
 
