@@ -119,26 +119,22 @@ pub async fn upload(
 }
 
 /// Refuses with `507 Insufficient Storage` when `incoming` more bytes do not fit (see
-/// [`upload_room`]).
+/// [`upload_room`]). The visitor cannot act on which limit it was; the log tells the admin.
 async fn room_for(state: &AppState, incoming: u64) -> Result<(), ApiError> {
-    let refusal = match upload_room::check(state, incoming).await? {
+    const FULL: &str =
+        "files cannot be received right now (the server's storage is full); please try again later";
+    let (code, message) = match upload_room::check(state, incoming).await? {
         Ok(()) => return Ok(()),
         Err(NoRoom::DiskFloor) => {
             tracing::warn!(
                 data_dir = %state.settings.data_dir.display(),
                 "uploads refused: the data directory's disk is below PARLEY_MIN_FREE_DISK_MB"
             );
-            (
-                "storage_full",
-                "files cannot be received right now (the server's storage is full); please try again later",
-            )
+            ("storage_full", FULL)
         }
         Err(NoRoom::StoredQuota) => {
             tracing::warn!("uploads refused: the files kept reached PARLEY_MAX_STORED_FILES_MB");
-            (
-                "storage_full",
-                "files cannot be received right now (the server's storage is full); please try again later",
-            )
+            ("storage_full", FULL)
         }
         Err(NoRoom::DailyQuota) => (
             "daily_upload_limit",
@@ -147,8 +143,8 @@ async fn room_for(state: &AppState, incoming: u64) -> Result<(), ApiError> {
     };
     Err(ApiError::new(
         StatusCode::INSUFFICIENT_STORAGE,
-        refusal.0,
-        refusal.1,
+        code,
+        message,
     ))
 }
 
