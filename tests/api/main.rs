@@ -13,4 +13,5 @@ mod instances;
 mod lifecycle;
 mod live_details;
 mod operations;
+mod signin_attacks;
 mod visitor_api;
