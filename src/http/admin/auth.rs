@@ -368,9 +368,12 @@ impl Refusal {
 /// What a refused request is told to wait when the password checks are all taken.
 const BUSY_RETRY_SECS: u64 = 2;
 
+/// A wait in words: "5 seconds", "a minute", "14 minutes".
 fn minutes(wait: Duration) -> String {
-    match wait.as_secs().div_ceil(60) {
-        0 | 1 => "a minute".to_owned(),
+    let secs = wait.as_secs().max(1);
+    match secs.div_ceil(60) {
+        _ if secs < 60 => format!("{secs} seconds"),
+        1 => "a minute".to_owned(),
         n => format!("{n} minutes"),
     }
 }
