@@ -42,6 +42,7 @@ struct RawSettings {
     mattermost_channel: Option<String>,
     allowed_origins: String,
     delete_after_hours: u64,
+    audit_retention_days: u64,
     visitor_timeout_minutes: u64,
     remind_after_minutes: u64,
     remind_with_here: bool,
@@ -85,6 +86,7 @@ impl Default for RawSettings {
             mattermost_channel: None,
             allowed_origins: "*".into(),
             delete_after_hours: 24,
+            audit_retention_days: 365,
             visitor_timeout_minutes: 10,
             remind_after_minutes: 3,
             remind_with_here: true,
@@ -313,6 +315,8 @@ pub struct Settings {
     pub mattermost: Option<MattermostSettings>,
     pub allowed_origins: AllowedOrigins,
     pub delete_after: Duration,
+    /// Audit-log lines older than this are deleted; `None` (0 days): kept forever.
+    pub audit_retention: Option<Duration>,
     pub limits: Limits,
     pub files: FileLimits,
     /// A chat ends when no widget has been connected to it for this long.
@@ -456,6 +460,8 @@ impl RawSettings {
             mattermost,
             allowed_origins,
             delete_after: Duration::from_secs(self.delete_after_hours.saturating_mul(3600)),
+            audit_retention: (self.audit_retention_days > 0)
+                .then(|| Duration::from_secs(self.audit_retention_days.saturating_mul(86_400))),
             limits: Limits {
                 max_message_chars: self.max_message_chars,
                 max_field_chars: self.max_field_chars,

@@ -67,6 +67,11 @@ enum AdminCommand {
         #[arg(long)]
         email: String,
     },
+    /// Clear a manager's sign-in lock (after too many failed sign-ins), for every browser.
+    Unlock {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -258,6 +263,19 @@ async fn admin(settings: &Settings, command: AdminCommand) -> anyhow::Result<()>
                 "A new link for {} to set a password (it works once, for 72 hours):\n{link}",
                 manager.email
             );
+        }
+        AdminCommand::Unlock { email } => {
+            let normalised = accounts::normalise_email(&email).unwrap_or_default();
+            let manager = store
+                .get_manager_by_email(&normalised)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no manager has the e-mail {}", email.trim()))?;
+            let cleared = accounts::unlock(&store, &manager).await?;
+            if cleared {
+                println!("{} can sign in again.", manager.email);
+            } else {
+                println!("{} was not locked.", manager.email);
+            }
         }
     }
     Ok(())

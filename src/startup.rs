@@ -185,6 +185,10 @@ fn leader_jobs(state: AppState, shutdown: CancellationToken) -> JoinSet<()> {
         state.clone(),
         shutdown.clone(),
     ));
+    jobs.spawn(jobs::retention::run_scheduled(
+        state.clone(),
+        shutdown.clone(),
+    ));
     jobs.spawn(jobs::lifecycle::run_scheduled(state, shutdown));
     jobs
 }

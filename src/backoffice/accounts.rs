@@ -1,5 +1,6 @@
 //! Manager accounts: Argon2id passwords, one-time setup links (first run, new managers,
-//! password resets), session lifetimes and the sign-in rate limits.
+//! password resets), session lifetimes and the sign-in limits: per address, and per account
+//! counting failures only, with a budget of its own for each known device.
 
 use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
@@ -7,9 +8,15 @@ use argon2::{
     Argon2,
     password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash},
 };
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::{
+    DefaultKeyedRateLimiter, Quota,
+    clock::{Clock, DefaultClock},
+};
+use sha2::{Digest, Sha256};
 
+use super::password_work::PasswordWork;
 use crate::{
+    http::rate_limit::address_key,
     security::{random_token, token_hash},
     storage::{Store, StoreError, managers::ManagerRow, now_ms},
 };
@@ -50,6 +57,8 @@ pub const FIRST_RUN_LINK_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 pub const SETUP_LINK_LIFETIME: Duration = Duration::from_secs(72 * 3600);
 /// Shortest accepted password.
 pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Longest accepted password (a longer one cannot be right, so it is refused unchecked).
+pub const MAX_PASSWORD_CHARS: usize = 200;
 
 fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
@@ -87,8 +96,10 @@ pub fn password_problem(password: &str) -> Option<String> {
         Some(format!(
             "the password must have at least {MIN_PASSWORD_CHARS} characters"
         ))
-    } else if n > 200 {
-        Some("the password must have at most 200 characters".into())
+    } else if n > MAX_PASSWORD_CHARS {
+        Some(format!(
+            "the password must have at most {MAX_PASSWORD_CHARS} characters"
+        ))
     } else {
         None
     }
@@ -181,6 +192,21 @@ pub async fn reset_link(
     Ok(setup_link(public_base, &token))
 }
 
+/// Clears the sign-in lock of `manager` (every browser's budget) and audits it; whether
+/// there were failures to clear.
+pub async fn unlock(store: &Store, manager: &ManagerRow) -> Result<bool, StoreError> {
+    let cleared = store.unlock_sign_in(manager.id).await? > 0;
+    store
+        .insert_audit(&crate::storage::audit::NewAudit {
+            actor: Some("parley admin"),
+            action: "sign_in_unlocked",
+            target: Some(&manager.email),
+            ..Default::default()
+        })
+        .await?;
+    Ok(cleared)
+}
+
 /// Whether a session started at `created_at` and last used at `last_seen_at` still holds.
 pub fn session_is_live(created_at: i64, last_seen_at: i64, now: i64) -> bool {
     now - last_seen_at < ms(SESSION_IDLE) && now - created_at < ms(SESSION_ABSOLUTE)
@@ -202,10 +228,37 @@ pub async fn forget_expired_sessions(store: &Store) {
     }
 }
 
-/// Process-wide state of the back office: the sign-in rate limits.
+/// Failed sign-ins one budget allows within [`FAILURE_WINDOW`]; the next attempts are refused
+/// until the window ends (or `parley admin unlock`).
+pub const MAX_FAILURES: i64 = 5;
+/// The window failed sign-ins are counted in, from the first failure.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Refused sign-ins within this window share one audit line (per address, account, reason).
+pub const AUDIT_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Most unknown e-mails whose failures are kept in memory; beyond it they are not counted
+/// (the per-address limit still holds), so memory stays bounded.
+const MAX_UNKNOWN_TRACKED: usize = 100_000;
+
+/// Whether a budget with `failures` counted in a window that began at `first_at` is spent:
+/// `Some(wait)` until the window ends.
+pub fn locked(failures: i64, first_at: i64, now: i64) -> Option<Duration> {
+    let end = first_at + ms(FAILURE_WINDOW);
+    (failures > MAX_FAILURES && end > now).then(|| Duration::from_millis((end - now) as u64))
+}
+
+/// Process-wide state of the back office: the per-address sign-in limit, the failure budgets
+/// of e-mails that are no account, and the bound on password hashing. (The failure budgets of
+/// accounts are in the database, so every instance and `parley admin unlock` see them.)
 pub struct BackOffice {
     login_per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    login_per_account: DefaultKeyedRateLimiter<String>,
+    /// SHA-256 of an unknown e-mail → (failures, window start): unknown e-mails are locked like
+    /// accounts, so a lock does not tell an attacker which e-mails are accounts.
+    unknown: std::sync::Mutex<std::collections::HashMap<[u8; 32], (i64, i64)>>,
+    /// The bound on concurrent password hashing.
+    pub password_work: PasswordWork,
+    /// Held while a refused sign-in is counted on its audit line, so that concurrent refusals
+    /// add to one line instead of racing to write one each (per process).
+    pub audit_counting: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for BackOffice {
@@ -221,32 +274,53 @@ impl Default for BackOffice {
 }
 
 impl BackOffice {
-    /// Per address: 20 attempts, then one every 3 s. Per account: 5 attempts, then one a
-    /// minute, so guessing one manager's password is slow from any number of addresses.
+    /// Per address (an IPv6 address per /64): 20 attempts, then one every 3 s.
     pub fn new() -> Self {
+        Self::with_password_work(PasswordWork::for_this_machine())
+    }
+
+    pub fn with_password_work(password_work: PasswordWork) -> Self {
         let n = |v: u32| NonZeroU32::new(v).expect("non-zero");
         Self {
             login_per_ip: governor::RateLimiter::keyed(Quota::per_minute(n(20))),
-            login_per_account: governor::RateLimiter::keyed(
-                Quota::per_minute(n(1)).allow_burst(n(5)),
-            ),
+            unknown: Default::default(),
+            password_work,
+            audit_counting: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Whether a sign-in attempt from `ip` for `email` may be checked now.
-    pub fn allow_login(&self, ip: IpAddr, email: &str) -> bool {
-        let ip_ok = self.login_per_ip.check_key(&ip).is_ok();
-        let account_ok = self
-            .login_per_account
-            .check_key(&email.trim().to_lowercase())
-            .is_ok();
-        ip_ok && account_ok
+    /// Whether the address may try to sign in now (every attempt counts), else how long to
+    /// wait.
+    pub fn allow_address(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.login_per_ip
+            .check_key(&address_key(ip))
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
-    /// Forgets idle keys.
+    /// Counts an attempt on an e-mail that is no account (every one fails) and says whether
+    /// its budget is spent, like [`Store::count_sign_in_attempt`] with [`locked`] for accounts.
+    pub fn count_unknown_attempt(&self, email: &str, now: i64) -> Option<Duration> {
+        let key: [u8; 32] = Sha256::digest(email.as_bytes()).into();
+        let mut unknown = self.unknown.lock().expect("not poisoned");
+        if unknown.len() >= MAX_UNKNOWN_TRACKED && !unknown.contains_key(&key) {
+            return None;
+        }
+        let entry = unknown.entry(key).or_insert((0, now));
+        if entry.1 < now - ms(FAILURE_WINDOW) {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        locked(entry.0, entry.1, now)
+    }
+
+    /// Forgets idle keys and ended failure windows.
     pub fn forget_idle(&self) {
         self.login_per_ip.retain_recent();
-        self.login_per_account.retain_recent();
+        let cutoff = now_ms() - ms(FAILURE_WINDOW);
+        self.unknown
+            .lock()
+            .expect("not poisoned")
+            .retain(|_, (_, first_at)| *first_at >= cutoff);
     }
 }
 
@@ -284,11 +358,34 @@ mod tests {
     }
 
     #[test]
-    fn an_account_is_limited_whatever_the_address() {
+    fn an_address_is_limited_and_ipv6_per_64() {
         let limits = BackOffice::new();
-        let allowed = (0..10)
-            .filter(|i| limits.allow_login(IpAddr::from([10, 0, 0, *i as u8]), "a@example.com"))
+        let allowed = (0..30u16)
+            .filter(|i| {
+                limits
+                    .allow_address(IpAddr::from([0x2001, 0xdb8, 0, 7, *i, 1, 2, 3]))
+                    .is_ok()
+            })
             .count();
-        assert_eq!(allowed, 5);
+        assert_eq!(allowed, 20);
+        assert!(
+            limits
+                .allow_address(IpAddr::from([0x2001, 0xdb8, 0, 8, 0, 0, 0, 1]))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn unknown_emails_lock_like_accounts_and_unlock_after_the_window() {
+        let limits = BackOffice::new();
+        let now = 1_000_000_000;
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(limits.count_unknown_attempt("x@example.com", now), None);
+        }
+        let wait = limits.count_unknown_attempt("x@example.com", now + 1000);
+        assert_eq!(wait, Some(FAILURE_WINDOW - Duration::from_secs(1)));
+        assert_eq!(limits.count_unknown_attempt("y@example.com", now), None);
+        let later = now + ms(FAILURE_WINDOW) + 1;
+        assert_eq!(limits.count_unknown_attempt("x@example.com", later), None);
     }
 }

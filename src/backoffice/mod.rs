@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod connection;
+pub mod password_work;
 pub mod settings;
 
 pub use accounts::{BackOffice, Role};

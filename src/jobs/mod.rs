@@ -5,6 +5,7 @@ pub mod lifecycle;
 pub mod offline_posts;
 pub mod outbox;
 pub mod presence;
+pub mod retention;
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,5 +1,7 @@
 //! The audit log: who signed in (or failed to), changed a setting, deleted a chat or changed
 //! a manager; and, read from the outbox, every bridge error (a delivery Mattermost refused).
+//! Refused sign-ins are counted on one line per address, account and reason within a window
+//! (`attempts`), and lines older than the retention are deleted (`jobs::retention`).
 
 use sqlx::FromRow;
 
@@ -14,6 +16,8 @@ pub struct AuditRow {
     pub target: Option<String>,
     pub detail: Option<String>,
     pub ip: Option<String>,
+    /// How many attempts the line stands for (more than one only for refused sign-ins).
+    pub attempts: i64,
 }
 
 /// A line about to be written.
@@ -28,10 +32,10 @@ pub struct NewAudit<'a> {
 
 /// The audit log and the bridge errors as one list (bridge errors are failed outbox tasks,
 /// shown with the action `bridge_error`).
-const ENTRIES: &str = "SELECT at, actor, action, target, detail, ip FROM audit_log
+const ENTRIES: &str = "SELECT at, actor, action, target, detail, ip, attempts FROM audit_log
     UNION ALL
     SELECT done_at AS at, 'Mattermost' AS actor, 'bridge_error' AS action, chat_id AS target,
-           kind || ': ' || COALESCE(last_error, '') AS detail, NULL AS ip
+           kind || ': ' || COALESCE(last_error, '') AS detail, NULL AS ip, 1 AS attempts
     FROM outbox WHERE failed = 1";
 
 impl Store {
@@ -52,6 +56,45 @@ impl Store {
         Ok(())
     }
 
+    /// Counts one more attempt on the line with the same action, actor, detail and address
+    /// written since `window_start`, or writes a new line: a flood of refused sign-ins adds one
+    /// line per address, account and reason per window, not one per request. Two attempts that
+    /// race may each write a line; that is still bounded.
+    pub async fn count_audit(
+        &self,
+        entry: &NewAudit<'_>,
+        window_start: i64,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE audit_log SET attempts = attempts + 1
+             WHERE id = (SELECT id FROM audit_log
+                 WHERE at >= $1 AND action = $2 AND COALESCE(actor, '') = $3
+                   AND COALESCE(detail, '') = $4 AND COALESCE(ip, '') = $5
+                 ORDER BY at DESC LIMIT 1)",
+        )
+        .bind(window_start)
+        .bind(entry.action)
+        .bind(entry.actor.unwrap_or_default())
+        .bind(entry.detail.unwrap_or_default())
+        .bind(entry.ip.unwrap_or_default())
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            self.insert_audit(entry).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the lines written before `before` (the retention); returns how many.
+    pub async fn delete_audit_before(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM audit_log WHERE at < $1")
+            .bind(before)
+            .execute(&self.write)
+            .await?
+            .rows_affected())
+    }
+
     /// A page of the audit log, newest first, with the number of matching lines. `search`
     /// matches any part of a line, ignoring case; `action` an exact action.
     pub async fn list_audit(
@@ -67,7 +110,7 @@ impl Store {
                 LIKE $2 ESCAPE '\\')
               AND ($3 = '' OR action = $3)";
         let rows = sqlx::query_as::<_, AuditRow>(&format!(
-            "SELECT at, actor, action, target, detail, ip FROM ({ENTRIES}) e {filter}
+            "SELECT at, actor, action, target, detail, ip, attempts FROM ({ENTRIES}) e {filter}
              ORDER BY at DESC LIMIT $4 OFFSET $5"
         ))
         .bind(search)

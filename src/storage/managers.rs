@@ -318,4 +318,72 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// Counts a sign-in attempt on `manager_id` from `device` ('' for a browser that is not a
+    /// known device of the account) and returns the failures counted in the current window
+    /// (this one included) and when that window began. A window that began before
+    /// `window_start` is over: the count starts again at this attempt. The attempt is taken
+    /// back with [`Store::forget_sign_in_failures`] when the password was right.
+    pub async fn count_sign_in_attempt(
+        &self,
+        manager_id: i64,
+        device: &str,
+        now: i64,
+        window_start: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let row: (i64, i64) = sqlx::query_as(
+            "INSERT INTO sign_in_failures (manager_id, device, failures, first_at)
+             VALUES ($1, $2, 1, $3)
+             ON CONFLICT (manager_id, device) DO UPDATE SET
+                 failures = CASE WHEN sign_in_failures.first_at < $4 THEN 1
+                                 ELSE sign_in_failures.failures + 1 END,
+                 first_at = CASE WHEN sign_in_failures.first_at < $4 THEN $3
+                                 ELSE sign_in_failures.first_at END
+             RETURNING failures, first_at",
+        )
+        .bind(manager_id)
+        .bind(device)
+        .bind(now)
+        .bind(window_start)
+        .fetch_one(&self.write)
+        .await?;
+        Ok(row)
+    }
+
+    /// Clears the failures of `manager_id` from `device` (after a right password).
+    pub async fn forget_sign_in_failures(
+        &self,
+        manager_id: i64,
+        device: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sign_in_failures WHERE manager_id = $1 AND device = $2")
+            .bind(manager_id)
+            .bind(device)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Clears every sign-in lock of `manager_id` (`parley admin unlock`); returns how many
+    /// budgets (the anonymous one, known devices) had failures.
+    pub async fn unlock_sign_in(&self, manager_id: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM sign_in_failures WHERE manager_id = $1")
+                .bind(manager_id)
+                .execute(&self.write)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    /// Removes failure windows that began before `before` (they no longer lock anything).
+    pub async fn delete_old_sign_in_failures(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM sign_in_failures WHERE first_at < $1")
+                .bind(before)
+                .execute(&self.write)
+                .await?
+                .rows_affected(),
+        )
+    }
 }

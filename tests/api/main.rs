@@ -15,6 +15,7 @@ mod lifecycle;
 mod live_caps;
 mod live_details;
 mod operations;
+mod signin_attacks;
 mod upload_room;
 mod visitor_api;
 mod widget_tabs;

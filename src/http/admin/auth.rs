@@ -2,10 +2,12 @@
 //! sign-out, and the guard every other back-office route passes: a live session, the role the
 //! route needs, and for every POST the session's CSRF token and a same-origin `Origin`.
 
+use std::{net::IpAddr, time::Duration};
+
 use axum::{
     Extension, Form,
     body::Body,
-    extract::{Path, Query, Request, State},
+    extract::{Path, Query, Request, State, rejection::FormRejection},
     http::{HeaderMap, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
@@ -20,14 +22,18 @@ use crate::{
     backoffice::{
         Role,
         accounts::{
-            dummy_hash, hash_password, normalise_email, password_problem, session_is_live,
-            verify_password,
+            AUDIT_WINDOW, FAILURE_WINDOW, MAX_PASSWORD_CHARS, dummy_hash, hash_password, locked,
+            normalise_email, password_problem, session_is_live, verify_password,
         },
     },
-    http::extract::ClientIp,
+    http::{extract::ClientIp, rate_limit::address_key_text},
     security::{random_token, token_hash},
     state::AppState,
-    storage::{audit::NewAudit, managers::SetupOutcome, now_ms},
+    storage::{
+        audit::NewAudit,
+        managers::{ManagerRow, SetupOutcome},
+        now_ms,
+    },
 };
 
 /// The session cookie (its value is the session token; only its hash is stored).
@@ -239,7 +245,7 @@ fn pre_session_form_ok(state: &AppState, headers: &HeaderMap, jar: &CookieJar, s
             .is_some_and(|c| tokens_match(sent, c.value()))
 }
 
-/// Signs a manager in: a new session, its cookie, the audit line.
+/// Signs a manager in: a new session, its cookie, the known-device cookie, the audit line.
 async fn start_session(
     state: &AppState,
     jar: CookieJar,
@@ -263,9 +269,46 @@ async fn start_session(
             ..NewAudit::default()
         })
         .await?;
+    let device = known_device(state, &jar, manager_id).unwrap_or_else(random_token);
+    let device_cookie = Cookie::build((DEVICE_COOKIE, device_value(state, manager_id, &device)))
+        .path("/admin")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure(state))
+        .max_age(time::Duration::days(DEVICE_COOKIE_DAYS))
+        .build();
     Ok(jar
         .add(cookie(state, SESSION_COOKIE, token))
+        .add(device_cookie)
         .remove(Cookie::build(FORM_COOKIE).path("/admin")))
+}
+
+/// A browser that signed in to an account before carries this cookie (signed, naming the
+/// account and a random device id): its failed sign-ins on that account are counted apart from
+/// everyone else's, so an attacker who spends the account's anonymous budget does not lock the
+/// owner out (OWASP's "device cookies").
+pub const DEVICE_COOKIE: &str = "parley_device";
+const DEVICE_COOKIE_DAYS: i64 = 365;
+
+fn device_value(state: &AppState, manager_id: i64, device: &str) -> String {
+    let signed = format!("{manager_id}.{device}");
+    let signature = state.signer.sign("known_device", &signed);
+    format!("{signed}.{signature}")
+}
+
+/// The device id in the request's known-device cookie, if the cookie is genuine and names
+/// `manager_id`.
+fn known_device(state: &AppState, jar: &CookieJar, manager_id: i64) -> Option<String> {
+    let value = jar.get(DEVICE_COOKIE)?.value();
+    if value.len() > 200 {
+        return None;
+    }
+    let (signed, signature) = value.rsplit_once('.')?;
+    let (id, device) = signed.split_once('.')?;
+    (id.parse::<i64>().ok()? == manager_id
+        && !device.is_empty()
+        && state.signer.verify("known_device", signed, signature))
+    .then(|| device.to_owned())
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -283,17 +326,69 @@ fn safe_next(next: &str) -> &str {
     }
 }
 
-fn login_form(token: &str, next: &str, email: &str, problem: Option<&str>) -> maud::Markup {
+/// Largest sign-in form accepted (an e-mail of 254 bytes, a password of 200 characters, the
+/// tokens and the `next` path fit many times over); larger ones are refused unread.
+pub const MAX_LOGIN_FORM_BYTES: usize = 8 * 1024;
+
+/// Why a sign-in was refused: the status, a stable code (in the page as `data-code` on the
+/// alert, for scripts and tests), the text shown, and when to try again.
+#[derive(Debug, Clone)]
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    text: String,
+    retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, text: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            text: text.into(),
+            retry_after: None,
+        }
+    }
+
+    fn wait(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait.max(Duration::from_secs(1)));
+        self
+    }
+
+    fn busy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sign_in_busy",
+            "Many sign-ins are being checked right now. Try again in a few seconds.",
+        )
+        .wait(Duration::from_secs(BUSY_RETRY_SECS))
+    }
+}
+
+/// What a refused request is told to wait when the password checks are all taken.
+const BUSY_RETRY_SECS: u64 = 2;
+
+/// A wait in words: "5 seconds", "a minute", "14 minutes".
+fn minutes(wait: Duration) -> String {
+    let secs = wait.as_secs().max(1);
+    match secs.div_ceil(60) {
+        _ if secs < 60 => format!("{secs} seconds"),
+        1 => "a minute".to_owned(),
+        n => format!("{n} minutes"),
+    }
+}
+
+fn login_form(token: &str, next: &str, email: &str, problem: Option<&Refusal>) -> maud::Markup {
     layout(
         "Sign in",
         None,
         html! {
-            @if let Some(p) = problem { p.error role="alert" { (p) } }
+            @if let Some(p) = problem { p.error role="alert" data-code=(p.code) { (p.text) } }
             form.card method="post" action="/admin/login" {
                 input type="hidden" name="csrf" value=(token);
                 input type="hidden" name="next" value=(next);
-                label { "E-mail" input type="email" name="email" value=(email) required autocomplete="username"; }
-                label { "Password" input type="password" name="password" required autocomplete="current-password"; }
+                label { "E-mail" input type="email" name="email" value=(email) required maxlength="254" autocomplete="username"; }
+                label { "Password" input type="password" name="password" required maxlength="200" autocomplete="current-password"; }
                 button type="submit" { "Sign in" }
             }
             p.hint { "No account yet? An admin creates one for you and sends you a link." }
@@ -321,89 +416,200 @@ pub struct LoginForm {
     next: String,
 }
 
-/// `POST /admin/login`.
+/// `POST /admin/login`. In order: the form token; the fields' sizes (refused unread beyond
+/// them); the address's budget; the account's failure budget (its own for a known device);
+/// a place among the password checks (or 503); the check. Refusals are audited with bounded
+/// values only and counted on one line per address, account and reason per window.
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     jar: CookieJar,
-    Form(form): Form<LoginForm>,
+    form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, PageError> {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            let (status, text) = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.")
+            } else {
+                (StatusCode::BAD_REQUEST, "The form could not be read.")
+            };
+            let refusal = Refusal::new(status, "invalid_form", text);
+            let (jar, token) = form_token(&state, jar);
+            return Ok(refused(jar, &token, "/admin", "", &refusal));
+        }
+    };
     if !pre_session_form_ok(&state, &headers, &jar, &form.csrf) {
         return Ok(forbidden_form(None));
     }
-    let ip_text = ip.to_string();
     let next = safe_next(&form.next).to_owned();
-    let email = normalise_email(&form.email).unwrap_or_else(|| form.email.trim().to_lowercase());
-    let fail = |status: StatusCode, text: &str| {
-        let (jar, token) = form_token(&state, jar.clone());
-        (
-            jar,
-            page(status, login_form(&token, &next, &email, Some(text))),
-        )
-            .into_response()
-    };
-    if !state.backoffice.allow_login(ip, &email) {
-        state
-            .store
-            .insert_audit(&NewAudit {
-                actor: Some(&email),
-                action: "sign_in_failed",
-                detail: Some("too many attempts"),
-                ip: Some(&ip_text),
-                ..NewAudit::default()
-            })
-            .await?;
-        let mut response = fail(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many sign-in attempts. Wait a minute, then try again.",
+    let (jar, token) = form_token(&state, jar);
+    let Some(email) = normalise_email(&form.email) else {
+        let refusal = Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_email",
+            "Enter your e-mail address (at most 254 characters).",
         );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
-        return Ok(response);
+        return Ok(refused(jar, &token, &next, "", &refusal));
+    };
+    if form.password.chars().count() > MAX_PASSWORD_CHARS {
+        let refusal = Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "password_too_long",
+            format!("Passwords have at most {MAX_PASSWORD_CHARS} characters."),
+        );
+        return Ok(refused(jar, &token, &next, &email, &refusal));
     }
-    let manager = state.store.get_manager_by_email(&email).await?;
+    let outcome = check_sign_in(&state, &jar, ip, &email, form.password).await?;
+    match outcome {
+        Ok(manager) => {
+            let jar =
+                start_session(&state, jar, manager.id, &manager.email, &ip.to_string()).await?;
+            Ok((jar, Redirect::to(&next)).into_response())
+        }
+        Err(refusal) => Ok(refused(jar, &token, &next, &email, &refusal)),
+    }
+}
+
+/// The login page again, with what went wrong (and `Retry-After` when there is a wait).
+fn refused(jar: CookieJar, token: &str, next: &str, email: &str, refusal: &Refusal) -> Response {
+    let mut response = (
+        jar,
+        page(
+            refusal.status,
+            login_form(token, next, email, Some(refusal)),
+        ),
+    )
+        .into_response();
+    if let Some(wait) = refusal.retry_after {
+        let secs = wait.as_secs_f64().ceil() as u64;
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_str(&secs.to_string()).expect("digits"),
+        );
+    }
+    response
+}
+
+/// Checks a sign-in whose fields are valid: the manager signed in, or why not (audited).
+async fn check_sign_in(
+    state: &AppState,
+    jar: &CookieJar,
+    ip: IpAddr,
+    email: &str,
+    password: String,
+) -> Result<Result<ManagerRow, Refusal>, PageError> {
+    let manager = state.store.get_manager_by_email(email).await?;
+    // Only an account's own e-mail goes into the log: an unknown one is whatever the client
+    // typed, so it is left out (the detail says "no such account").
+    let actor = manager.as_ref().map(|m| m.email.clone());
+    let audit = |detail: &'static str| {
+        let actor = actor.clone();
+        let address = address_key_text(ip);
+        async move {
+            let _one_at_a_time = state.backoffice.audit_counting.lock().await;
+            let now = now_ms();
+            state
+                .store
+                .count_audit(
+                    &NewAudit {
+                        actor: actor.as_deref(),
+                        action: "sign_in_failed",
+                        detail: Some(detail),
+                        ip: Some(&address),
+                        ..NewAudit::default()
+                    },
+                    now - AUDIT_WINDOW.as_millis() as i64,
+                )
+                .await
+        }
+    };
+    let backoffice = &state.backoffice;
+    if let Err(wait) = backoffice.allow_address(ip) {
+        audit("too many attempts from this address").await?;
+        return Ok(Err(Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!(
+                "Too many sign-in attempts from your network. Try again in {}.",
+                minutes(wait)
+            ),
+        )
+        .wait(wait)));
+    }
+    let Ok(ticket) = backoffice.password_work.admit() else {
+        audit("server busy").await?;
+        return Ok(Err(Refusal::busy()));
+    };
+    // The attempt counts as a failure until the password is found right; counting first keeps
+    // parallel guesses within the budget.
+    let now = now_ms();
+    let device = manager
+        .as_ref()
+        .and_then(|m| known_device(state, jar, m.id))
+        .unwrap_or_default();
+    let lock = match &manager {
+        Some(m) => {
+            let window_start = now - FAILURE_WINDOW.as_millis() as i64;
+            let (failures, first_at) = state
+                .store
+                .count_sign_in_attempt(m.id, &device, now, window_start)
+                .await?;
+            locked(failures, first_at, now)
+        }
+        None => backoffice.count_unknown_attempt(email, now),
+    };
+    if let Some(wait) = lock {
+        audit("account locked after failed sign-ins").await?;
+        return Ok(Err(Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "account_locked",
+            format!(
+                "Too many failed sign-ins for this account. Try again in {} from this browser, \
+                 sign in from a browser you used before, or ask an admin to unlock the account.",
+                minutes(wait)
+            ),
+        )
+        .wait(wait)));
+    }
     let stored = manager
         .as_ref()
         .and_then(|m| m.password_hash.clone())
         .unwrap_or_else(|| dummy_hash().to_owned());
-    let password = form.password.clone();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+    let Ok(matches) = ticket
+        .run(move || verify_password(&password, &stored))
         .await
-        .unwrap_or(false);
+    else {
+        return Ok(Err(Refusal::busy()));
+    };
     let manager = manager.filter(|m| matches && m.password_hash.is_some());
     let Some(manager) = manager else {
-        state
-            .store
-            .insert_audit(&NewAudit {
-                actor: Some(&email),
-                action: "sign_in_failed",
-                detail: Some("wrong e-mail or password"),
-                ip: Some(&ip_text),
-                ..NewAudit::default()
-            })
-            .await?;
-        return Ok(fail(StatusCode::UNAUTHORIZED, "Wrong e-mail or password."));
+        audit(if actor.is_some() {
+            "wrong password"
+        } else {
+            "no such account"
+        })
+        .await?;
+        return Ok(Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong_credentials",
+            "Wrong e-mail or password.",
+        )));
     };
+    state
+        .store
+        .forget_sign_in_failures(manager.id, &device)
+        .await?;
     if manager.disabled_at.is_some() {
-        state
-            .store
-            .insert_audit(&NewAudit {
-                actor: Some(&email),
-                action: "sign_in_failed",
-                detail: Some("account disabled"),
-                ip: Some(&ip_text),
-                ..NewAudit::default()
-            })
-            .await?;
-        return Ok(fail(
+        audit("account disabled").await?;
+        return Ok(Err(Refusal::new(
             StatusCode::FORBIDDEN,
+            "account_disabled",
             "This account is disabled. Ask an admin to enable it.",
-        ));
+        )));
     }
-    let jar = start_session(&state, jar, manager.id, &manager.email, &ip_text).await?;
-    Ok((jar, Redirect::to(&next)).into_response())
+    Ok(Ok(manager))
 }
 
 /// `POST /admin/logout`.
@@ -551,13 +757,24 @@ pub async fn setup(
     }
     let email = email.expect("checked above");
     let password = form.password.clone();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+    let Ok(hashed) = state
+        .backoffice
+        .password_work
+        .run(move || hash_password(&password))
         .await
-        .map_err(|_| PageError::Internal)?
-        .map_err(|e| {
-            tracing::error!(error = %e, "hashing a password failed");
-            PageError::Internal
-        })?;
+    else {
+        let busy = Refusal::busy();
+        let markup = setup_form(&form.csrf, first_run, &email, Some(&busy.text));
+        let mut response = page(busy.status, markup);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+        return Ok(response);
+    };
+    let hash = hashed.map_err(|e| {
+        tracing::error!(error = %e, "hashing a password failed");
+        PageError::Internal
+    })?;
     let outcome = state
         .store
         .complete_setup(&token_hash(&token), &email, &hash, now_ms())

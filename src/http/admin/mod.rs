@@ -14,6 +14,7 @@ pub mod views;
 
 use axum::{
     Router,
+    extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, header},
     middleware::from_fn_with_state,
     routing::{get, post},
@@ -25,7 +26,12 @@ use crate::state::AppState;
 /// Every back-office route.
 pub fn router(state: &AppState) -> Router<AppState> {
     let public = Router::new()
-        .route("/admin/login", get(auth::login_page).post(auth::login))
+        .route(
+            "/admin/login",
+            get(auth::login_page)
+                .post(auth::login)
+                .layer(DefaultBodyLimit::max(auth::MAX_LOGIN_FORM_BYTES)),
+        )
         .route(
             "/admin/setup/{token}",
             get(auth::setup_page).post(auth::setup),

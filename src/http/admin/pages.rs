@@ -212,6 +212,7 @@ pub struct AuditQuery {
 const ACTIONS: &[&str] = &[
     "sign_in",
     "sign_in_failed",
+    "sign_in_unlocked",
     "sign_out",
     "first_admin_created",
     "password_set",
@@ -272,7 +273,10 @@ pub async fn audit(
                                 (_, None) => { "—" }
                             }
                         }
-                        td { (r.detail.as_deref().unwrap_or("")) }
+                        td {
+                            (r.detail.as_deref().unwrap_or(""))
+                            @if r.attempts > 1 { " (" (r.attempts) " attempts)" }
+                        }
                         td { (r.ip.as_deref().unwrap_or("")) }
                     }
                 } }
