@@ -596,3 +596,43 @@ async fn error_bodies_never_echo_the_input() {
         assert!(!text.contains("SECRET"), "{path}: {text}");
     }
 }
+
+#[tokio::test]
+async fn a_refused_website_gets_a_console_message_naming_the_setting() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let browser_dir = root.join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/browser`"
+    );
+    let app = spawn_app().await;
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Shop</title></head>\
+         <body><h1>A site parley does not allow</h1>\
+         <script src=\"{}/widget.js\" async></script></body></html>",
+        app.url
+    );
+    let site = Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(page) }),
+    );
+    // 127.0.0.2: another origin than parley's 127.0.0.1, and not in its allowed origins.
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let site_url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, site).await.unwrap() });
+
+    let output = tokio::process::Command::new("node")
+        .arg(browser_dir.join("origin_refused.mjs"))
+        .current_dir(&browser_dir)
+        .env("HOST_PAGE_URL", &site_url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs (install Node.js and Debian's chromium)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser check failed:\n{stdout}\n{stderr}"
+    );
+}
