@@ -37,7 +37,7 @@ impl Verdict {
 #[derive(Debug, Clone)]
 pub struct Check {
     /// Stable name (`reachable`, `token`, `team`, `requests_channel`, `channels`,
-    /// `channel_deletion`, `post_size`, `file_uploads`, `callbacks`).
+    /// `channel_deletion`, `post_size`, `file_uploads`, `callbacks`, `origins`).
     pub id: &'static str,
     pub title: &'static str,
     /// parley cannot work without it.

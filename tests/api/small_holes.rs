@@ -636,3 +636,53 @@ async fn a_refused_website_gets_a_console_message_naming_the_setting() {
         "the browser check failed:\n{stdout}\n{stderr}"
     );
 }
+
+#[tokio::test]
+async fn doctor_and_back_office_say_which_websites_are_allowed() {
+    for (origins, any) in [
+        (AllowedOrigins::List(vec![]), false),
+        (
+            AllowedOrigins::List(vec!["https://shop.example.com".into()]),
+            false,
+        ),
+        (AllowedOrigins::Any, true),
+    ] {
+        let listed = origins.clone();
+        let app = spawn_app_with(move |s| s.allowed_origins = listed).await;
+        let own = app.url.clone();
+        let report = parley::doctor::run(&app.state.settings).await;
+        let check = report.get("origins").expect("doctor checks the origins");
+        let expected = if any {
+            parley::doctor::Verdict::Warning
+        } else {
+            parley::doctor::Verdict::Ok
+        };
+        assert_eq!(check.verdict, expected, "{report}");
+        assert!(report.passed(), "{report}");
+
+        let admin = signed_in(&app, "a@example.com", Role::Admin).await;
+        for path in ["/admin", "/admin/settings"] {
+            let (status, html) = admin.page(path).await;
+            assert_eq!(status, 200);
+            assert!(
+                html.contains(&format!("data-any=\"{any}\"")),
+                "{path}: {html}"
+            );
+            match &origins {
+                AllowedOrigins::Any => {
+                    assert!(html.contains("PARLEY_ALLOWED_ORIGINS is `*`"), "{html}");
+                    assert!(check.found.contains('*'));
+                }
+                AllowedOrigins::List(list) => {
+                    assert!(html.contains(&format!("parley's own ({own})")), "{html}");
+                    assert!(check.found.contains(&own), "{}", check.found);
+                    for site in list {
+                        assert!(
+                            html.contains(site.as_str()) && check.found.contains(site.as_str())
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
