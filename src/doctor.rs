@@ -195,28 +195,30 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
     };
 
     // 1. The URL answers, and it is Mattermost.
-    match client.ping().await {
+    let ping = client.ping().await;
+    match &ping {
         Ok(ping) if ping.status.eq_ignore_ascii_case("ok") => report.push(
             "reachable",
             T_REACHABLE,
             true,
             Verdict::Ok,
-            match ping.version {
+            match &ping.version {
                 Some(v) if !v.is_empty() => format!("{url} answers (Mattermost {v})"),
                 _ => format!("{url} answers"),
             },
             None,
         ),
         Ok(_) | Err(MmError::Protocol(_)) | Err(MmError::Api { status: 404, .. }) => {
+            let why = match &ping {
+                Err(MmError::Protocol(detail)) => detail.clone(),
+                _ => "no /api/v4/system/ping".to_owned(),
+            };
             report.push(
                 "reachable",
                 T_REACHABLE,
                 true,
                 Verdict::Failed,
-                format!(
-                    "{} answers, but not as Mattermost does (no /api/v4/system/ping)",
-                    url
-                ),
+                format!("{url} answers, but not as Mattermost does ({why})"),
                 Some(
                     "PARLEY_MATTERMOST_URL must be the address you open Mattermost at, without \
                      a path such as /api/v4 or a team name"

@@ -383,6 +383,25 @@ async fn the_connection_form_sends_the_token_to_no_redirect_and_no_other_server(
             "the token went to a server that is not Mattermost: {seen:?}"
         );
     }
+    // `parley doctor` (the same client) says so too, and follows no redirect either.
+    let mut settings = (*app.state.settings).clone();
+    settings.mattermost = Some(parley::config::MattermostSettings {
+        url: redirecting.parse().unwrap(),
+        token: token.to_owned().into(),
+        team: "support".into(),
+        channel: "requests".into(),
+    });
+    let report = parley::doctor::run(&settings).await;
+    let reachable = report.get("reachable").unwrap();
+    assert_eq!(reachable.verdict, parley::doctor::Verdict::Failed);
+    assert!(reachable.found.contains("redirect"), "{report}");
+    assert!(
+        redirecting_seen
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, _, auth)| auth.is_none())
+    );
     assert!(
         elsewhere_seen.lock().unwrap().is_empty(),
         "a redirect was followed: {:?}",
