@@ -166,7 +166,7 @@ async fn receive_file(
             ));
         }
         Err(ReceiveError::Source(e)) => {
-            tracing::debug!(error = %e, "upload interrupted");
+            tracing::debug!(error = ?e.to_string(), "upload interrupted");
             return Err(invalid_multipart());
         }
         Err(ReceiveError::Disk(e)) => return Err(ApiError::internal(&e)),
@@ -200,7 +200,8 @@ fn multipart_error(e: MultipartError) -> ApiError {
             "the upload is larger than allowed in all",
         )
     } else {
-        tracing::debug!(error = %e, "bad multipart body");
+        // multer quotes parts of the body (field names): logged escaped.
+        tracing::debug!(error = ?e.to_string(), "bad multipart body");
         invalid_multipart()
     }
 }
