@@ -320,6 +320,15 @@
     return Number.isFinite(date) ? Math.max(0, date - Date.now()) : null;
   }
 
+  // parley refuses this page's origin (PARLEY_ALLOWED_ORIGINS): say so once, for the site's
+  // developer, since the visitor only sees the widget stay offline.
+  let originReported = false;
+  function reportOriginRefused(message) {
+    if (originReported) return;
+    originReported = true;
+    console.error(`parley: ${message}. Add ${location.origin} to PARLEY_ALLOWED_ORIGINS on the parley server (${BASE}).`);
+  }
+
   async function api(method, path, { body, token } = {}) {
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -344,7 +353,11 @@
     } finally {
       clearTimeout(timer);
     }
-    if (!res.ok) throw responseError(res.status, text, res.statusText, res.headers.get('Retry-After'));
+    if (!res.ok) {
+      const err = responseError(res.status, text, res.statusText, res.headers.get('Retry-After'));
+      if (err.code === 'origin_not_allowed') reportOriginRefused(err.message);
+      throw err;
+    }
     let data = null;
     if (text) {
       try {

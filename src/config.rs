@@ -84,7 +84,7 @@ impl Default for RawSettings {
             mattermost_token: None,
             mattermost_team: None,
             mattermost_channel: None,
-            allowed_origins: "*".into(),
+            allowed_origins: String::new(),
             delete_after_hours: 24,
             audit_retention_days: 365,
             visitor_timeout_minutes: 10,
@@ -199,20 +199,32 @@ pub struct MattermostSettings {
     pub channel: String,
 }
 
-/// Which web pages may embed the widget.
+/// Which web pages may embed the widget, besides parley's own (`PARLEY_PUBLIC_URL`'s origin,
+/// always allowed: the demo page and the back office's preview).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedOrigins {
+    /// `*`: every website (only when set explicitly).
     Any,
+    /// These origins; empty (the default): parley's own only.
     List(Vec<String>),
 }
 
 impl AllowedOrigins {
-    /// Whether a page of `origin` (as browsers send it, e.g. `https://shop.example.com`) may
-    /// use the widget API.
+    /// Whether a page of `origin` (as browsers send it, e.g. `https://shop.example.com`) is
+    /// listed (parley's own origin aside: see [`Settings::origin_allowed`]).
     pub fn allows(&self, origin: &str) -> bool {
         match self {
             Self::Any => true,
             Self::List(list) => list.iter().any(|allowed| allowed == origin),
+        }
+    }
+
+    /// How the setting reads, for `doctor` and the back office.
+    pub fn describe(&self, own: &str) -> String {
+        match self {
+            Self::Any => "* (every website)".to_owned(),
+            Self::List(list) if list.is_empty() => format!("only parley's own ({own})"),
+            Self::List(list) => format!("{} and parley's own ({own})", list.join(", ")),
         }
     }
 }
@@ -687,7 +699,7 @@ fn parse_http_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {
 
 fn parse_origins(value: &str) -> Result<AllowedOrigins, ConfigError> {
     let value = value.trim();
-    if value == "*" || value.is_empty() {
+    if value == "*" {
         return Ok(AllowedOrigins::Any);
     }
     let mut origins = Vec::new();
@@ -696,6 +708,19 @@ fn parse_origins(value: &str) -> Result<AllowedOrigins, ConfigError> {
         origins.push(url.origin().ascii_serialization());
     }
     Ok(AllowedOrigins::List(origins))
+}
+
+impl Settings {
+    /// parley's own origin (`PARLEY_PUBLIC_URL`'s), e.g. `https://chat-widget.example.com`.
+    pub fn own_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    /// Whether a page of `origin` may use the widget API: parley's own pages, and the sites
+    /// `PARLEY_ALLOWED_ORIGINS` lists (or every site with `*`).
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        origin == self.own_origin() || self.allowed_origins.allows(origin)
+    }
 }
 
 /// Base URL without a trailing slash, for joining paths.
@@ -717,7 +742,9 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
         assert!(s.mattermost.is_none());
-        assert_eq!(s.allowed_origins, AllowedOrigins::Any);
+        assert_eq!(s.allowed_origins, AllowedOrigins::List(vec![]));
+        assert!(s.origin_allowed("http://127.0.0.1:8080"));
+        assert!(!s.origin_allowed("https://shop.example.com"));
         assert_eq!(
             s.database,
             DatabaseUrl::Sqlite(PathBuf::from("./data/parley.db"))

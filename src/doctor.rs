@@ -7,7 +7,7 @@ use std::{fmt, net::IpAddr};
 use url::{Host, Url};
 
 use crate::{
-    config::{MattermostSettings, Settings, base},
+    config::{AllowedOrigins, MattermostSettings, Settings, base},
     mattermost::{Client, MmError, wire::CreateChannel},
 };
 
@@ -37,7 +37,7 @@ impl Verdict {
 #[derive(Debug, Clone)]
 pub struct Check {
     /// Stable name (`reachable`, `token`, `team`, `requests_channel`, `channels`,
-    /// `channel_deletion`, `post_size`, `file_uploads`, `callbacks`).
+    /// `channel_deletion`, `post_size`, `file_uploads`, `callbacks`, `origins`).
     pub id: &'static str,
     pub title: &'static str,
     /// parley cannot work without it.
@@ -120,6 +120,7 @@ const T_DELETION: &str = "Permanent deletion of ended chats' channels";
 const T_POST_SIZE: &str = "Maximum post size";
 const T_FILES: &str = "File uploads";
 const T_CALLBACKS: &str = "Mattermost can call parley back (Accept button)";
+const T_ORIGINS: &str = "Websites that may embed the widget";
 
 /// Runs every check against the configured server.
 pub async fn run(settings: &Settings) -> Report {
@@ -142,7 +143,37 @@ pub async fn run(settings: &Settings) -> Report {
     };
     check_server(&mut report, settings, mm).await;
     check_callbacks(&mut report, &settings.public_url);
+    check_origins(&mut report, settings);
     report
+}
+
+/// Which websites may embed the widget; `*` works but lets every website drive the API.
+fn check_origins(report: &mut Report, settings: &Settings) {
+    let found = format!(
+        "PARLEY_ALLOWED_ORIGINS: {}",
+        settings.allowed_origins.describe(&settings.own_origin())
+    );
+    let (verdict, advice) = match &settings.allowed_origins {
+        AllowedOrigins::Any => (
+            Verdict::Warning,
+            Some(
+                "`*` lets any website start chats and send messages through its visitors' \
+                 browsers: list the origins of the sites that embed the widget instead, e.g. \
+                 PARLEY_ALLOWED_ORIGINS=https://www.example.com"
+                    .to_owned(),
+            ),
+        ),
+        AllowedOrigins::List(list) if list.is_empty() => (
+            Verdict::Ok,
+            Some(
+                "only pages of parley itself can use the widget: add your website's origin to \
+                 PARLEY_ALLOWED_ORIGINS to embed it there"
+                    .to_owned(),
+            ),
+        ),
+        AllowedOrigins::List(_) => (Verdict::Ok, None),
+    };
+    report.push("origins", T_ORIGINS, false, verdict, found, advice);
 }
 
 async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostSettings) {
@@ -164,28 +195,30 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
     };
 
     // 1. The URL answers, and it is Mattermost.
-    match client.ping().await {
+    let ping = client.ping().await;
+    match &ping {
         Ok(ping) if ping.status.eq_ignore_ascii_case("ok") => report.push(
             "reachable",
             T_REACHABLE,
             true,
             Verdict::Ok,
-            match ping.version {
+            match &ping.version {
                 Some(v) if !v.is_empty() => format!("{url} answers (Mattermost {v})"),
                 _ => format!("{url} answers"),
             },
             None,
         ),
         Ok(_) | Err(MmError::Protocol(_)) | Err(MmError::Api { status: 404, .. }) => {
+            let why = match &ping {
+                Err(MmError::Protocol(detail)) => detail.clone(),
+                _ => "no /api/v4/system/ping".to_owned(),
+            };
             report.push(
                 "reachable",
                 T_REACHABLE,
                 true,
                 Verdict::Failed,
-                format!(
-                    "{} answers, but not as Mattermost does (no /api/v4/system/ping)",
-                    url
-                ),
+                format!("{url} answers, but not as Mattermost does ({why})"),
                 Some(
                     "PARLEY_MATTERMOST_URL must be the address you open Mattermost at, without \
                      a path such as /api/v4 or a team name"

@@ -8,7 +8,11 @@ use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    backoffice::{BackOffice, accounts::first_run_link, connection},
+    backoffice::{
+        BackOffice,
+        accounts::{FirstRun, first_run_at_start},
+        connection,
+    },
     cluster::{self, Cluster},
     config::{DatabaseUrl, Settings},
     events::Hub,
@@ -207,16 +211,27 @@ async fn forget_idle_rate_limits(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-/// With no manager yet, logs a one-time link to create the first admin (a new one at every
-/// start until someone used it).
+/// With no manager yet, logs a one-time link to create the first admin, once: when it is
+/// made. Later starts (while it works) say when it was logged and how to get a new one.
 async fn announce_first_run(state: &AppState) -> anyhow::Result<()> {
     let base = crate::config::base(&state.settings.public_url);
-    if let Some(link) = first_run_link(&state.store, &base).await? {
-        tracing::warn!(
-            setup_link = %link,
+    match first_run_at_start(&state.store, &base).await? {
+        None => {}
+        Some(FirstRun::New(link)) => tracing::warn!(
             "no back-office account exists yet: open {link} within 24 hours to create the \
-             first admin (or run `parley admin create-manager --email … --role admin`)"
-        );
+             first admin (this link is logged only now; `parley admin create-manager --email … \
+             --role admin` makes another)"
+        ),
+        Some(FirstRun::Pending {
+            created_at,
+            expires_at,
+        }) => tracing::warn!(
+            link_logged_at = %crate::storage::rfc3339(created_at),
+            valid_until = %crate::storage::rfc3339(expires_at),
+            "no back-office account exists yet: the first-run link was logged when it was made \
+             (/admin/setup/…, not repeated); without it, run `parley admin create-manager \
+             --email … --role admin` for a new link"
+        ),
     }
     Ok(())
 }

@@ -51,7 +51,7 @@ impl Role {
 pub const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
 /// A session ends this long after sign-in, used or not.
 pub const SESSION_ABSOLUTE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long a first-run link works (every start without a manager prints a new one).
+/// How long a first-run link works (a start after that, still without a manager, makes a new one).
 pub const FIRST_RUN_LINK_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// How long a link for a new manager or a password reset works.
 pub const SETUP_LINK_LIFETIME: Duration = Duration::from_secs(72 * 3600);
@@ -143,6 +143,34 @@ pub async fn first_run_link(
         )
         .await?;
     Ok(Some(setup_link(public_base, &token)))
+}
+
+/// What a start without any manager does about the first-run link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstRun {
+    /// A new link, made just now: the only time it is shown.
+    New(String),
+    /// A link made (and shown) at an earlier start still works until `expires_at` (Unix ms).
+    Pending { created_at: i64, expires_at: i64 },
+}
+
+/// At start, with no manager yet: a new first-run link unless an earlier one still works
+/// (a link is logged only when it is made, so an old log does not hold a fresh one and a
+/// restart does not break the link someone is about to open); `None` once a manager exists.
+pub async fn first_run_at_start(
+    store: &Store,
+    public_base: &str,
+) -> Result<Option<FirstRun>, StoreError> {
+    if store.count_managers().await? > 0 {
+        return Ok(None);
+    }
+    if let Some((created_at, expires_at)) = store.live_first_run_link(now_ms()).await? {
+        return Ok(Some(FirstRun::Pending {
+            created_at,
+            expires_at,
+        }));
+    }
+    Ok(first_run_link(store, public_base).await?.map(FirstRun::New))
 }
 
 /// Why a manager could not be created.

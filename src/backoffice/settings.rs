@@ -303,6 +303,9 @@ pub fn effective_config(s: &Settings, saved: Option<&MattermostSettings>) -> Vec
             "allowed_origins",
             match &s.allowed_origins {
                 AllowedOrigins::Any => "*".into(),
+                AllowedOrigins::List(l) if l.is_empty() => {
+                    format!("(not set: only {})", s.own_origin())
+                }
                 AllowedOrigins::List(l) => l.join(", "),
             },
         ),

@@ -1,6 +1,7 @@
 //! `POST /mattermost/actions`: Mattermost's call when an operator clicks Accept. Mattermost
 //! does not sign these calls, so each button carries an HMAC of its chat id in `context`,
-//! which Mattermost never shows to clients (mattermost-api.md §4).
+//! which Mattermost never shows to clients (mattermost-api.md §4), and the callback must name
+//! the chat's stored request post. Values from the call are logged with `?` (escaped).
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde_json::Value;
@@ -36,7 +37,7 @@ pub async fn handle_action(
         .and_then(Value::as_str)
         .unwrap_or_default();
     if action != format::ACCEPT_ACTION || !state.signer.verify(action, chat_id, signature) {
-        tracing::warn!(user_id = %call.user_id, "refused an unsigned or forged button callback");
+        tracing::warn!(user_id = ?call.user_id, "refused an unsigned or forged button callback");
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -55,12 +56,24 @@ pub async fn handle_action(
         .get_chat(chat_id)
         .await?
         .ok_or_else(|| ApiError::not_found("chat"))?;
-    // The signature binds the chat; the post must be that chat's request as well.
-    if chat
-        .request_post_id
-        .as_deref()
-        .is_some_and(|p| !call.post_id.is_empty() && p != call.post_id)
-    {
+    // The signature binds the chat, and the callback must name the post Mattermost gave parley
+    // for that chat's request: the context cannot be replayed with an empty or another post
+    // (the post id cannot be signed: the context is made before the post exists).
+    let Some(request_post) = chat.request_post_id.as_deref() else {
+        // The post exists in Mattermost but parley has not stored its id yet (a click within
+        // moments of the post appearing): nothing changes, the operator tries again.
+        return Ok(Json(ActionResponse {
+            ephemeral_text: Some(
+                "This request is still being set up; please click Accept again in a moment.".into(),
+            ),
+            ..Default::default()
+        }));
+    };
+    if call.post_id != request_post {
+        tracing::warn!(
+            chat_id = %chat.id, post_id = ?call.post_id, user_id = ?call.user_id,
+            "refused a button callback for another post"
+        );
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

@@ -42,11 +42,7 @@ fn json_error(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_fields",
-            // serde names the field and the expected type; it never echoes the value back.
-            e.body_text().replace(
-                "Failed to deserialize the JSON body into the target type: ",
-                "",
-            ),
+            field_problem(&e),
         ),
         JsonRejection::JsonSyntaxError(_) => ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -62,6 +58,45 @@ fn json_error(rejection: JsonRejection) -> ApiError {
         }
         other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", other.body_text()),
     }
+}
+
+/// A fixed message naming the field, never serde's own text: that quotes the value sent
+/// ("invalid type: string \"…\"") and unknown field names, which an error body must not echo.
+fn field_problem(e: &axum::extract::rejection::JsonDataError) -> String {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(e) = cause.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
+            return describe_field_problem(&e.path().to_string(), &e.inner().to_string());
+        }
+        source = cause.source();
+    }
+    "a field is missing or has the wrong type".to_owned()
+}
+
+/// `path` is where serde was (`.` at the top), `serde_message` what went wrong there; only
+/// names of parley's own fields (in "missing field `…`") are taken from the message.
+fn describe_field_problem(path: &str, serde_message: &str) -> String {
+    // A path is parley's field names and array indexes; a map key from the request would
+    // be input, so a path with anything else is not quoted.
+    let plain = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
+    let place = if path == "." || path.is_empty() {
+        "the body".to_owned()
+    } else if !plain || path.len() > 100 {
+        "a field".to_owned()
+    } else {
+        format!("`{path}`")
+    };
+    if let Some(rest) = serde_message.strip_prefix("missing field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        return format!("{place} lacks the required field `{field}`");
+    }
+    if serde_message.starts_with("unknown field") {
+        return format!("{place} has a field that is not part of this request");
+    }
+    format!("{place} has the wrong type or value")
 }
 
 /// The client's address: the socket peer, or, behind trusted proxies, the address they saw
@@ -143,4 +178,33 @@ pub async fn authenticate(
         return Err(ApiError::unauthorized());
     }
     Ok(chat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_field_problem;
+
+    #[test]
+    fn field_problems_name_the_field_and_never_the_input() {
+        assert_eq!(
+            describe_field_problem(".", "missing field `message` at line 1 column 2"),
+            "the body lacks the required field `message`"
+        );
+        assert_eq!(
+            describe_field_problem(".", "unknown field `<script>`, expected one of `a`"),
+            "the body has a field that is not part of this request"
+        );
+        assert_eq!(
+            describe_field_problem("message", "invalid type: string \"secret\", expected i64"),
+            "`message` has the wrong type or value"
+        );
+        assert_eq!(
+            describe_field_problem("files[2].name", "invalid length"),
+            "`files[2].name` has the wrong type or value"
+        );
+        assert_eq!(
+            describe_field_problem("map.<img src=x>", "invalid type: null"),
+            "a field has the wrong type or value"
+        );
+    }
 }

@@ -205,7 +205,7 @@ async fn receive_file(
             ));
         }
         Err(ReceiveError::Source(e)) => {
-            tracing::debug!(error = %e, "upload interrupted");
+            tracing::debug!(error = ?e.to_string(), "upload interrupted");
             return Err(invalid_multipart());
         }
         Err(ReceiveError::Disk(e)) => return Err(ApiError::internal(&e)),
@@ -239,7 +239,8 @@ fn multipart_error(e: MultipartError) -> ApiError {
             "the upload is larger than allowed in all",
         )
     } else {
-        tracing::debug!(error = %e, "bad multipart body");
+        // multer quotes parts of the body (field names): logged escaped.
+        tracing::debug!(error = ?e.to_string(), "bad multipart body");
         invalid_multipart()
     }
 }
@@ -304,6 +305,11 @@ pub async fn download_for_visitor(
     serve(&state, &file).await
 }
 
+/// The policy of every download: nothing may load or run (`sandbox` without `allow-scripts`),
+/// except the inline styles a browser's own image viewer adds to an image opened in a tab
+/// (the image itself is the page, not a subresource, so it needs no `img-src`).
+pub const DOWNLOAD_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
+
 /// Sends a stored file. Only raster images are shown inline; everything else is an
 /// attachment, markup types are sent as opaque bytes, and the CSP sandbox keeps even a
 /// mislabelled file from running script.
@@ -336,10 +342,7 @@ pub async fn serve(state: &AppState, file: &FileRow) -> Result<Response, ApiErro
         &content_disposition(inline, &file.name),
     );
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
-    );
+    set(header::CONTENT_SECURITY_POLICY, DOWNLOAD_CSP);
     set(header::CACHE_CONTROL, "private, max-age=600");
     // The widget shows images on the customer's site, another origin.
     set(

@@ -65,7 +65,7 @@ pub async fn live(
     ws: WebSocketUpgrade,
 ) -> Response {
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
-        && !state.settings.allowed_origins.allows(origin)
+        && !state.settings.origin_allowed(origin)
     {
         return ApiError::new(
             StatusCode::FORBIDDEN,

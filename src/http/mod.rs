@@ -17,8 +17,10 @@ pub mod widget_config;
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
+    extract::{DefaultBodyLimit, Request, State},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use tower_http::{
@@ -27,7 +29,10 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{config::AllowedOrigins, state::AppState};
+use crate::{
+    config::{AllowedOrigins, Settings},
+    state::AppState,
+};
 use error::ApiError;
 
 /// Largest JSON body accepted (a 4000-character message is at most 16 KiB of UTF-8).
@@ -58,7 +63,11 @@ pub fn router(state: AppState) -> Router {
         .route("/widget-config", get(widget_config::get_widget_config))
         .route("/openapi.json", get(assets::openapi))
         .fallback(|| async { ApiError::not_found("API route") })
-        .layer(cors(&state.settings.allowed_origins));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_other_origins,
+        ))
+        .layer(cors(&state.settings));
 
     Router::new()
         .nest("/api/v1", api)
@@ -80,21 +89,36 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("strict-origin-when-cross-origin"),
         ))
         .layer(TraceLayer::new_for_http().make_span_with(
-            // Path only: no query strings or headers (tokens) in logs.
+            // Path only, without secrets: no query strings or headers (tokens) in logs, and
+            // a setup link's token is cut out of its path.
             |req: &axum::http::Request<_>| {
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                let path = loggable_path(req.uri().path());
+                tracing::info_span!("http", method = %req.method(), path = ?path)
             },
         ))
         .with_state(state)
 }
 
+/// A request path as it may be logged: the secret segment of a setup link
+/// (`/admin/setup/{token}`, with or without a path prefix) becomes `…`.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const SETUP: &str = "/admin/setup/";
+    match path.find(SETUP) {
+        Some(at) => format!("{}…", &path[..at + SETUP.len()]).into(),
+        None => path.into(),
+    }
+}
+
 /// The widget runs on the customer's site, so the API answers cross-origin requests from
-/// the allowed sites. No cookies are used, so credentials stay off.
-fn cors(origins: &AllowedOrigins) -> CorsLayer {
-    let allow = match origins {
+/// the allowed sites and parley's own. No cookies are used, so credentials stay off.
+fn cors(settings: &Settings) -> CorsLayer {
+    let own = settings.own_origin();
+    let allow = match &settings.allowed_origins {
         AllowedOrigins::Any => AllowOrigin::any(),
         AllowedOrigins::List(list) => AllowOrigin::list(
             list.iter()
+                .map(String::as_str)
+                .chain([own.as_str()])
                 .filter_map(|o| HeaderValue::from_str(o).ok())
                 .collect::<Vec<_>>(),
         ),
@@ -105,4 +129,55 @@ fn cors(origins: &AllowedOrigins) -> CorsLayer {
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
         .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(600))
+}
+
+/// A browser request from a page whose origin is not allowed is refused here, not only left
+/// without a CORS grant: CORS only stops the page from reading answers, while the request
+/// itself would still act. The refusal carries a grant for that origin, so the widget can
+/// read the reason and name the setting in the console (only simple requests get that far:
+/// a preflight from such a page is refused by the CORS layer, which the console reports).
+async fn refuse_other_origins(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let refused = origin.as_ref().filter(|o| {
+        request.method() != Method::OPTIONS
+            && !o.to_str().is_ok_and(|o| state.settings.origin_allowed(o))
+    });
+    let Some(origin) = refused else {
+        return next.run(request).await;
+    };
+    let shown = origin.to_str().unwrap_or("this website");
+    let mut response = ApiError::new(
+        StatusCode::FORBIDDEN,
+        "origin_not_allowed",
+        format!(
+            "pages of {shown} may not use this chat: its origin is not in parley's \
+             PARLEY_ALLOWED_ORIGINS"
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn setup_tokens_are_cut_from_logged_paths() {
+        assert_eq!(loggable_path("/admin/setup/abcDEF_12-x"), "/admin/setup/…");
+        assert_eq!(loggable_path("/admin/setup/a/b"), "/admin/setup/…");
+        assert_eq!(
+            loggable_path("/support/admin/setup/tok"),
+            "/support/admin/setup/…"
+        );
+        assert_eq!(loggable_path("/api/v1/chats/1"), "/api/v1/chats/1");
+        assert_eq!(loggable_path("/admin/settings"), "/admin/settings");
+    }
 }

@@ -103,6 +103,9 @@ impl Client {
             .timeout(Duration::from_secs(15))
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
+            // The token goes to the server that was configured and nowhere else: a redirect
+            // (to another host, port, scheme or path) is an answer, not an instruction.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("the HTTP client builds with static settings");
         Self {
@@ -136,6 +139,11 @@ impl Client {
         &self.token
     }
 
+    /// A request without the token.
+    pub(super) fn anonymous_request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.api))
+    }
+
     pub(super) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.api))
@@ -156,7 +164,9 @@ impl Client {
                 .bytes()
                 .await
                 .map_err(|e| MmError::Unreachable(without_url(&e)))?;
-            serde_json::from_slice(&bytes).map_err(|e| MmError::Protocol(e.to_string()))
+            serde_json::from_slice(&bytes).map_err(|e| {
+                MmError::Protocol(format!("its answer is not Mattermost's JSON ({e})"))
+            })
         }
         .await;
         self.record(timing, result.as_ref().err());
@@ -201,6 +211,19 @@ impl Client {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
+        }
+        if status.is_redirection() {
+            let to = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("nowhere")
+                .chars()
+                .take(200)
+                .collect::<String>();
+            return Err(MmError::Protocol(format!(
+                "it answers {status} with a redirect to {to}, which parley does not follow"
+            )));
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(MmError::RateLimited {

@@ -31,8 +31,11 @@ pub struct Ping {
 
 impl Client {
     /// `GET /system/ping`: answers `{"status":"OK"}` on any Mattermost server, signed in or not.
+    /// Sent without the token, so a server that does not answer it like Mattermost (a typo, a
+    /// web page) never sees the token.
     pub async fn ping(&self) -> Result<Ping, MmError> {
-        self.send(self.request(Method::GET, "/system/ping")).await
+        self.send(self.anonymous_request(Method::GET, "/system/ping"))
+            .await
     }
 
     /// `GET /users/me` with the roles.

@@ -177,6 +177,17 @@ impl Store {
         Ok(())
     }
 
+    /// When the unused, unexpired first-run link (if any) was made and until when it works.
+    pub async fn live_first_run_link(&self, now: i64) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as::<_, (i64, i64)>(
+            "SELECT created_at, expires_at FROM setup_tokens
+             WHERE manager_id IS NULL AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
     /// A setup link, if it exists.
     pub async fn get_setup_token(
         &self,

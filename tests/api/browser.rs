@@ -20,7 +20,7 @@ use mattermost_sim::{MattermostSim, SimUser};
 use parley::{jobs::lifecycle, state::AppState, storage::now_ms};
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use crate::helpers::spawn_app_with;
 
 /// The newest request post in the requests channel.
 fn newest_request(op: &Operator) -> Value {
@@ -301,7 +301,15 @@ async fn the_widget_works_in_chromium_from_another_origin() {
         browser_dir.join("node_modules/playwright-core").exists(),
         "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test does it)"
     );
-    let app = spawn_app().await;
+    // 127.0.0.2 is another origin than parley's 127.0.0.1, as a customer's site would be,
+    // and parley allows it as the README's embed step says.
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let site_url = format!("http://{}", listener.local_addr().unwrap());
+    let allowed = site_url.clone();
+    let app = spawn_app_with(move |s| {
+        s.allowed_origins = parley::config::AllowedOrigins::List(vec![allowed]);
+    })
+    .await;
     let operator = Operator {
         sim: app.sim.clone(),
         alice: app.alice.clone(),
@@ -326,9 +334,6 @@ async fn the_widget_works_in_chromium_from_another_origin() {
         .route("/control/remind", post(remind))
         .route("/control/request-post", post(request_post))
         .with_state(operator);
-    // 127.0.0.2 is another origin than parley's 127.0.0.1, as a customer's site would be.
-    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
-    let site_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, site).await.unwrap() });
 
     let screenshots = root.join("target/screenshots");

@@ -16,6 +16,7 @@ mod live_caps;
 mod live_details;
 mod operations;
 mod signin_attacks;
+mod small_holes;
 mod upload_room;
 mod visitor_api;
 mod widget_tabs;

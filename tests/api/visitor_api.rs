@@ -380,13 +380,10 @@ async fn the_widget_api_answers_other_origins_and_documents_itself() {
         .send()
         .await
         .unwrap();
-    assert!(
-        foreign
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none(),
-        "unlisted sites get no CORS grant"
-    );
+    // Unlisted sites are refused, with a grant to read only the reason (for the console).
+    assert_eq!(foreign.status(), 403);
+    let refusal: Value = foreign.json().await.unwrap();
+    assert_eq!(refusal["error"]["code"], "origin_not_allowed");
 
     let live = format!("{}/chats/x/live", app.api("").replace("http://", "ws://"));
     let mut request =

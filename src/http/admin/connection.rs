@@ -292,7 +292,7 @@ async fn refuse_if_fixed(state: &AppState, signed: &Signed) -> Result<Option<Res
 
 /// What to tell the admin about a failed call, by kind; the details go to the log.
 fn explain(e: &MmError, url: &str, doing: &str) -> Problem {
-    tracing::warn!(error = %e, server = url, "{doing} failed");
+    tracing::warn!(error = %e, server = ?url, "{doing} failed");
     match e {
         MmError::Unreachable(_) => problem(
             "unreachable",
@@ -312,13 +312,19 @@ fn explain(e: &MmError, url: &str, doing: &str) -> Problem {
             "mattermost_error",
             "Mattermost is rate limiting parley: try again in a minute.",
         ),
-        MmError::Protocol(_) => problem(
-            "not_mattermost",
-            format!(
-                "{url} does not answer as Mattermost does: enter the address you open Mattermost at, without a path such as /api/v4 or a team name."
-            ),
-        ),
+        MmError::Protocol(detail) => not_mattermost(url, detail),
     }
+}
+
+/// The one answer for every server that is not Mattermost (a redirect, a web page, other
+/// JSON): no token was sent to it (the ping goes without), nor to where it points.
+fn not_mattermost(url: &str, detail: &str) -> Problem {
+    problem(
+        "not_mattermost",
+        format!(
+            "This address does not answer like a Mattermost server: {url}: {detail}. Enter the address you open Mattermost at, without a path such as /api/v4 or a team name."
+        ),
+    )
 }
 
 /// `POST /admin/settings/connection/teams`: step 1.
@@ -393,11 +399,17 @@ pub async fn teams(
 async fn server_teams(client: &Client, url: &str) -> Result<Vec<Team>, Problem> {
     match client.ping().await {
         Ok(p) if p.status.eq_ignore_ascii_case("ok") => {}
-        Ok(_) | Err(MmError::Api { status: 404, .. }) => {
-            return Err(explain(
-                &MmError::Protocol("no ping".into()),
+        Ok(p) => {
+            return Err(not_mattermost(
                 url,
-                "the ping",
+                &format!("its ping answers {:?}, not OK", p.status),
+            ));
+        }
+        // A refusal of the ping, which every Mattermost answers to anyone, even signed out.
+        Err(MmError::Api { status, .. }) if status < 500 => {
+            return Err(not_mattermost(
+                url,
+                &format!("/api/v4/system/ping answers {status}"),
             ));
         }
         Err(e) => return Err(explain(&e, url, "the ping")),

@@ -76,6 +76,7 @@ pub async fn dashboard(
             h2 { "Mattermost" }
             p { span class={ "dot " (if healthy { "ok" } else { "bad" }) } {} (connection) }
         }
+        (super::settings::origins_card(&state))
         section.card id="operators" {
             h2 { "Operators online now" }
             @if departments.is_empty() {

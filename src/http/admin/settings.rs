@@ -151,6 +151,7 @@ fn render(
             p.hint { "The " a href="/" { "demo page" } " with the widget as saved (save to see a change). A chat started here is a real chat." }
             iframe.preview src="/" title="The widget on the demo page" loading="lazy" {}
         }
+        (origins_card(state))
         section.card id="configuration" {
             h2 { "Configuration in force" }
             p.hint { "Set by environment variables or parley.toml (the Mattermost connection possibly in the back office, above); read-only here. Secrets are never shown." }
@@ -163,6 +164,23 @@ fn render(
         }
     };
     layout("Settings", Some(signed), body)
+}
+
+/// Which websites may embed the widget (`PARLEY_ALLOWED_ORIGINS`), with a warning for `*`.
+pub(super) fn origins_card(state: &AppState) -> Markup {
+    let s = &state.settings;
+    let any = s.allowed_origins == crate::config::AllowedOrigins::Any;
+    html! {
+        section.card id="origins" data-any=(any) {
+            h2 { "Websites that may embed the widget" }
+            p { (s.allowed_origins.describe(&s.own_origin())) }
+            @if any {
+                p.error role="alert" { "PARLEY_ALLOWED_ORIGINS is `*`: any website can start chats and send messages through its visitors' browsers. List your sites' origins instead, e.g. PARLEY_ALLOWED_ORIGINS=https://www.example.com." }
+            } @else {
+                p.hint { "Set by PARLEY_ALLOWED_ORIGINS (comma-separated origins such as https://www.example.com). Other websites are refused, with a message in their browser console." }
+            }
+        }
+    }
 }
 
 pub(super) fn report_view(report: &Report) -> Markup {
