@@ -200,3 +200,30 @@ async fn hostile_visitor_text_mentions_nobody_and_brings_no_links_anywhere_in_ma
         "{display_name:?}"
     );
 }
+
+/// Operator Markdown with `<` in code (issue 12, item 5): the widget shows the `<`, not
+/// `&lt;`, and HTML-looking text stays text without swallowing the Markdown after it.
+#[tokio::test]
+async fn operator_code_with_a_less_than_sign_shows_it_in_the_widget() {
+    let app = spawn_app_with(|_| {}).await;
+    let chat = app.start_simple_chat("hi").await;
+    let channel_id = app.accept(&chat, &app.alice).await;
+    let cases = [
+        ("`if a<b`", "<code>if a&lt;b</code>"),
+        ("```\nx <= 1 && y\n```", "x &lt;= 1 &amp;&amp; y"),
+        ("<div>\n**still bold**", "<strong>still bold</strong>"),
+        ("1 < 2 <b>x</b>", "1 &lt; 2 &lt;b&gt;x&lt;/b&gt;"),
+    ];
+    for (i, (markdown, want)) in cases.iter().enumerate() {
+        app.sim.post_as(&app.alice, &channel_id, markdown).await;
+        let m = app
+            .wait_for_message(&chat, |m| {
+                m["sender"] == "operator" && m["text"].as_str() == Some(markdown)
+            })
+            .await;
+        let html = m["html"].as_str().unwrap();
+        assert!(html.contains(want), "case {i}: {markdown:?} -> {html}");
+        assert!(!html.contains("&amp;lt;"), "case {i}: {html}");
+        assert!(!html.contains("<div") && !html.contains("<b>"), "{html}");
+    }
+}
