@@ -347,6 +347,84 @@ const EXPLICIT_MENTIONS: &[Case] = &[
     },
 ];
 
+/// The cases of `TestProcessText` and `TestCheckForMentionUsers` in the newest Mattermost
+/// (server/channels/app/mention_parser_standard_test.go); the group is a keyword like a user.
+const NEWEST: &[Case] = &[
+    case(
+        "Mention user in text",
+        "hello user @user1",
+        &[("@user1", U)],
+        U,
+    ),
+    case(
+        "Mention user after ending a sentence with full stop",
+        "hello user.@user1",
+        &[("@user1", U)],
+        U,
+    ),
+    case(
+        "Mention user after hyphen",
+        "hello user-@user1",
+        &[("@user1", U)],
+        U,
+    ),
+    case(
+        "Mention user after colon",
+        "hello user:@user1",
+        &[("@user1", U)],
+        U,
+    ),
+    Case {
+        channel_wide: "here",
+        ..case("Mention here after colon", "hello all:@here", &[], &[])
+    },
+    Case {
+        channel_wide: "all",
+        ..case("Mention all after hyphen", "hello all-@all", &[], &[])
+    },
+    Case {
+        channel_wide: "channel",
+        ..case(
+            "Mention channel after full stop",
+            "hello channel.@channel",
+            &[],
+            &[],
+        )
+    },
+    Case {
+        potential: &["potentialuser", "otherpotentialuser"],
+        ..case(
+            "Mention other potential users or system calls",
+            "hello @potentialuser and @otherpotentialuser",
+            &[],
+            &[],
+        )
+    },
+    Case {
+        potential: &["systembot"],
+        ..case(
+            "Mention a real user and another potential user and a group",
+            "@engineering @user1, you can use @systembot to get help from",
+            &[("@user1", U), ("@engineering", U2)],
+            BOTH,
+        )
+    },
+    // Run through ProcessText, which also lists `@HeRe` and `@ALL` as potential names: its
+    // check for the channel-wide words is case-sensitive, `checkForMention`'s is not.
+    case("UppercaseUser1", "@User", &[("@user", U)], U),
+    case("UppercaseUser2", "@UsEr2", &[("@user2", U2)], U2),
+    Case {
+        channel_wide: "here",
+        potential: &["HeRe"],
+        ..case("UppercaseHere", "@HeRe", &[], &[])
+    },
+    Case {
+        channel_wide: "all",
+        potential: &["ALL"],
+        ..case("UppercaseAll", "@ALL", &[], &[])
+    },
+];
+
 /// `TestGetExplicitMentionsAtHere`'s boundary cases: does the message mention `@here`?
 const AT_HERE: &[(&str, bool)] = &[
     ("", false),
@@ -443,7 +521,7 @@ fn assert_mentions_nobody(input: &str) {
 
 #[test]
 fn the_port_finds_what_mattermost_s_own_tests_expect() {
-    for case in EXPLICIT_MENTIONS {
+    for case in EXPLICIT_MENTIONS.iter().chain(NEWEST) {
         let keywords = Keywords::exactly(case.keywords);
         assert_eq!(
             mentions(case.message, &keywords),
@@ -489,6 +567,7 @@ fn the_port_finds_what_mattermost_s_own_tests_expect() {
 fn escaped_test_inputs_of_mattermost_mention_nobody() {
     let inputs = EXPLICIT_MENTIONS
         .iter()
+        .chain(NEWEST)
         .map(|c| c.message)
         .chain(AT_HERE.iter().map(|(m, _)| *m))
         .chain(SEEN_ON_5_37.iter().copied());
