@@ -4,15 +4,27 @@
 
 use std::sync::LazyLock;
 
-use pulldown_cmark::{Event, Options, Parser, html};
+use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, html};
 
-/// Zero-width space: placed after `@` it splits `@channel` into two words for Mattermost's
-/// mention parser (see mattermost-api.md §10), while looking unchanged to a reader.
+/// Zero-width space: placed after `@` it ends the word for Mattermost's mention parser (it is
+/// neither a letter nor a number), while looking unchanged to a reader.
 const ZWSP: char = '\u{200B}';
 
-/// Makes untrusted text show literally in Mattermost: every `@` is followed by a zero-width
-/// space (no `@channel`, `@here`, `@all` or user pings), and Markdown syntax is backslash-escaped
-/// (no links, images, headings, tables or code fences that could mislead an operator).
+/// Makes untrusted text show literally in Mattermost and mention nobody.
+///
+/// Mattermost finds mentions by parsing the post as Markdown, joining the text of adjacent Text
+/// nodes (backslash escapes and character references such as `&commat;` already decoded), and
+/// cutting that into words on every character that is not a letter, a number or one of
+/// `: . - _ @`; a word is then trimmed of leading `:.-_`, stripped of trailing `.-:_` and split
+/// on `.-:` before each part is compared with `@channel`, `@all`, `@here` and `@username`
+/// (docs/decisions.md, "Mentions and Markdown from visitors", has the sources). So:
+/// - every `@` is followed by a zero-width space, which ends the word right after the `@`, so
+///   no word can continue into a name; the only exception is an `@` right after an ASCII letter
+///   or digit (e-mail addresses stay copyable), which no trimming or splitting can ever bring to
+///   the start of a word, and only a word starting with `@` is compared with those names;
+/// - every `&` is escaped, so no character reference is decoded (into an `@` or anything else);
+/// - Markdown syntax is backslash-escaped (no links, images, headings, tables or code fences
+///   that could mislead an operator), and so is every backslash, so an escape cannot be undone.
 pub fn escape_for_mattermost(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
     for (i, line) in text.split('\n').enumerate() {
@@ -25,9 +37,9 @@ pub fn escape_for_mattermost(text: &str) -> String {
 }
 
 fn escape_line(line: &str, out: &mut String) {
-    let indent = line.len() - line.trim_start().len();
-    out.push_str(&line[..indent]);
-    let body = &line[indent..];
+    // Leading whitespace is dropped: a paragraph does not show it anyway, and four columns of
+    // it would turn the line into a code block.
+    let body = line.trim_start();
     // Block syntax that only means something at the start of a line.
     if body.starts_with(['-', '+', '=']) {
         out.push('\\');
@@ -36,13 +48,13 @@ fn escape_line(line: &str, out: &mut String) {
     let mut previous: Option<char> = None;
     for (pos, c) in body.chars().enumerate() {
         match c {
-            // Only an `@` that starts a word can mention; `erika@example.com` stays intact so
-            // operators can copy it.
-            '@' if !previous.is_some_and(is_mention_word_char) => {
+            '@' => {
                 out.push('@');
-                out.push(ZWSP);
+                if !previous.is_some_and(|p| p.is_ascii_alphanumeric()) {
+                    out.push(ZWSP);
+                }
             }
-            '\\' | '`' | '*' | '_' | '~' | '[' | ']' | '<' | '>' | '|' | '#' | '!' | '$' => {
+            '\\' | '`' | '*' | '_' | '~' | '[' | ']' | '<' | '>' | '|' | '#' | '!' | '$' | '&' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -56,11 +68,6 @@ fn escape_line(line: &str, out: &mut String) {
     }
 }
 
-/// Characters Mattermost's mention parser keeps inside one word (mattermost-api.md §10).
-fn is_mention_word_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, ':' | '.' | '-' | '_' | '@')
-}
-
 static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     let mut b = ammonia::Builder::default();
     // No images: they could track the visitor or show content nobody reviewed.
@@ -69,16 +76,55 @@ static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     b
 });
 
+/// Stands in for `<` while operator Markdown is parsed. A noncharacter (never meant for
+/// interchange), so no operator text needs it; one typed anyway is replaced first.
+const LT_STAND_IN: char = '\u{FDD0}';
+
 /// Renders operator Markdown the way Mattermost shows it (a single newline is a line break)
 /// and sanitises the HTML, so nothing an operator types can run script in the widget.
+///
+/// Raw HTML is shown as text, as Mattermost does. To keep an HTML block from swallowing the
+/// Markdown around it, the parser never sees a `<`: each one is replaced by a stand-in that
+/// has no meaning in Markdown, and put back as text afterwards, in code spans and code blocks
+/// too (where an entity like `&lt;` would have shown literally).
 pub fn render_operator_html(markdown: &str) -> String {
     let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
-    // Raw HTML is shown as text, as Mattermost does; escaping `<` up front also keeps an HTML
-    // block from swallowing the Markdown around it.
-    let markdown = markdown.replace('<', "&lt;");
-    let parser = Parser::new_ext(&markdown, options).map(|event| match event {
+    let source: String = markdown
+        .chars()
+        .map(|c| match c {
+            '<' => LT_STAND_IN,
+            LT_STAND_IN => char::REPLACEMENT_CHARACTER,
+            c => c,
+        })
+        .collect();
+    let restore = |s: CowStr<'_>| -> CowStr<'static> { CowStr::from(s.replace(LT_STAND_IN, "<")) };
+    let parser = Parser::new_ext(&source, options).map(|event| match event {
         Event::SoftBreak => Event::HardBreak,
-        Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
+        Event::Html(h) | Event::InlineHtml(h) => Event::Text(restore(h)),
+        Event::Text(t) => Event::Text(restore(t)),
+        Event::Code(t) => Event::Code(restore(t)),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => Event::Start(Tag::Link {
+            link_type,
+            dest_url: restore(dest_url),
+            title: restore(title),
+            id: restore(id),
+        }),
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => Event::Start(Tag::Image {
+            link_type,
+            dest_url: restore(dest_url),
+            title: restore(title),
+            id: restore(id),
+        }),
         other => other,
     });
     let mut unsafe_html = String::new();
@@ -106,12 +152,22 @@ mod tests {
     }
 
     #[test]
-    fn email_addresses_stay_copyable() {
-        assert_eq!(
-            escape_for_mattermost("erika@example.com"),
-            "erika@example.com"
-        );
-        assert_eq!(escape_for_mattermost("(@here)"), "(@\u{200B}here)");
+    fn every_at_that_could_start_a_word_is_cut_and_no_reference_is_decoded() {
+        let cases = [
+            ("erika@example.com", "erika@example.com"),
+            ("(@here)", "(@\u{200B}here)"),
+            ("x.@channel", "x.@\u{200B}channel"),
+            ("_@here", "\\_@\u{200B}here"),
+            ("@@all", "@\u{200B}@\u{200B}all"),
+            ("x-@alice", "x-@\u{200B}alice"),
+            (":@alice", ":@\u{200B}alice"),
+            ("&commat;channel", "\\&commat;channel"),
+            ("&#64;all", "\\&\\#64;all"),
+            ("    @here", "@\u{200B}here"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(escape_for_mattermost(input), want, "{input}");
+        }
     }
 
     #[test]
@@ -133,13 +189,67 @@ mod tests {
 
     #[test]
     fn operator_markdown_is_rendered_and_sanitised() {
-        let html =
-            render_operator_html("**sure** <img src=x onerror=alert(1)> [a](javascript:alert(1))");
-        assert!(html.contains("<strong>sure</strong>"), "{html}");
-        assert!(!html.contains("<img"), "{html}");
-        assert!(!html.contains("javascript:"), "{html}");
-        let html = render_operator_html("![t](https://tracker.example/p.png)");
-        assert!(!html.contains("<img"), "{html}");
-        assert!(render_operator_html("a\nb").contains("<br"));
+        // (operator Markdown, what the HTML must contain, what it must not)
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            ("`a<b`", &["<code>a&lt;b</code>"], &["&amp;lt;"]),
+            ("`<div>`", &["<code>&lt;div&gt;</code>"], &["<div"]),
+            (
+                "```\nif a < b && c > d {}\n```",
+                &["<pre><code>if a &lt; b &amp;&amp; c &gt; d {}"],
+                &["&amp;lt;"],
+            ),
+            ("    x<y", &["<pre><code>x&lt;y"], &["&amp;lt;"]),
+            ("1 < 2 and 3 > 2", &["1 &lt; 2 and 3 &gt; 2"], &["&amp;lt;"]),
+            (
+                "a <b>bold</b> c",
+                &["a &lt;b&gt;bold&lt;/b&gt; c"],
+                &["<b>"],
+            ),
+            ("`&lt;` stays", &["<code>&amp;lt;</code>"], &[]),
+            ("&lt; is an entity", &["&lt; is an entity"], &[]),
+            // An HTML block does not swallow the Markdown after it.
+            (
+                "<div>\n**bold**",
+                &["&lt;div&gt;", "<strong>bold</strong>"],
+                &["<div"],
+            ),
+            (
+                "<!-- x -->\n*em*",
+                &["&lt;!-- x --&gt;", "<em>em</em>"],
+                &["<!--"],
+            ),
+            (
+                "**sure** <img src=x onerror=alert(1)> [a](javascript:alert(1))",
+                &[
+                    "<strong>sure</strong>",
+                    "&lt;img src=x onerror=alert(1)&gt;",
+                ],
+                &["<img", "javascript:"],
+            ),
+            (
+                "<script>alert(1)</script>",
+                &["&lt;script&gt;"],
+                &["<script"],
+            ),
+            ("`<script>`", &["<code>&lt;script&gt;</code>"], &["<script"]),
+            ("[x](<javascript:alert(1)>)", &[], &["href=\"javascript"]),
+            (
+                "<https://example.com>",
+                &["&lt;https://example.com&gt;"],
+                &[],
+            ),
+            ("![t](https://tracker.example/p.png)", &[], &["<img"]),
+            ("a\nb", &["<br"], &[]),
+            ("\u{FDD0}<", &["\u{FFFD}&lt;"], &[]),
+        ];
+        for (markdown, present, absent) in cases {
+            let html = render_operator_html(markdown);
+            for p in *present {
+                assert!(html.contains(p), "{markdown:?} -> {html:?} lacks {p:?}");
+            }
+            for a in *absent {
+                assert!(!html.contains(a), "{markdown:?} -> {html:?} has {a:?}");
+            }
+        }
     }
 }

@@ -5,6 +5,8 @@ pub mod files;
 pub mod hours;
 pub mod input;
 pub mod markdown;
+#[cfg(test)]
+mod markdown_tests;
 pub mod template;
 
 use serde::Serialize;

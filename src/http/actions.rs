@@ -116,10 +116,7 @@ pub async fn handle_action(
                 format::settled_request(&chat, &format!("accepted by @{}", operator.username));
             ActionResponse {
                 update: Some(PostUpdate { message, props }),
-                ephemeral_text: Some(format!(
-                    "You accepted the chat with {}. It continues in ~{channel} ({link}); the channel opens in a moment.",
-                    format::visitor_name(&chat)
-                )),
+                ephemeral_text: Some(format::accepted_answer(&chat, &channel, &link)),
             }
         }
         AcceptOutcome::NotPending(chat) => {

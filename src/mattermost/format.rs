@@ -209,6 +209,16 @@ pub fn settled_request(chat: &ChatRow, status_line: &str) -> (String, Value) {
     (message, props)
 }
 
+/// The answer only the operator who accepted sees: where the chat continues. The visitor's
+/// name is made inert like everywhere else (it would otherwise bring links and images into a
+/// message from the bot).
+pub fn accepted_answer(chat: &ChatRow, channel_name: &str, link: &str) -> String {
+    format!(
+        "You accepted the chat with {}. It continues in ~{channel_name} ({link}); the channel opens in a moment.",
+        escape_for_mattermost(&visitor_name(chat))
+    )
+}
+
 /// An offline message as posted into the requests channel: who wrote, how to answer, the
 /// message; no button (nobody can accept it).
 pub fn offline_message_post(m: &OfflineMessageRow, department: Option<&str>) -> (String, Value) {
@@ -322,6 +332,15 @@ pub fn split_for_post(message: &str, max: usize) -> Vec<String> {
             .unwrap_or(byte_limit);
         // Never end a piece on a lone backslash: it would escape the next piece's first char.
         let cut = if window[..cut].ends_with('\\') && !window[..cut].ends_with("\\\\") {
+            cut - 1
+        } else {
+            cut
+        };
+        // Never start a piece with an `@` that kept no zero-width space because a letter or
+        // digit came before it (`erika@example.com`): alone at the start it would mention.
+        let cut = if rest[cut..].starts_with('@')
+            && window[..cut].ends_with(|c: char| c.is_ascii_alphanumeric())
+        {
             cut - 1
         } else {
             cut
@@ -457,6 +476,18 @@ mod tests {
                 expected,
                 "{secs} s"
             );
+        }
+    }
+
+    #[test]
+    fn no_piece_starts_with_an_at_that_kept_no_zero_width_space() {
+        // A long run without spaces, cut exactly before the `@` of an e-mail address.
+        for at in 195..205 {
+            let text = format!("{}@alice", "a".repeat(at));
+            let escaped = escape_for_mattermost(&text);
+            for part in split_for_post(&escaped, 200) {
+                assert!(!part.starts_with('@'), "{at}: {part:?}");
+            }
         }
     }
 
