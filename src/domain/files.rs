@@ -148,7 +148,9 @@ pub fn display_name(raw: &str) -> String {
     }
 }
 
-fn is_bidi_control(c: char) -> bool {
+/// Characters that reorder the text around them: a name or message could show other words
+/// than it holds ("Trojan Source").
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 

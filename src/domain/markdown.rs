@@ -23,6 +23,8 @@ const ZWSP: char = '\u{200B}';
 ///   or digit (e-mail addresses stay copyable), which no trimming or splitting can ever bring to
 ///   the start of a word, and only a word starting with `@` is compared with those names;
 /// - every `&` is escaped, so no character reference is decoded (into an `@` or anything else);
+/// - bidirectional controls are dropped, so an operator reads the words in the order they were
+///   written (a right-to-left override could make a message show other words than it holds);
 /// - Markdown syntax is backslash-escaped (no links, images, headings, tables or code fences
 ///   that could mislead an operator), and so is every backslash, so an escape cannot be undone.
 pub fn escape_for_mattermost(text: &str) -> String {
@@ -39,7 +41,11 @@ pub fn escape_for_mattermost(text: &str) -> String {
 fn escape_line(line: &str, out: &mut String) {
     // Leading whitespace is dropped: a paragraph does not show it anyway, and four columns of
     // it would turn the line into a code block.
-    let body = line.trim_start();
+    let body: String = line
+        .chars()
+        .filter(|c| !super::files::is_bidi_control(*c))
+        .collect();
+    let body = body.trim_start();
     // Block syntax that only means something at the start of a line.
     if body.starts_with(['-', '+', '=']) {
         out.push('\\');

@@ -685,9 +685,11 @@ fn hostile_text() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Whitespace-separated words, zero-width spaces taken out: what a reader sees.
+/// Whitespace-separated words, zero-width spaces and bidirectional controls taken out (the
+/// escaper drops those): what a reader sees, in the order written.
 fn words(text: &str) -> Vec<String> {
     text.replace('\u{200B}', "")
+        .replace(crate::domain::files::is_bidi_control, "")
         .split_whitespace()
         .map(str::to_owned)
         .collect()
@@ -709,4 +711,17 @@ proptest! {
             prop_assert!(!found.anything(), "{:?} mentions {:?}", wrapped, found);
         }
     }
+}
+
+#[test]
+fn bidirectional_controls_cannot_reorder_what_an_operator_reads() {
+    for control in [
+        '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}',
+        '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+    ] {
+        let escaped = escape_for_mattermost(&format!("pay {control}001 ot{control} now"));
+        assert_eq!(escaped, "pay 001 ot now", "{control:?}");
+    }
+    // Right-to-left text itself is kept as written.
+    assert_eq!(escape_for_mattermost("שלום عليكم"), "שלום عليكم");
 }
