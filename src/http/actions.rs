@@ -59,17 +59,25 @@ pub async fn handle_action(
     // The signature binds the chat, and the callback must name the post Mattermost gave parley
     // for that chat's request: the context cannot be replayed with an empty or another post
     // (the post id cannot be signed: the context is made before the post exists).
-    let Some(request_post) = chat.request_post_id.as_deref() else {
-        // The post exists in Mattermost but parley has not stored its id yet (a click within
-        // moments of the post appearing): nothing changes, the operator tries again.
-        return Ok(Json(ActionResponse {
-            ephemeral_text: Some(
-                "This request is still being set up; please click Accept again in a moment.".into(),
-            ),
-            ..Default::default()
-        }));
+    let names_the_request_post = match chat.request_post_id.as_deref() {
+        Some(request_post) => call.post_id == request_post,
+        // A click in the moment between Mattermost creating the request post and parley
+        // recording its id: Mattermost itself says whether the post is that chat's request.
+        None if call.post_id.is_empty() => false,
+        None => match bridge.is_request_post_of(&call.post_id, &chat.id).await {
+            Ok(is_it) => is_it,
+            Err(e) => {
+                tracing::warn!(error = %e, post_id = ?call.post_id, "could not look up the clicked post");
+                return Ok(Json(ActionResponse {
+                    ephemeral_text: Some(
+                        "parley could not check this request with Mattermost; please click Accept again in a moment.".into(),
+                    ),
+                    ..Default::default()
+                }));
+            }
+        },
     };
-    if call.post_id != request_post {
+    if !names_the_request_post {
         tracing::warn!(
             chat_id = %chat.id, post_id = ?call.post_id, user_id = ?call.user_id,
             "refused a button callback for another post"

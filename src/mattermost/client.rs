@@ -367,6 +367,11 @@ impl Client {
             .await
     }
 
+    /// `GET /posts/{id}` (deleted and unknown posts answer 403 on a real server).
+    pub async fn post(&self, id: &str) -> Result<Post, MmError> {
+        self.get(&format!("/posts/{}", seg(id))).await
+    }
+
     /// `PUT /posts/{id}/patch`.
     pub async fn patch_post(&self, id: &str, patch: &PostPatch<'_>) -> Result<Post, MmError> {
         self.with_body(Method::PUT, &format!("/posts/{}/patch", seg(id)), patch)

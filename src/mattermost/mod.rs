@@ -276,6 +276,25 @@ impl Bridge {
         Ok(user)
     }
 
+    /// Whether `post_id` is a live request post of `chat_id` with its Accept button: written by
+    /// parley's bot, carrying the chat's id, not deleted or an edit's copy. Asked when an
+    /// Accept click arrives before parley has recorded the id Mattermost gave that post.
+    pub async fn is_request_post_of(&self, post_id: &str, chat_id: &str) -> Result<bool, MmError> {
+        let context = self.context().await?;
+        let post = self.client.post(post_id).await?;
+        let has_accept_button = post.props["attachments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["actions"].as_array())
+            .flatten()
+            .any(|action| action["id"].as_str() == Some(format::ACCEPT_ACTION_ID));
+        Ok(post.user_id == context.bot_user_id
+            && post.delete_at == 0
+            && post.props[format::CHAT_PROP].as_str() == Some(chat_id)
+            && has_accept_button)
+    }
+
     /// A user by username (without `@`), from the server; cached by id for later look-ups.
     pub async fn user_by_username(&self, username: &str) -> Result<User, MmError> {
         let user = self.client.user_by_username(username).await?;
