@@ -13,4 +13,5 @@ mod instances;
 mod lifecycle;
 mod live_details;
 mod operations;
+mod startup;
 mod visitor_api;
