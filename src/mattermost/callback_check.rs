@@ -3,10 +3,11 @@
 //! every click fail with Mattermost's generic "Action integration error", which parley would
 //! otherwise never hear of). Two checks, each answered only by a parley of this installation
 //! (the answer is signed with the key every instance shares):
-//! - `reach`: parley itself fetches `PUBLIC_URL/healthz?check=<nonce>`;
 //! - `round_trip`: the bot posts a button whose URL is parley's own callback into a private
 //!   channel only it is in (`parley-check`), clicks it, and deletes the post: Mattermost's
-//!   own rule for callbacks decides, exactly as for an operator's click.
+//!   own rule for callbacks decides, exactly as for an operator's click;
+//! - `reach`: when that fails, parley fetches `PUBLIC_URL/healthz?check=<nonce>` itself, to
+//!   say whether the URL leads to parley at all.
 
 use std::time::Duration;
 
@@ -176,15 +177,22 @@ pub fn unreachable_advice(public_url: &Url) -> String {
     )
 }
 
-/// Both checks: first that the URL reaches parley at all, then Mattermost's round trip.
+/// Mattermost's round trip decides; when it fails, parley's own look at the URL tells whether
+/// it is parley at all. (Not the other way round: parley may be unable to reach its own
+/// public address, behind a NAT without hairpinning, while Mattermost can.)
 pub async fn run(
     client: &Client,
     team_id: &str,
     public_url: &Url,
     signer: &ActionSigner,
 ) -> Result<(), String> {
-    reach(public_url, signer).await?;
-    round_trip(client, team_id, public_url, signer).await
+    let Err(problem) = round_trip(client, team_id, public_url, signer).await else {
+        return Ok(());
+    };
+    match reach(public_url, signer).await {
+        Ok(()) => Err(problem),
+        Err(reach) => Err(format!("{reach}. {problem}")),
+    }
 }
 
 /// The server's schedule: once the connection in force is resolved, then hourly (every five

@@ -277,7 +277,7 @@ impl Bridge {
         let mut last = self.callback_check.lock().expect("check lock");
         if last.as_ref().map(|c| &c.problem) != Some(&check.problem) {
             match &check.problem {
-                Some(p) => tracing::warn!(problem = %p, "the Accept button cannot work: {p}"),
+                Some(p) => tracing::warn!(problem = %p, "the Accept button check failed: {p}"),
                 None => tracing::info!("Mattermost can call parley back: the Accept button works"),
             }
         }

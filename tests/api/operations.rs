@@ -82,7 +82,7 @@ async fn readyz_answers_503_and_says_why_while_mattermost_is_down() {
         body["problems"][0]
             .as_str()
             .unwrap()
-            .contains("Mattermost is not connected"),
+            .contains("the Mattermost event stream is down"),
         "{body}"
     );
 
