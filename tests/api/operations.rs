@@ -59,7 +59,14 @@ async fn readyz_is_ready_while_the_database_answers_and_mattermost_is_connected(
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        json!({"ready": true, "database": "ok", "mattermost": "connected", "problems": []})
+        json!({
+            "ready": true,
+            "database": "ok",
+            "mattermost": "connected",
+            "callbacks": "ok",
+            "problems": [],
+            "warnings": []
+        })
     );
 }
 
