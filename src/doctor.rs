@@ -590,11 +590,17 @@ async fn check_callbacks(
                  PARLEY_PUBLIC_URL ({shown})"
             )
         };
-        (found, Some("run `parley doctor` where the server's database is, while the server runs; or see /readyz (\"callbacks\") on the server".to_owned()))
+        let advice = "run `parley doctor` with the server's PARLEY_DATA_DIR or PARLEY_DATABASE_URL \
+                      while the server runs, or see \"callbacks\" in the server's /readyz";
+        (found, Some(advice.to_owned()))
     };
     let (verdict, found, advice) = match signer {
         None => {
-            let (found, advice) = not_checked("no database with parley's button key was found");
+            let why = format!(
+                "it needs the server's database, and there is none at {}",
+                crate::commands::describe_database(settings)
+            );
+            let (found, advice) = not_checked(&why);
             (Verdict::Skipped, found, advice)
         }
         Some(_) if !report.passed() => {
