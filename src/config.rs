@@ -168,9 +168,10 @@ impl PostgresUrl {
     }
 }
 
-impl std::fmt::Debug for PostgresUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = match Url::parse(&self.0) {
+impl PostgresUrl {
+    /// The URL with any password replaced, for messages and logs.
+    pub fn redacted(&self) -> String {
+        match Url::parse(&self.0) {
             Ok(mut url) => {
                 if url.password().is_some() {
                     let _ = url.set_password(Some("redacted"));
@@ -181,8 +182,15 @@ impl std::fmt::Debug for PostgresUrl {
                 url.to_string()
             }
             Err(_) => "postgres://…".into(),
-        };
-        f.debug_tuple("PostgresUrl").field(&shown).finish()
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PostgresUrl")
+            .field(&self.redacted())
+            .finish()
     }
 }
 
@@ -319,6 +327,10 @@ pub struct PresenceSettings {
 /// Validated settings for one parley process.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `PARLEY_*` environment variables that are no setting (e.g. the `PARLEY_SERVICE_HOST`,
+    /// `PARLEY_PORT=tcp://…` Kubernetes adds for a Service named `parley`): ignored, and
+    /// logged once at start (names only: values may be secrets).
+    pub ignored_env: Vec<String>,
     pub listen: SocketAddr,
     /// Where browsers and Mattermost reach parley, without a trailing slash.
     pub public_url: Url,
@@ -355,7 +367,10 @@ pub struct Settings {
 impl Settings {
     /// Loads defaults < `parley.toml` (or the file named by `PARLEY_CONFIG`) < `PARLEY_*` variables.
     pub fn load() -> Result<Self, ConfigError> {
-        let env = Env::prefixed("PARLEY_");
+        // Unknown keys in the environment are not typos of the admin's but other software's
+        // (Kubernetes' service links): they are left out. In `parley.toml` they stay errors.
+        let ignored_env = ignored_env_names(std::env::vars_os().map(|(k, _)| k));
+        let env = Env::prefixed("PARLEY_").filter(|key| SETTING_KEYS.iter().any(|k| key == *k));
         let file = std::env::var_os("PARLEY_CONFIG")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("parley.toml"));
@@ -364,7 +379,9 @@ impl Settings {
             .merge(env)
             .extract()
             .map_err(|e| ConfigError::Load(Box::new(e)))?;
-        raw.validate()
+        let mut settings = raw.validate()?;
+        settings.ignored_env = ignored_env;
+        Ok(settings)
     }
 
     /// Settings for tests and embedding: defaults with the given data dir, no Mattermost.
@@ -465,6 +482,7 @@ impl RawSettings {
             other => other.clone(),
         };
         Ok(Settings {
+            ignored_env: Vec::new(),
             listen,
             public_url,
             database,
@@ -688,11 +706,86 @@ impl RawSettings {
     }
 }
 
+/// Every key of [`RawSettings`], as `PARLEY_` variables name them (lower case, no prefix).
+const SETTING_KEYS: &[&str] = &[
+    "listen",
+    "public_url",
+    "database_url",
+    "data_dir",
+    "mattermost_url",
+    "mattermost_token",
+    "mattermost_team",
+    "mattermost_channel",
+    "allowed_origins",
+    "delete_after_hours",
+    "audit_retention_days",
+    "visitor_timeout_minutes",
+    "remind_after_minutes",
+    "remind_with_here",
+    "max_message_chars",
+    "max_field_chars",
+    "rate_limit_chats_per_minute",
+    "rate_limit_messages_per_minute",
+    "max_file_mb",
+    "max_files_per_message",
+    "max_chat_files_mb",
+    "file_types",
+    "trust_proxy_headers",
+    "trusted_proxy_hops",
+    "trusted_proxies",
+    "max_sockets_per_chat",
+    "max_sockets_per_address",
+    "max_pending_sockets",
+    "max_stored_files_mb",
+    "max_uploads_mb_per_day",
+    "min_free_disk_mb",
+    "log_format",
+    "presence_away_counts",
+    "presence_dnd_counts",
+    "presence_poll_seconds",
+    "prechat_phone",
+    "metrics_token",
+    "config",
+];
+
+/// The `PARLEY_*` variable names among `names` that set nothing, sorted.
+fn ignored_env_names(names: impl Iterator<Item = std::ffi::OsString>) -> Vec<String> {
+    let mut ignored: Vec<String> = names
+        .filter_map(|k| k.into_string().ok())
+        .filter(|k| {
+            k.strip_prefix("PARLEY_")
+                .is_some_and(|rest| !SETTING_KEYS.contains(&rest.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    ignored.sort();
+    ignored
+}
+
 fn parse_http_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value.trim().trim_end_matches('/'))
-        .map_err(|e| invalid(key, format!("`{value}` is not a URL ({e})")))?;
+    let trimmed = value.trim().trim_end_matches('/');
+    let no_scheme = || {
+        invalid(
+            key,
+            format!(
+                "`{value}` is not a URL: it needs http:// or https:// in front, e.g. http://{trimmed}"
+            ),
+        )
+    };
+    let url = match Url::parse(trimmed) {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => return Err(no_scheme()),
+        Err(e) => return Err(invalid(key, format!("`{value}` is not a URL ({e})"))),
+    };
+    // `127.0.0.1:8065` and `chat.example.com:8065` parse, as a scheme and a path.
+    if !matches!(url.scheme(), "http" | "https") && url.host().is_none() && !trimmed.contains("//")
+    {
+        return Err(no_scheme());
+    }
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(invalid(key, format!("`{value}` must be an http(s) URL")));
+        return Err(invalid(
+            key,
+            format!("`{value}` must be an http:// or https:// URL"),
+        ));
     }
     Ok(url)
 }
@@ -906,6 +999,71 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(nets, ["10.0.0.0/8", "2001:db8::1/128"]);
+    }
+
+    #[test]
+    fn the_key_list_names_every_setting() {
+        let mut keys: Vec<String> = serde_json::to_value(RawSettings::default())
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        // Not serialised, so that they never leave the process.
+        keys.extend(["mattermost_token".into(), "metrics_token".into()]);
+        keys.sort();
+        let mut listed: Vec<String> = SETTING_KEYS.iter().map(|k| k.to_string()).collect();
+        listed.sort();
+        assert_eq!(keys, listed);
+    }
+
+    #[test]
+    fn kubernetes_service_variables_are_ignored_and_settings_kept() {
+        let names = [
+            "PARLEY_PORT",
+            "PARLEY_PORT_8080_TCP",
+            "PARLEY_PORT_8080_TCP_ADDR",
+            "PARLEY_SERVICE_HOST",
+            "PARLEY_SERVICE_PORT_HTTP",
+            "PARLEY_LISTEN",
+            "PARLEY_MATTERMOST_URL",
+            "PARLEY_CONFIG",
+            "PATH",
+            "PARLEYX",
+        ]
+        .map(std::ffi::OsString::from);
+        assert_eq!(
+            ignored_env_names(names.into_iter()),
+            [
+                "PARLEY_PORT",
+                "PARLEY_PORT_8080_TCP",
+                "PARLEY_PORT_8080_TCP_ADDR",
+                "PARLEY_SERVICE_HOST",
+                "PARLEY_SERVICE_PORT_HTTP",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_url_without_scheme_says_to_add_one() {
+        for value in [
+            "127.0.0.1:8065",
+            "chat.example.com",
+            "chat.example.com:8065",
+            "localhost:8065/",
+        ] {
+            let err = parse_http_url("PARLEY_MATTERMOST_URL", value)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("http:// or https://"), "{value}: {err}");
+            assert!(err.starts_with("PARLEY_MATTERMOST_URL"), "{err}");
+        }
+        let err = parse_http_url("PARLEY_PUBLIC_URL", "ftp://x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http:// or https://"), "{err}");
+        assert!(parse_http_url("K", "http://127.0.0.1:8065/").is_ok());
     }
 
     #[test]

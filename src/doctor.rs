@@ -8,7 +8,8 @@ use url::{Host, Url};
 
 use crate::{
     config::{AllowedOrigins, MattermostSettings, Settings, base},
-    mattermost::{Client, MmError, wire::CreateChannel},
+    mattermost::{Client, MmError, callback_check, wire::CreateChannel},
+    security::ActionSigner,
 };
 
 /// How a check came out.
@@ -122,8 +123,16 @@ const T_FILES: &str = "File uploads";
 const T_CALLBACKS: &str = "Mattermost can call parley back (Accept button)";
 const T_ORIGINS: &str = "Websites that may embed the widget";
 
-/// Runs every check against the configured server.
+/// Runs every check against the configured server; the callback check only says under which
+/// condition the Accept button works (see [`run_with`]).
 pub async fn run(settings: &Settings) -> Report {
+    run_with(settings, None).await
+}
+
+/// Runs every check; with the installation's button key (`signer`) the callback check has
+/// Mattermost click a test button whose URL is parley's own, which a running parley of this
+/// installation answers.
+pub async fn run_with(settings: &Settings, signer: Option<&ActionSigner>) -> Report {
     let mut report = Report::default();
     let Some(mm) = &settings.mattermost else {
         report.push(
@@ -142,7 +151,7 @@ pub async fn run(settings: &Settings) -> Report {
         return report;
     };
     check_server(&mut report, settings, mm).await;
-    check_callbacks(&mut report, &settings.public_url);
+    check_callbacks(&mut report, settings, mm, signer).await;
     check_origins(&mut report, settings);
     report
 }
@@ -588,34 +597,77 @@ async fn check_client_config(report: &mut Report, settings: &Settings, client: &
     }
 }
 
-/// Mattermost refuses to call private addresses unless they are listed in
-/// `AllowedUntrustedInternalConnections`; a bot cannot read that setting, so this reminds.
-fn check_callbacks(report: &mut Report, public_url: &Url) {
+/// Whether Mattermost can call parley back. Mattermost refuses private addresses unless
+/// `AllowedUntrustedInternalConnections` lists them, and a bot cannot read that setting: so the
+/// check is a real click on a test button when it can be made (a running parley of this
+/// installation answers it), and otherwise says under which condition Accept works.
+async fn check_callbacks(
+    report: &mut Report,
+    settings: &Settings,
+    mm: &MattermostSettings,
+    signer: Option<&ActionSigner>,
+) {
+    let public_url = &settings.public_url;
     let host = public_url.host_str().unwrap_or_default().to_owned();
     let shown = base(public_url);
-    if is_private(public_url) {
-        report.push(
-            "callbacks",
-            T_CALLBACKS,
-            false,
-            Verdict::Warning,
-            format!("PARLEY_PUBLIC_URL ({shown}) is a private address"),
-            Some(format!(
-                "Mattermost refuses to call private addresses: list `{host}` in System Console → \
-                 Environment → Developer → Allow untrusted internal connections to \
-                 (ServiceSettings.AllowedUntrustedInternalConnections)"
-            )),
-        );
-    } else {
-        report.push(
-            "callbacks",
-            T_CALLBACKS,
-            false,
-            Verdict::Ok,
-            format!("PARLEY_PUBLIC_URL ({shown}) is a public address; Mattermost must be able to reach it"),
-            None,
-        );
-    }
+    let not_checked = |why: &str| {
+        let found = if is_private(public_url) {
+            format!(
+                "not checked ({why}). PARLEY_PUBLIC_URL ({shown}) is a private address: the \
+                 Accept button works if Mattermost's AllowedUntrustedInternalConnections lists \
+                 `{host}`"
+            )
+        } else {
+            format!(
+                "not checked ({why}). The Accept button works if the Mattermost server reaches \
+                 PARLEY_PUBLIC_URL ({shown})"
+            )
+        };
+        let advice = "run `parley doctor` with the server's PARLEY_DATA_DIR or PARLEY_DATABASE_URL \
+                      while the server runs, or see \"callbacks\" in the server's /readyz";
+        (found, Some(advice.to_owned()))
+    };
+    let (verdict, found, advice) = match signer {
+        None => {
+            let why = format!(
+                "it needs the server's database, and there is none at {}",
+                crate::commands::describe_database(settings)
+            );
+            let (found, advice) = not_checked(&why);
+            (Verdict::Skipped, found, advice)
+        }
+        Some(_) if !report.passed() => {
+            let (found, advice) = not_checked("an essential check failed");
+            (Verdict::Skipped, found, advice)
+        }
+        Some(signer) => {
+            let client = Client::new(&base(&mm.url), mm.token.clone());
+            let outcome = match client.team_by_name(&mm.team).await {
+                Ok(team) => callback_check::run(&client, &team.id, public_url, signer).await,
+                Err(e) => Err(format!("the team could not be read ({})", short(&e))),
+            };
+            match outcome {
+                Ok(()) => (
+                    Verdict::Ok,
+                    format!(
+                        "Mattermost called a test button back at {shown}/mattermost/actions: the \
+                         Accept button works"
+                    ),
+                    None,
+                ),
+                Err(problem) => (
+                    Verdict::Warning,
+                    problem,
+                    Some(
+                        "until this is fixed, operators accept a chat with a ✅ reaction on its \
+                         request post"
+                            .into(),
+                    ),
+                ),
+            }
+        }
+    };
+    report.push("callbacks", T_CALLBACKS, false, verdict, found, advice);
 }
 
 /// Loopback, private, link-local and unique-local addresses, `localhost` and single-label or

@@ -8,6 +8,8 @@ pub mod backoffice;
 pub mod chats;
 /// Several instances on one PostgreSQL: events between them, leadership.
 pub mod cluster;
+/// What the commands besides `serve` share (opening the existing database).
+pub mod commands;
 /// Settings from `parley.toml` and `PARLEY_*` variables.
 pub mod config;
 /// Departments: routing, online hours, presence rules, texts and templates.

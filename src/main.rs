@@ -5,6 +5,7 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use parley::{
+    commands::open_existing_store,
     config::Settings,
     departments::cli::DepartmentCommand,
     jobs::cleanup,
@@ -84,6 +85,13 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
+    if !settings.ignored_env.is_empty() {
+        tracing::warn!(
+            variables = %settings.ignored_env.join(", "),
+            "ignoring PARLEY_* environment variables that are no parley setting (Kubernetes \
+             sets such for a Service named `parley`); check the spelling if you meant a setting"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
@@ -106,7 +114,8 @@ fn main() -> ExitCode {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!(
-                            "parley: could not read the connection saved in the back office ({e:#}); checking the PARLEY_MATTERMOST_* settings only"
+                            "parley: could not read the connection saved in the back office: {e:#}\n\
+                             Checking the PARLEY_MATTERMOST_* settings only.\n"
                         );
                         settings
                     }
@@ -130,7 +139,7 @@ fn main() -> ExitCode {
 /// `PARLEY_MATTERMOST_*` (or `parley.toml`) set none: what the server would use.
 async fn with_saved_connection(mut settings: Settings) -> anyhow::Result<Settings> {
     if settings.mattermost.is_none() {
-        let store = Store::open(&settings.database).await?;
+        let store = open_existing_store(&settings).await?;
         settings.mattermost = parley::backoffice::connection::saved(&store).await?;
         store.close().await;
     }
@@ -198,7 +207,7 @@ async fn archive(settings: &Settings) -> anyhow::Result<()> {
         );
         return Ok(());
     };
-    let store = Store::open(&settings.database).await?;
+    let store = open_existing_store(settings).await?;
     let client = Client::new(
         &parley::config::base(&mattermost.url),
         mattermost.token.clone(),
@@ -221,7 +230,17 @@ async fn archive(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let report = parley::doctor::run(settings).await;
+    // The key the server signs its buttons with: with it the doctor's test button is answered
+    // by the running server, which checks that Mattermost can call it back.
+    let signer = match Store::open_existing(&settings.database).await {
+        Ok(Some(store)) => {
+            let key = store.value("action_signing_key").await.ok().flatten();
+            store.close().await;
+            key.map(|k| parley::security::ActionSigner::new(&k))
+        }
+        _ => None,
+    };
+    let report = parley::doctor::run_with(settings, signer.as_ref()).await;
     println!("{report}");
     Ok(if report.passed() {
         ExitCode::SUCCESS
@@ -232,7 +251,7 @@ async fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
 
 async fn admin(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
     use parley::backoffice::{Role, accounts};
-    let store = Store::open(&settings.database).await?;
+    let store = open_existing_store(settings).await?;
     let public = parley::config::base(&settings.public_url);
     match command {
         AdminCommand::CreateManager { email, role } => {

@@ -54,16 +54,14 @@ impl Application {
             .await?;
         let metrics = Metrics::new();
         // The deployment settings' connection wins; else the one saved in the back office.
-        let bridge = connection::effective(&store, &settings)
-            .await?
-            .map(|m| connection::bridge_for(m, &metrics));
-        if bridge.is_none() {
-            tracing::warn!(
-                "Mattermost is not configured: the widget offers the offline form only. \
-                 Connect it in the back office (Settings), or set PARLEY_MATTERMOST_URL, _TOKEN, \
-                 _TEAM and _CHANNEL."
-            );
-        }
+        let effective = connection::effective(&store, &settings).await?;
+        let origin = match (connection::fixed_by_deployment(&settings), &effective) {
+            (Some(source), _) => connection::Origin::Deployment(source),
+            (None, Some(_)) => connection::Origin::BackOffice,
+            (None, None) => connection::Origin::None,
+        };
+        connection::log_in_force(origin, effective.as_ref());
+        let bridge = effective.map(|m| connection::bridge_for(m, &metrics));
         let blobs = Blobs::open(&settings.data_dir)
             .await
             .with_context(|| format!("preparing {}", settings.data_dir.join("files").display()))?;
@@ -190,6 +188,10 @@ fn leader_jobs(state: AppState, shutdown: CancellationToken) -> JoinSet<()> {
         shutdown.clone(),
     ));
     jobs.spawn(jobs::retention::run_scheduled(
+        state.clone(),
+        shutdown.clone(),
+    ));
+    jobs.spawn(mattermost::callback_check::run_scheduled(
         state.clone(),
         shutdown.clone(),
     ));

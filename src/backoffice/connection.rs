@@ -73,6 +73,26 @@ pub fn origin(state: &AppState) -> Origin {
     }
 }
 
+/// Says in the log which connection is in force and where it comes from, so that an admin
+/// who changed one of two places knows which one counts.
+pub fn log_in_force(origin: Origin, mm: Option<&MattermostSettings>) {
+    match mm {
+        Some(mm) => tracing::info!(
+            source = origin.label(),
+            server = %base(&mm.url),
+            team = %mm.team,
+            channel = %mm.channel,
+            "Mattermost connection in force, set in the {}",
+            origin.label()
+        ),
+        None => tracing::warn!(
+            "Mattermost is not configured: the widget offers the offline form only. Connect it \
+             in the back office (Settings), or set PARLEY_MATTERMOST_URL, _TOKEN, _TEAM and \
+             _CHANNEL."
+        ),
+    }
+}
+
 /// Whether the connection in force was set in the back office.
 pub fn origin_is_back_office(state: &AppState) -> bool {
     origin(state) == Origin::BackOffice
@@ -158,6 +178,12 @@ pub fn bridge_for(mm: MattermostSettings, metrics: &Metrics) -> Arc<Bridge> {
 /// Puts a connection in force on this instance: the running bridge is replaced (the event
 /// stream reconnects, the jobs take the new one on their next pass).
 pub fn apply(state: &AppState, mm: Option<MattermostSettings>) {
+    let origin = match (&mm, fixed_by_deployment(&state.settings)) {
+        (_, Some(source)) => Origin::Deployment(source),
+        (Some(_), None) => Origin::BackOffice,
+        (None, None) => Origin::None,
+    };
+    log_in_force(origin, mm.as_ref());
     let bridge = mm.map(|m| bridge_for(m, &state.metrics));
     state.connection.replace(bridge);
 }

@@ -95,11 +95,15 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Refused(String),
+    #[error("{0:#}")]
+    Open(anyhow::Error),
 }
 
 /// Runs a department command; returns what to print.
 pub async fn run(command: DepartmentCommand, settings: &Settings) -> Result<String, CliError> {
-    let store = Store::open(&settings.database).await?;
+    let store = crate::commands::open_existing_store(settings)
+        .await
+        .map_err(CliError::Open)?;
     match command {
         DepartmentCommand::List => list(&store, settings).await,
         DepartmentCommand::Add { fields } => {

@@ -11,6 +11,7 @@ use crate::{
     domain::ChatStatus,
     http::{error::ApiError, extract::ApiJson},
     mattermost::{
+        callback_check::CHECK_ACTION,
         format,
         wire::{ActionCallback, ActionResponse, PostUpdate},
     },
@@ -36,6 +37,11 @@ pub async fn handle_action(
         .get("signature")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    // parley's own check that Mattermost can call it back (`callback_check`): a signed nonce
+    // answers 200 and nothing else happens.
+    if action == CHECK_ACTION && state.signer.verify(CHECK_ACTION, chat_id, signature) {
+        return Ok(Json(ActionResponse::default()));
+    }
     if action != format::ACCEPT_ACTION || !state.signer.verify(action, chat_id, signature) {
         tracing::warn!(user_id = ?call.user_id, "refused an unsigned or forged button callback");
         return Err(ApiError::new(

@@ -74,7 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(assets::demo_page))
         .route("/widget.js", get(assets::widget_js))
         .route("/mattermost/actions", post(actions::handle_action))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(probes::health))
         .merge(admin::router(&state))
         .route("/readyz", get(probes::ready))
         .route("/metrics", get(probes::metrics))
@@ -88,14 +88,18 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("referrer-policy"),
             HeaderValue::from_static("strict-origin-when-cross-origin"),
         ))
-        .layer(TraceLayer::new_for_http().make_span_with(
-            // Path only, without secrets: no query strings or headers (tokens) in logs, and
-            // a setup link's token is cut out of its path.
-            |req: &axum::http::Request<_>| {
-                let path = loggable_path(req.uri().path());
-                tracing::info_span!("http", method = %req.method(), path = ?path)
-            },
-        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(
+                    // Path only, without secrets: no query strings or headers (tokens) in
+                    // logs, and a setup link's token is cut out of its path.
+                    |req: &axum::http::Request<_>| {
+                        let path = loggable_path(req.uri().path());
+                        tracing::info_span!("http", method = %req.method(), path = ?path)
+                    },
+                )
+                .on_failure(log_failure),
+        )
         .with_state(state)
 }
 
@@ -106,6 +110,31 @@ fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     match path.find(SETUP) {
         Some(at) => format!("{}…", &path[..at + SETUP.len()]).into(),
         None => path.into(),
+    }
+}
+
+/// A failed request, at the level it deserves. A 503 is parley saying "not now" (offline, not
+/// ready) as designed, and whatever caused it is logged where it is known; a 500 has already
+/// been logged with its cause (`ApiError::internal`), so this line only marks the request.
+fn log_failure(
+    failure: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass as Class;
+    let latency_ms = latency.as_millis() as u64;
+    match failure {
+        Class::StatusCode(code) if code == StatusCode::SERVICE_UNAVAILABLE => {
+            tracing::debug!(
+                status = code.as_u16(),
+                latency_ms,
+                "request refused for now"
+            )
+        }
+        Class::StatusCode(code) => {
+            tracing::warn!(status = code.as_u16(), latency_ms, "request failed")
+        }
+        Class::Error(error) => tracing::warn!(%error, latency_ms, "request failed"),
     }
 }
 

@@ -12,10 +12,36 @@ use axum::{
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::{security::token_hash, state::AppState};
+use crate::{
+    mattermost::callback_check::{CHECK_HEADER, REACH_ACTION},
+    security::token_hash,
+    state::AppState,
+};
 
 /// How long `/readyz` waits for the database.
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, serde::Deserialize)]
+pub struct HealthQuery {
+    check: Option<String>,
+}
+
+/// `GET /healthz`: "ok" while the process serves. With `?check=<nonce>` the answer also
+/// carries the nonce signed with the installation's key, by which parley tells that its
+/// public URL reaches itself (and not another service): see `mattermost::callback_check`.
+pub async fn health(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<HealthQuery>,
+) -> Response {
+    let mut response = "ok".into_response();
+    if let Some(nonce) = q.check.filter(|n| !n.is_empty() && n.len() <= 64) {
+        let signature = state.signer.sign(REACH_ACTION, &nonce);
+        if let Ok(value) = header::HeaderValue::from_str(&signature) {
+            response.headers_mut().insert(CHECK_HEADER, value);
+        }
+    }
+    response
+}
 
 /// `GET /readyz`: 200 when the database answers and Mattermost is connected (or not
 /// configured, parley then runs offline on purpose); 503 otherwise, with what is wrong.
@@ -25,22 +51,46 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         Ok(Ok(())) => "ok",
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: the database does not answer");
-            problems.push("the database does not answer");
+            problems.push("the database does not answer".to_owned());
             "unreachable"
         }
         Err(_) => {
             tracing::warn!("readiness: the database did not answer in time");
-            problems.push("the database does not answer");
+            problems.push("the database does not answer".to_owned());
             "unreachable"
         }
     };
     let mattermost = match state.bridge() {
         None => "not_configured",
         Some(bridge) if bridge.is_online() => "connected",
-        Some(_) => {
-            problems.push("Mattermost is not connected (the log says why)");
+        Some(bridge) if bridge.is_resolved() => {
+            problems.push(
+                "the Mattermost event stream is down; parley is reconnecting (visitor messages \
+                 wait in the outbox)"
+                    .to_owned(),
+            );
             "disconnected"
         }
+        Some(bridge) => {
+            problems.push(match bridge.problem() {
+                Some(p) => format!("Mattermost cannot be used: {p}"),
+                None => "parley is connecting to Mattermost".to_owned(),
+            });
+            "disconnected"
+        }
+    };
+    // Not a readiness problem: behind a load balancer or ingress the public URL reaches only
+    // ready instances, so making this one unready would keep it so for good.
+    let mut warnings = Vec::new();
+    let callbacks = match state.bridge().and_then(|b| b.callback_check()) {
+        None => "unchecked",
+        Some(check) => match check.problem {
+            None => "ok",
+            Some(p) => {
+                warnings.push(p);
+                "failing"
+            }
+        },
     };
     let status = if problems.is_empty() {
         StatusCode::OK
@@ -51,7 +101,9 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         "ready": problems.is_empty(),
         "database": database,
         "mattermost": mattermost,
+        "callbacks": callbacks,
         "problems": problems,
+        "warnings": warnings,
     });
     (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }

@@ -57,10 +57,17 @@ pub async fn run_once(state: &AppState) -> Result<usize, PollError> {
             Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => {
                 bridge.forget_target(route);
-                let problem = format!(
-                    "requests channel `{}` in team `{}`: {e}",
-                    route.channel, route.team
-                );
+                let problem = match e.status() {
+                    // The channel was found (the route resolved), so a refusal means the bot
+                    // is not in it.
+                    Some(403) => {
+                        crate::mattermost::not_in_channel(&ctx.bot_username, route).to_string()
+                    }
+                    _ => format!(
+                        "requests channel ~{} in team `{}`: {e}",
+                        route.channel, route.team
+                    ),
+                };
                 record(bridge, route, RouteStatus::Problem(problem));
             }
         }
@@ -142,7 +149,10 @@ fn record(bridge: &Bridge, route: &Route, status: RouteStatus) {
     }
     match &status {
         RouteStatus::Problem(p) => {
-            tracing::warn!(problem = %p, "a department's requests channel cannot be used; it shows offline")
+            tracing::warn!(
+                team = %route.team, channel = %route.channel, problem = %p,
+                "a requests channel cannot be used, so what it serves shows offline: {p}"
+            )
         }
         RouteStatus::StatusesUnavailable if previous != Some(RouteStatus::StatusesUnavailable) => {
             tracing::warn!(

@@ -36,6 +36,10 @@ pub enum MmError {
     /// The answer was not what the API promises.
     #[error("unexpected answer from Mattermost: {0}")]
     Protocol(String),
+    /// Mattermost works, but parley's place there is not set up (e.g. the bot is not in the
+    /// requests channel); the message says what to do. Retried: an admin fixes it.
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl MmError {
@@ -44,7 +48,7 @@ impl MmError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Api { status, .. } => *status >= 500 || *status == 401 || *status == 408,
-            Self::RateLimited { .. } | Self::Unreachable(_) => true,
+            Self::RateLimited { .. } | Self::Unreachable(_) | Self::Setup(_) => true,
             Self::Protocol(_) => false,
         }
     }
@@ -74,6 +78,7 @@ impl MmError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Unreachable(_) => "unreachable",
             Self::Protocol(_) => "protocol",
+            Self::Setup(_) => "setup",
         }
     }
 }

@@ -155,6 +155,10 @@ fn details_fields(chat: &ChatRow, first_message: Option<&str>) -> Vec<Value> {
     fields
 }
 
+/// The request post's hint for when the Accept button fails.
+pub const ACCEPT_BY_REACTION: &str =
+    "If Accept fails, react with ✅ (:white_check_mark:) to accept.";
+
 /// The request post: the request template (who is asking), the details with the first
 /// message, and the signed Accept button.
 pub fn request_post(
@@ -175,6 +179,9 @@ pub fn request_post(
             "fallback": format!("New chat request from {name}"),
             "color": "#1f6feb",
             "fields": details_fields(chat, Some(first_message)),
+            // For when the button cannot work (Mattermost cannot reach parley): the reaction
+            // comes over the event stream instead.
+            "footer": ACCEPT_BY_REACTION,
             "actions": [{
                 "id": ACCEPT_ACTION_ID,
                 "type": "button",

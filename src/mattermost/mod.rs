@@ -4,6 +4,7 @@
 //! submodules.
 
 pub mod answers;
+pub mod callback_check;
 pub mod client;
 pub mod files;
 pub mod format;
@@ -57,9 +58,14 @@ pub struct Bridge {
     pub client: Client,
     settings: MattermostSettings,
     context: RwLock<Option<Arc<Context>>>,
+    /// Held while the context is resolved, so that the tasks asking for it at start (event
+    /// stream, presence poll, outbox) resolve it once and log "connected" once.
+    resolving: tokio::sync::Mutex<()>,
     stream_connected: AtomicBool,
     users: Mutex<HashMap<String, User>>,
     last_problem: Mutex<Option<String>>,
+    /// Whether Mattermost can call parley back (the Accept button), as last checked.
+    callback_check: Mutex<Option<callback_check::CallbackCheck>>,
     /// Resolved routes of departments (and the default one), by names.
     targets: Mutex<HashMap<Route, Arc<Target>>>,
     /// Operators' presence per route, as last polled.
@@ -89,9 +95,11 @@ impl Bridge {
             client: Client::new(&base(&settings.url), settings.token.clone()),
             settings,
             context: RwLock::new(None),
+            resolving: tokio::sync::Mutex::new(()),
             stream_connected: AtomicBool::new(false),
             users: Mutex::new(HashMap::new()),
             last_problem: Mutex::new(None),
+            callback_check: Mutex::new(None),
             targets: Mutex::new(HashMap::new()),
             presence: Presence::default(),
         }
@@ -110,6 +118,11 @@ impl Bridge {
 
     /// The server's context, resolving it first if needed.
     pub async fn context(&self) -> Result<Arc<Context>, MmError> {
+        if let Some(ctx) = self.context.read().expect("context lock").clone() {
+            return Ok(ctx);
+        }
+        let _resolving = self.resolving.lock().await;
+        // Someone else may have resolved it while this task waited.
         if let Some(ctx) = self.context.read().expect("context lock").clone() {
             return Ok(ctx);
         }
@@ -137,7 +150,7 @@ impl Bridge {
         let mut last = self.last_problem.lock().expect("problem lock");
         if *last != problem {
             if let Some(p) = &problem {
-                tracing::warn!(problem = %p, "Mattermost is not usable yet; run `parley doctor` for details");
+                tracing::warn!(problem = %p, "Mattermost cannot be used yet: {p}; `parley doctor` checks every setting");
             }
             *last = problem;
         }
@@ -153,6 +166,15 @@ impl Bridge {
                 "PARLEY_MATTERMOST_CHANNEL",
             )
             .await?;
+        // A public channel is found whether or not the bot is in it, but only a member may
+        // post there and see who is: without this, parley would seem connected while no
+        // request could ever be posted and no operator ever counted as present.
+        if let Err(e) = self.client.channel_member(&target.channel_id, &me.id).await {
+            return Err(match e.status() {
+                Some(403 | 404) => not_in_channel(&me.username, &route),
+                _ => e,
+            });
+        }
         self.targets
             .lock()
             .expect("targets lock")
@@ -243,6 +265,28 @@ impl Bridge {
         for u in users {
             cache.insert(u.id.clone(), u);
         }
+    }
+
+    /// The last check of Mattermost calling parley back; `None` before the first.
+    pub fn callback_check(&self) -> Option<callback_check::CallbackCheck> {
+        self.callback_check.lock().expect("check lock").clone()
+    }
+
+    /// Keeps a check's outcome, logging a change.
+    pub fn set_callback_check(&self, check: callback_check::CallbackCheck) {
+        let mut last = self.callback_check.lock().expect("check lock");
+        if last.as_ref().map(|c| &c.problem) != Some(&check.problem) {
+            match &check.problem {
+                Some(p) => tracing::warn!(problem = %p, "the Accept button check failed: {p}"),
+                None => tracing::info!("Mattermost can call parley back: the Accept button works"),
+            }
+        }
+        *last = Some(check);
+    }
+
+    /// Why the server cannot be used, as last found (none once connected).
+    pub fn problem(&self) -> Option<String> {
+        self.last_problem.lock().expect("problem lock").clone()
     }
 
     /// Whether visitors should be offered a live chat: Mattermost is configured, resolved and
@@ -340,6 +384,16 @@ impl Bridge {
     pub fn post_link(&self, team_name: &str, post_id: &str) -> String {
         format!("{}/{team_name}/pl/{post_id}", base(&self.settings.url))
     }
+}
+
+/// The bot is not a member of a requests channel: what to type, and where.
+pub fn not_in_channel(bot: &str, route: &Route) -> MmError {
+    MmError::Setup(format!(
+        "the bot @{bot} is not a member of the requests channel ~{channel} (team `{team}`): \
+         type `/invite @{bot}` in ~{channel}",
+        channel = route.channel,
+        team = route.team,
+    ))
 }
 
 /// Replaces a bare "not found" with a message that says what to change.

@@ -82,6 +82,19 @@ impl Store {
         }
     }
 
+    /// Opens a database that exists already (applying pending migrations), for the commands
+    /// besides `serve` and `migrate`: `None` when the SQLite file is missing, so a command run
+    /// in the wrong directory never leaves a new, empty database behind. (A PostgreSQL
+    /// database is never created by parley.)
+    pub async fn open_existing(url: &DatabaseUrl) -> Result<Option<Self>, StoreError> {
+        sqlx::any::install_default_drivers();
+        match url {
+            DatabaseUrl::Sqlite(path) if !path.is_file() => Ok(None),
+            DatabaseUrl::Sqlite(path) => Self::connect_sqlite(path, "rw").await.map(Some),
+            DatabaseUrl::Postgres(url) => Self::open_postgres(url.expose()).await.map(Some),
+        }
+    }
+
     async fn open_sqlite(path: &std::path::Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -91,8 +104,13 @@ impl Store {
                 ))
             })?;
         }
+        Self::connect_sqlite(path, "rwc").await
+    }
+
+    /// `mode`: `rwc` creates a missing file, `rw` does not.
+    async fn connect_sqlite(path: &std::path::Path, mode: &str) -> Result<Self, StoreError> {
         let options =
-            AnyConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))?;
+            AnyConnectOptions::from_str(&format!("sqlite://{}?mode={mode}", path.display()))?;
         let write = sqlite_pool(1).connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&write).await?;
         let read = sqlite_pool(4).connect_with(options).await?;

@@ -1112,7 +1112,14 @@ async fn the_doctor_passes_a_well_configured_server_and_leaves_nothing_behind() 
 
     assert!(report.passed(), "{report}");
     for c in &report.checks {
-        assert_eq!(c.verdict, Verdict::Ok, "{report}");
+        // Without parley's button key the callback check can only state its condition
+        // (tests/api/startup.rs runs it for real).
+        let expected = if c.id == "callbacks" {
+            Verdict::Skipped
+        } else {
+            Verdict::Ok
+        };
+        assert_eq!(c.verdict, expected, "{report}");
     }
     let left: Vec<Value> = world
         .sim
@@ -1246,7 +1253,9 @@ async fn each_doctor_check_fails_on_its_own() {
             "private public URL",
             |w| w.settings.public_url = "http://10.1.2.3:8080".parse().unwrap(),
             "callbacks",
-            Verdict::Warning,
+            // Without parley's button key (no database here) the doctor cannot click a test
+            // button: it states the condition instead of warning.
+            Verdict::Skipped,
             "AllowedUntrustedInternalConnections",
         ),
         (

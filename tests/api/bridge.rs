@@ -273,7 +273,12 @@ async fn simultaneous_accepts_have_exactly_one_winner() {
     // The button is gone, and replaying Mattermost's signed callback changes nothing.
     let (status, _) = app.sim.click_button(loser_user, &post_id, "accept").await;
     assert_eq!(status, 404, "no button left to click");
-    let captured = app.sim.integration_requests().into_iter().next().unwrap();
+    let captured = app
+        .sim
+        .integration_requests()
+        .into_iter()
+        .find(|r| r["context"]["action"] == "accept")
+        .unwrap();
     let mut replay = captured.clone();
     replay.as_object_mut().unwrap().remove("response_status");
     replay["user_id"] = json!(loser_user.id);

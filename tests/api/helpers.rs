@@ -111,6 +111,16 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
             test.state.online()
         })
         .await;
+        // The start-up check of the Accept button makes calls of its own: done before a test
+        // injects failures or counts calls.
+        if test.state.settings.run_background_jobs {
+            wait_until("parley checks that Mattermost can call it back", || async {
+                test.state
+                    .bridge()
+                    .is_some_and(|b| b.callback_check().is_some())
+            })
+            .await;
+        }
     }
     test
 }

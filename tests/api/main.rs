@@ -17,6 +17,7 @@ mod live_details;
 mod operations;
 mod signin_attacks;
 mod small_holes;
+mod startup;
 mod untrusted_text;
 mod upload_room;
 mod visitor_api;

@@ -59,7 +59,14 @@ async fn readyz_is_ready_while_the_database_answers_and_mattermost_is_connected(
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        json!({"ready": true, "database": "ok", "mattermost": "connected", "problems": []})
+        json!({
+            "ready": true,
+            "database": "ok",
+            "mattermost": "connected",
+            "callbacks": "ok",
+            "problems": [],
+            "warnings": []
+        })
     );
 }
 
@@ -82,7 +89,7 @@ async fn readyz_answers_503_and_says_why_while_mattermost_is_down() {
         body["problems"][0]
             .as_str()
             .unwrap()
-            .contains("Mattermost is not connected"),
+            .contains("the Mattermost event stream is down"),
         "{body}"
     );
 

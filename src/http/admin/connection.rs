@@ -312,6 +312,7 @@ fn explain(e: &MmError, url: &str, doing: &str) -> Problem {
             "mattermost_error",
             "Mattermost is rate limiting parley: try again in a minute.",
         ),
+        MmError::Setup(p) => problem("setup", format!("{p}.")),
         MmError::Protocol(detail) => not_mattermost(url, detail),
     }
 }
@@ -570,7 +571,7 @@ async fn chosen(
 async fn check(state: &AppState, mm: &MattermostSettings) -> Report {
     let mut settings = (*state.settings).clone();
     settings.mattermost = Some(mm.clone());
-    doctor::run(&settings).await
+    doctor::run_with(&settings, Some(&state.signer)).await
 }
 
 /// The entered connection and the doctor's report on it, or the page to show instead (the

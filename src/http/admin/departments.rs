@@ -288,6 +288,10 @@ pub fn presence_words(state: &AppState, department: Option<&Department>) -> Stri
         return "Mattermost is not configured".into();
     };
     match bridge.presence.status(&route) {
+        None if !bridge.is_resolved() => match bridge.problem() {
+            Some(p) => format!("unknown: Mattermost cannot be used: {p}"),
+            None => "not known yet (parley is connecting to Mattermost)".into(),
+        },
         None => "not known yet (the first presence poll has not run)".into(),
         Some(RouteStatus::StatusesUnavailable) => {
             "unknown: Mattermost reports no statuses (EnableUserStatuses is off)".into()

@@ -23,22 +23,44 @@ use crate::{
 const PER_PAGE: i64 = 50;
 
 /// What parley knows of its Mattermost connection, in words, and whether it is well.
-pub fn connection_state(state: &AppState) -> (&'static str, bool) {
+pub fn connection_state(state: &AppState) -> (String, bool) {
     match state.bridge() {
         None => (
-            "not configured: the widget offers the offline form only (connect it in Settings)",
+            "not configured: the widget offers the offline form only (connect it in Settings)"
+                .into(),
             false,
         ),
-        Some(b) if b.is_online() => ("connected", true),
+        Some(b) if b.is_online() => ("connected".into(), true),
         Some(b) if b.is_resolved() => (
-            "reconnecting: the event stream is down; visitor messages wait in the outbox",
+            "reconnecting: the event stream is down; visitor messages wait in the outbox".into(),
             false,
         ),
-        Some(_) => (
-            "not connected: Mattermost cannot be used yet (Settings → Test connection says why)",
-            false,
-        ),
+        Some(b) => match b.problem() {
+            Some(p) => (format!("not connected: {p}"), false),
+            None => (
+                "not connected yet: parley is connecting (Settings → Test connection checks \
+                 every setting)"
+                    .into(),
+                false,
+            ),
+        },
     }
+}
+
+/// Whether the Accept button can work (Mattermost calls parley back), in words; `None`
+/// before the first check or without a connection.
+pub fn callback_words(state: &AppState) -> Option<(String, bool)> {
+    let check = state.bridge()?.callback_check()?;
+    Some(match check.problem {
+        None => (
+            format!(
+                "Accept button: Mattermost reaches parley (checked {})",
+                time(check.at_ms)
+            ),
+            true,
+        ),
+        Some(p) => (format!("Accept button: {p}"), false),
+    })
 }
 
 /// `GET /admin`.
@@ -75,6 +97,9 @@ pub async fn dashboard(
         section.card {
             h2 { "Mattermost" }
             p { span class={ "dot " (if healthy { "ok" } else { "bad" }) } {} (connection) }
+            @if let Some((words, ok)) = callback_words(&state) {
+                p id="callbacks" { span class={ "dot " (if ok { "ok" } else { "bad" }) } {} (words) }
+            }
         }
         (super::settings::origins_card(&state))
         section.card id="operators" {

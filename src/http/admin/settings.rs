@@ -270,7 +270,7 @@ pub async fn test_connection(
 ) -> Result<Response, PageError> {
     let mut settings = (*state.settings).clone();
     settings.mattermost = state.bridge().map(|b| b.settings().clone());
-    let report = doctor::run(&settings).await;
+    let report = doctor::run_with(&settings, Some(&state.signer)).await;
     connection::audit_test(&state, &signed, &ip.to_string(), &report, false).await?;
     let editor = Editor {
         report: Some(report),
