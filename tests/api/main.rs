@@ -13,4 +13,6 @@ mod instances;
 mod lifecycle;
 mod live_details;
 mod operations;
+mod races;
+mod sim_fidelity;
 mod visitor_api;

@@ -772,9 +772,38 @@ async fn posts_since_and_edits() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(list["order"].as_array().unwrap().len(), 2);
+    // The edited post, the deleted one, and the copy of the edited post's old version that
+    // the real server keeps (soft-deleted, `original_id` set, old props), messages of deleted
+    // posts blanked (mattermost-api.md §13).
+    assert_eq!(list["order"].as_array().unwrap().len(), 3);
     let second_id = second["id"].as_str().unwrap();
     assert!(list["posts"][second_id]["delete_at"].as_i64().unwrap() > 0);
+    assert_eq!(list["posts"][second_id]["message"], "");
+    let first_id = first["id"].as_str().unwrap();
+    assert_eq!(list["posts"][first_id]["message"], "one!");
+    let copies: Vec<&Value> = list["posts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|p| p["original_id"] == first_id)
+        .collect();
+    assert_eq!(copies.len(), 1);
+    assert!(copies[0]["delete_at"].as_i64().unwrap() > 0);
+    assert_ne!(copies[0]["id"], first_id);
+    // Patching or deleting a deleted (or unknown) post is a permission failure.
+    for (method, path) in [
+        (reqwest::Method::DELETE, format!("/posts/{second_id}")),
+        (reqwest::Method::PUT, format!("/posts/{second_id}/patch")),
+        (
+            reqwest::Method::DELETE,
+            "/posts/unknownunknownunknownunk".to_owned(),
+        ),
+    ] {
+        let body = (method == reqwest::Method::PUT).then(|| json!({"message": "x"}));
+        let (status, err) = w.send(method, &w.alice, &path, body).await;
+        assert_eq!(status, 403, "{path}");
+        assert_eq!(err["id"], "api.context.permissions.app_error");
+    }
 
     let (_, page) = w
         .send(
@@ -1093,4 +1122,32 @@ async fn my_teams_and_channel_search_answer_like_mattermost() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn a_socket_that_never_answers_the_keep_alive_ping_is_dropped() {
+    let w = world_with(SimConfig {
+        websocket_ping_interval: Duration::from_millis(50),
+        websocket_pong_wait: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
+    // Never read: tungstenite answers pings only while the socket is read.
+    let _silent = connect(&w, &w.alice, "").await;
+    wait_for_connections(&w.sim, 1).await;
+    let started = std::time::Instant::now();
+    let mut answering = connect(&w, &w.bot, "").await;
+    // The reading client answers every ping and stays past the other's deadline.
+    while w.sim.websocket_connections() != 1 {
+        tokio::time::timeout(Duration::from_secs(5), answering.next())
+            .await
+            .expect("a frame in time")
+            .expect("the socket stays open")
+            .expect("no error");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the silent socket is dropped"
+        );
+    }
+    assert!(w.sim.websocket_pongs() > 0);
 }

@@ -591,7 +591,7 @@ pub async fn delete(
 }
 
 /// Removes a channel with its members, posts and files (`PermanentDeleteChannel`).
-fn purge_channel(st: &mut SimState, channel_id: &str) {
+pub(crate) fn purge_channel(st: &mut SimState, channel_id: &str) {
     st.channels.remove(channel_id);
     st.channel_order.retain(|id| id != channel_id);
     st.channel_members.remove(channel_id);

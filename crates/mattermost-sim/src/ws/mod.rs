@@ -146,6 +146,8 @@ pub struct Hub {
     /// Every open socket, authenticated or not, so faults can cut them all.
     sockets: HashMap<u64, UnboundedSender<Out>>,
     next_socket: u64,
+    /// Pongs received from clients so far (keep-alive answers to the server's pings).
+    pub pongs: u64,
 }
 
 impl Hub {

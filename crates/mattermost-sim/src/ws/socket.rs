@@ -78,8 +78,26 @@ async fn run(shared: Shared, mut socket: WebSocket, user: Option<User>, resume: 
     }
     let auth_deadline = tokio::time::sleep(AUTH_TIMEOUT);
     tokio::pin!(auth_deadline);
+    // Keep-alive as in the real server's web_conn.go: a ping every `pingInterval` (60 s), and a
+    // socket whose last pong (or its start) is older than `pongWaitTime` (100 s) is dropped.
+    let (ping_every, pong_wait) = {
+        let st = shared.lock();
+        (
+            st.config.websocket_ping_interval,
+            st.config.websocket_pong_wait,
+        )
+    };
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let pong_deadline = tokio::time::sleep(pong_wait);
+    tokio::pin!(pong_deadline);
     loop {
         tokio::select! {
+            _ = pings.tick() => {
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+            _ = &mut pong_deadline => break,
             out = rx.recv() => match out {
                 Some(Out::Text(text)) => {
                     if socket.send(Message::Text(text.into())).await.is_err() {
@@ -94,6 +112,12 @@ async fn run(shared: Shared, mut socket: WebSocket, user: Option<User>, resume: 
                     if !handle_frame(&shared, socket_id, &mut user_id, text.as_str()) {
                         break;
                     }
+                }
+                Some(Ok(Message::Pong(_))) => {
+                    shared.lock().hub.pongs += 1;
+                    pong_deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + pong_wait);
                 }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(_)) => {}
