@@ -63,3 +63,48 @@ async fn parley_answers_the_keep_alive_pings_and_keeps_its_socket() {
     );
     assert!(app.state.online());
 }
+
+/// `/api/v1/status` after a presence poll.
+async fn polled_status(app: &crate::helpers::TestApp) -> serde_json::Value {
+    parley::jobs::presence::run_once(&app.state)
+        .await
+        .expect("presence poll");
+    app.http
+        .get(app.api("/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_widget_goes_offline_when_the_last_operator_closes_mattermost() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let app = spawn_app().await;
+    // Alice is online (not a status she chose) with her Mattermost open.
+    let url = format!(
+        "{}/api/v4/websocket",
+        app.sim.url().replace("http://", "ws://")
+    );
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {}", app.alice.token).parse().unwrap(),
+    );
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    wait_until("the widget is online", || async {
+        polled_status(&app).await["online"] == true
+    })
+    .await;
+
+    // She closes her last Mattermost window: a few seconds later she is offline, and so is
+    // the widget.
+    drop(socket);
+    wait_until("the widget is offline", || async {
+        polled_status(&app).await["online"] == false
+    })
+    .await;
+}

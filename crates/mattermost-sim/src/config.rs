@@ -27,6 +27,9 @@ pub struct SimConfig {
     /// A WebSocket that has not answered with a pong for this long is dropped
     /// (`pongWaitTime`: 100 s).
     pub websocket_pong_wait: std::time::Duration,
+    /// A user whose last WebSocket closed goes `offline` this much later (2-3 s seen on a
+    /// real server), unless their status was set manually.
+    pub offline_after_last_socket: std::time::Duration,
 }
 
 impl Default for SimConfig {
@@ -42,6 +45,7 @@ impl Default for SimConfig {
             team_user_can_create_private_channels: true,
             websocket_ping_interval: std::time::Duration::from_secs(60),
             websocket_pong_wait: std::time::Duration::from_secs(100),
+            offline_after_last_socket: std::time::Duration::from_secs(2),
         }
     }
 }

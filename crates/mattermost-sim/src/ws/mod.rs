@@ -168,6 +168,13 @@ impl Hub {
         }
     }
 
+    /// Whether the user has an open, authenticated socket.
+    pub fn has_socket_for(&self, user_id: &str) -> bool {
+        self.conns
+            .values()
+            .any(|c| c.user_id == user_id && c.socket.is_some())
+    }
+
     /// Sends a reply (`{status, seq_reply}`) that is not an event and carries no `seq`.
     pub fn reply(&self, socket_id: u64, body: &Value) {
         if let Some(tx) = self.sockets.get(&socket_id) {

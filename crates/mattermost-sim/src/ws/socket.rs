@@ -125,7 +125,26 @@ async fn run(shared: Shared, mut socket: WebSocket, user: Option<User>, resume: 
             _ = &mut auth_deadline, if user_id.is_none() => break,
         }
     }
-    shared.lock().hub.unregister_socket(socket_id);
+    let offline_after = {
+        let mut st = shared.lock();
+        st.hub.unregister_socket(socket_id);
+        st.config.offline_after_last_socket
+    };
+    // The real server sets a user offline (unless their status is manual) once their last
+    // connection is gone (`SetStatusOffline` from the hub's unregister), seen 2-3 s later.
+    if let Some(user_id) = user_id {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(offline_after).await;
+            let mut st = shared.lock();
+            if !st.hub.has_socket_for(&user_id)
+                && let Some(status) = st.statuses.get_mut(&user_id)
+                && !status.manual
+            {
+                status.status = "offline".into();
+            }
+        });
+    }
 }
 
 fn attach(shared: &Shared, user_id: &str, socket_id: u64, resume: Resume) {
