@@ -4,6 +4,7 @@ mod admin;
 mod admin_browser;
 mod bridge;
 mod browser;
+mod browser_launch;
 mod cleanup;
 mod connection;
 mod departments;
