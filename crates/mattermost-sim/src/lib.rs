@@ -589,6 +589,24 @@ impl MattermostSim {
         self.inner.lock().faults.lose_post_answers = lost;
     }
 
+    /// While `held`, creates that carry a `pending_post_id` wait before their post is saved;
+    /// the same `pending_post_id` sent again meanwhile gets the real server's
+    /// `500 api.post.deduplicate_create_post.pending`. Released saves complete even if their
+    /// client gave up waiting.
+    pub fn hold_post_saves(&self, held: bool) {
+        let mut st = self.inner.lock();
+        let sender = st
+            .faults
+            .hold_post_saves
+            .get_or_insert_with(|| tokio::sync::watch::channel(false).0);
+        sender.send_replace(held);
+    }
+
+    /// Creates waiting to save their post because of [`Self::hold_post_saves`].
+    pub fn posts_being_saved(&self) -> usize {
+        self.inner.lock().saving_pending_posts.len()
+    }
+
     /// Answers to `POST /posts` waiting because of [`Self::hold_post_answers`].
     pub fn held_post_answers(&self) -> usize {
         self.inner

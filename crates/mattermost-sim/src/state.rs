@@ -33,6 +33,9 @@ pub struct Faults {
     /// While true, answers to `POST /posts` are lost after the post took effect: the client
     /// gets a proxy's `504` instead (checked when the answer would go out).
     pub lose_post_answers: bool,
+    /// While true, creates with a `pending_post_id` wait before the post is saved (a slow
+    /// database): the same id sent again meanwhile gets `500 …deduplicate_create_post.pending`.
+    pub hold_post_saves: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 pub struct StoredFile {
@@ -57,6 +60,8 @@ pub struct State {
     pub post_order: Vec<String>,
     /// pending_post_id -> post id for the 30 s dedup window.
     pub pending_posts: PendingPosts,
+    /// pending_post_ids whose create has started and not saved its post yet.
+    pub saving_pending_posts: HashSet<String>,
     pub files: HashMap<String, StoredFile>,
     pub statuses: HashMap<String, Status>,
     /// (recipient user id, post JSON) of every ephemeral post delivered.

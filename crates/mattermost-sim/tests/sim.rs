@@ -215,8 +215,9 @@ async fn channel_creation_rules() {
     let (status, err) = w.create_channel("Bad Name").await;
     assert_eq!(status, 400);
     assert_eq!(err["id"], "model.channel.is_valid.1_or_more.app_error");
+    // Too long is the database's refusal on a real server (mattermost-api.md §13).
     let (status, _) = w.create_channel(&"a".repeat(65)).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 500);
 
     // Not on the team: no permission.
     let outsider = w.sim.create_user("eve", "Eve", "");
@@ -1150,4 +1151,101 @@ async fn a_socket_that_never_answers_the_keep_alive_ping_is_dropped() {
         );
     }
     assert!(w.sim.websocket_pongs() > 0);
+}
+
+#[tokio::test]
+async fn a_create_sent_again_while_the_first_is_saving_is_refused_then_answered() {
+    let w = world().await;
+    let body =
+        json!({"channel_id": w.channel, "message": "once", "pending_post_id": "bot:1234567890"});
+    w.sim.hold_post_saves(true);
+    let first = {
+        let w_url = w.url("/posts");
+        let http = w.http.clone();
+        let token = w.bot.token.clone();
+        let body = body.clone();
+        tokio::spawn(async move {
+            http.post(w_url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    // The second one overlaps the first (which is waiting to be saved).
+    for _ in 0..500 {
+        if w.sim.posts_being_saved() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.sim.posts_being_saved(), 1);
+    let again = w.post_json(&w.bot, "/posts", body.clone()).await;
+    assert_eq!(again.0, 500);
+    assert_eq!(again.1["id"], "api.post.deduplicate_create_post.pending");
+    w.sim.hold_post_saves(false);
+    assert_eq!(first.await.unwrap(), 201);
+    let (status, post) = w.post_json(&w.bot, "/posts", body).await;
+    assert_eq!(status, 201);
+    let posts: Vec<Value> = w
+        .sim
+        .posts_in_channel(&w.channel)
+        .into_iter()
+        .filter(|p| p["message"] == "once")
+        .collect();
+    assert_eq!(posts.len(), 1, "one post");
+    assert_eq!(posts[0]["id"], post["id"]);
+}
+
+#[tokio::test]
+async fn archived_channels_take_members_but_not_posts_and_long_names_are_a_500() {
+    let w = world().await;
+    w.sim.make_system_admin(&w.bot.id);
+    let (status, channel) = w
+        .post_json(
+            &w.bot,
+            "/channels",
+            json!({"team_id": w.team, "name": "to-archive", "display_name": "To archive", "type": "P"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let id = channel["id"].as_str().unwrap().to_owned();
+    let (status, _) = w
+        .send(
+            reqwest::Method::DELETE,
+            &w.bot,
+            &format!("/channels/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, member) = w
+        .post_json(
+            &w.bot,
+            &format!("/channels/{id}/members"),
+            json!({"user_id": w.alice.id}),
+        )
+        .await;
+    assert_eq!(status, 201, "{member}");
+    let (status, err) = w
+        .post_json(&w.bot, "/posts", json!({"channel_id": id, "message": "hi"}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        err["id"],
+        "api.post.create_post.can_not_post_to_deleted.error"
+    );
+
+    let (status, err) = w
+        .post_json(
+            &w.bot,
+            "/channels",
+            json!({"team_id": w.team, "name": "a".repeat(65), "display_name": "Long", "type": "P"}),
+        )
+        .await;
+    assert_eq!(status, 500);
+    assert_eq!(err["id"], "app.channel.create_channel.internal_error");
 }

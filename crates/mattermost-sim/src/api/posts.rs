@@ -56,7 +56,52 @@ pub async fn create(
     let set_online = query_params(uri.query())
         .get("set_online")
         .is_none_or(|v| v != "false");
-    let mut st = shared.lock();
+    let pending = req.pending_post_id.clone();
+    let held = {
+        let mut st = shared.lock();
+        // The real server notes a pending_post_id when a create starts and the post's id once
+        // it is saved; the same id sent again in between is refused (app/post.go
+        // `deduplicateCreatePost`), a later retry gets the saved post.
+        if !pending.is_empty() && st.saving_pending_posts.contains(&pending) {
+            return Err(ApiError::new(
+                500,
+                "api.post.deduplicate_create_post.pending",
+                "Post rejected by deduplication since another post with the same pending post id is still being created.",
+            ));
+        }
+        let hold = st
+            .faults
+            .hold_post_saves
+            .as_ref()
+            .filter(|hold| !pending.is_empty() && *hold.borrow())
+            .map(|hold| hold.subscribe());
+        if hold.is_some() {
+            st.saving_pending_posts.insert(pending.clone());
+        }
+        hold
+    };
+    let Some(mut hold) = held else {
+        return create_now(&mut shared.lock(), &caller, req, set_online);
+    };
+    // The save goes on when the client gives up waiting, as the real server's does.
+    let saving = tokio::spawn(async move {
+        let _ = hold.wait_for(|held| !held).await;
+        let mut st = shared.lock();
+        st.saving_pending_posts.remove(&pending);
+        create_now(&mut st, &caller, req, set_online)
+    });
+    saving
+        .await
+        .unwrap_or_else(|_| Err(ApiError::new(500, "sim.panic", "the create failed")))
+}
+
+fn create_now(
+    st: &mut SimState,
+    caller: &crate::model::User,
+    req: CreatePost,
+    set_online: bool,
+) -> ApiResult<Response> {
+    let caller = caller.clone();
     // create_post is a channel role; a missing channel is also a permission failure.
     let channel = st
         .channels
