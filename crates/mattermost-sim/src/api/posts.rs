@@ -123,7 +123,7 @@ fn create_now(
     if req.post_type.starts_with("system_") {
         return Err(ApiError::invalid_param("post.type"));
     }
-    check_length(&st, &req.message)?;
+    check_length(st, &req.message)?;
     if !req.root_id.is_empty() {
         let root = st
             .posts
