@@ -22,21 +22,23 @@ use crate::{
 
 const PER_PAGE: i64 = 50;
 
-/// What parley knows of its Mattermost connection, in words, and whether it is well.
-pub fn connection_state(state: &AppState) -> (&'static str, bool) {
+/// What parley knows of its Mattermost connection, in words, and the class of its dot (`ok`,
+/// `bad`, or `wait` while a connection just put in force is being made).
+pub fn connection_state(state: &AppState) -> (&'static str, &'static str) {
     match state.bridge() {
         None => (
             "not configured: the widget offers the offline form only (connect it in Settings)",
-            false,
+            "bad",
         ),
-        Some(b) if b.is_online() => ("connected", true),
+        Some(b) if b.is_online() => ("connected", "ok"),
+        Some(b) if b.is_connecting() => ("connecting…", "wait"),
         Some(b) if b.is_resolved() => (
             "reconnecting: the event stream is down; visitor messages wait in the outbox",
-            false,
+            "bad",
         ),
         Some(_) => (
             "not connected: Mattermost cannot be used yet (Settings → Test connection says why)",
-            false,
+            "bad",
         ),
     }
 }
@@ -64,7 +66,7 @@ pub async fn dashboard(
         .await?
         .0;
     let errors = state.store.list_bridge_errors(10).await?;
-    let (connection, healthy) = connection_state(&state);
+    let (connection, dot) = connection_state(&state);
     let departments = crate::departments::list(&state).await?;
     let body = html! {
         div.tiles {
@@ -74,7 +76,7 @@ pub async fn dashboard(
         }
         section.card {
             h2 { "Mattermost" }
-            p { span class={ "dot " (if healthy { "ok" } else { "bad" }) } {} (connection) }
+            p { span class={ "dot " (dot) } {} (connection) }
         }
         section.card id="operators" {
             h2 { "Operators online now" }
