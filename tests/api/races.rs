@@ -259,3 +259,37 @@ async fn a_retried_request_post_is_found_again_after_an_edit_not_its_old_copy() 
         "no second request post"
     );
 }
+
+#[tokio::test]
+async fn a_retry_that_overlaps_a_create_still_being_saved_doubles_nothing() {
+    let app = spawn_app().await;
+    // The server takes longer to save the request post than parley waits for an answer (15 s):
+    // parley tries again with the same pending_post_id and is refused while the first is saving.
+    app.sim.hold_post_saves(true);
+    let chat = app.start_simple_chat("slow server").await;
+    let refused = || {
+        app.sim
+            .request_log()
+            .iter()
+            .any(|(m, p, s)| m == "POST" && p == "/api/v4/posts" && *s == 500)
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !refused() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "parley's retry overlaps the first create"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.sim.posts_being_saved(), 1);
+    app.sim.hold_post_saves(false);
+
+    wait_until("parley records the request post", || {
+        recorded_request_post(&app, &chat)
+    })
+    .await;
+    let posts = request_posts(&app, &chat);
+    assert_eq!(posts.len(), 1, "one request post: {posts:#?}");
+    let row = app.state.store.get_chat(&chat.id).await.unwrap().unwrap();
+    assert_eq!(row.request_post_id.as_deref(), posts[0]["id"].as_str());
+}
