@@ -614,7 +614,7 @@ async fn the_page_after_save_and_connect_shows_the_outcome_not_a_race() {
         ("channel", "requests"),
     ];
     // A slow server: connecting takes longer than the redirect.
-    app.sim.set_delay(std::time::Duration::from_millis(100));
+    app.sim.set_delay(std::time::Duration::from_millis(50));
     let response = admin.submit("/admin/settings/connection", &form).await;
     assert_eq!(response.status(), 303);
     let (status, html) = seen.keep(admin.get(&location(&response)).await).await;

@@ -40,8 +40,8 @@ fn websocket_upgrades(app: &crate::helpers::TestApp) -> usize {
 async fn parley_answers_the_keep_alive_pings_and_keeps_its_socket() {
     let app = spawn_app().await;
     app.sim.set_config(|c| {
-        c.websocket_ping_interval = std::time::Duration::from_millis(100);
-        c.websocket_pong_wait = std::time::Duration::from_millis(1000);
+        c.websocket_ping_interval = std::time::Duration::from_millis(200);
+        c.websocket_pong_wait = std::time::Duration::from_millis(2000);
     });
     // The settings apply to sockets opened from now on.
     app.sim.drop_websockets();
@@ -51,7 +51,7 @@ async fn parley_answers_the_keep_alive_pings_and_keeps_its_socket() {
     .await;
     let upgrades = websocket_upgrades(&app);
     let pongs = app.sim.websocket_pongs();
-    // Twenty pings answered take two seconds, twice the time a silent socket has.
+    // Twenty pings answered take four seconds, twice the time a silent socket has.
     wait_until("parley answers twenty pings", || async {
         app.sim.websocket_pongs() >= pongs + 20
     })
