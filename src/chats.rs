@@ -696,7 +696,17 @@ pub async fn catch_up(state: &AppState) -> Result<usize, ApplyError> {
         };
         // A little overlap: posts created in the same millisecond as the last one seen.
         let since = (chat.last_post_at - 1).max(0);
-        let list = bridge.client.posts_since(channel_id, since).await?;
+        let list = match bridge.client.posts_since(channel_id, since).await {
+            Ok(list) => list,
+            // Mattermost is unwell: the next connection catches up again.
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                // This chat's channel is gone (the server answers 403 for a channel deleted
+                // for good): the other chats still count.
+                tracing::warn!(chat_id = %chat.id, channel_id, error = %e, "could not catch up a chat's channel");
+                continue;
+            }
+        };
         let mut posts: Vec<&Post> = list.posts.values().collect();
         posts.sort_by_key(|p| (p.create_at, p.id.clone()));
         for post in posts {
@@ -729,6 +739,11 @@ pub async fn catch_up(state: &AppState) -> Result<usize, ApplyError> {
 
 /// Applies a post from a catch-up list, which holds new, edited and deleted posts alike.
 async fn apply_post_change(state: &AppState, post: &Post) -> Result<(), ApplyError> {
+    if !post.original_id.is_empty() {
+        // The old version an edit left behind (soft-deleted): the edited post itself is listed
+        // too and carries the change.
+        return Ok(());
+    }
     if post.delete_at > 0 {
         return apply_post_deleted(state, post).await;
     }

@@ -26,6 +26,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    chats,
     departments::{self, Department},
     domain::ChatStatus,
     mattermost::{
@@ -921,6 +922,7 @@ async fn deliver(
             };
             let post = post_once(bridge, row, &target, &message, props, Vec::new()).await?;
             state.store.set_request_post(&chat.id, &post.id).await?;
+            accept_by_early_reactions(state, bridge, &post.id).await?;
         }
         OutboxTask::OpenChannel => open_channel(state, bridge, &ctx, row, chat).await?,
         OutboxTask::RelayMessage { key, .. } => {
@@ -1020,6 +1022,39 @@ async fn deliver(
     Ok(message_post)
 }
 
+/// Applies the ✅ reactions a request post got before parley knew it was the chat's request
+/// post: Mattermost announces the post (and an operator may react) before it answers the
+/// create, and a reaction event for a post parley has not recorded yet finds no chat. Read
+/// once the post is recorded, so every reaction is seen by this read or by its event.
+async fn accept_by_early_reactions(
+    state: &AppState,
+    bridge: &Bridge,
+    post_id: &str,
+) -> Result<(), DeliveryError> {
+    let reactions = match bridge.client.reactions(post_id).await {
+        Ok(list) => list,
+        // Delivered again later: the create gives back the same post, then this read again.
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(post_id, error = %e, "could not read a new request post's reactions");
+            return Ok(());
+        }
+    };
+    let mut reactions: Vec<_> = reactions
+        .into_iter()
+        .filter(|r| r.emoji_name == chats::ACCEPT_EMOJI)
+        .collect();
+    reactions.sort_by_key(|r| r.create_at);
+    for reaction in &reactions {
+        match chats::apply_reaction(state, reaction).await {
+            Ok(()) => {}
+            Err(chats::ApplyError::Store(e)) => return Err(e.into()),
+            Err(chats::ApplyError::Mattermost(e)) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Uploads a message's files into the chat channel, once each: the Mattermost id is stored,
 /// so a retried delivery reuses the upload. Returns the uploaded ids and the names of files
 /// Mattermost refused for good (too large for its `MaxFileSize`, attachments switched off):
@@ -1112,12 +1147,8 @@ pub(crate) async fn create_post_once(
     if let Some(first) = first_attempt_at
         && now - first > DEDUP_WINDOW_MS
     {
-        let list = bridge.client.posts_since(channel_id, first - 5_000).await?;
-        if let Some(post) = list
-            .posts
-            .into_values()
-            .find(|p| p.props.get(format::KEY_PROP).and_then(Value::as_str) == Some(key))
-        {
+        let mut list = bridge.client.posts_since(channel_id, first - 5_000).await?;
+        if let Some(post) = made_with_key(&list.posts, key).and_then(|id| list.posts.remove(&id)) {
             return Ok(post);
         }
     }
@@ -1130,6 +1161,28 @@ pub(crate) async fn create_post_once(
         file_ids,
     };
     bridge.client.create_post(&post).await
+}
+
+/// The live post made with `key`, among posts listed by `posts?since`. The list also holds
+/// deleted posts and, on a real server, a soft-deleted copy of the old version of every edited
+/// post: that copy keeps the old props (the key among them) under a new id, with
+/// `original_id` naming the post, which an edit (e.g. the Accept click rewriting the request
+/// post) may have left without the key. Either way the answer is the post itself.
+fn made_with_key(posts: &HashMap<String, Post>, key: &str) -> Option<String> {
+    let has_key = |p: &&Post| p.props.get(format::KEY_PROP).and_then(Value::as_str) == Some(key);
+    let live = |id: &str| posts.get(id).is_some_and(|p| p.delete_at == 0);
+    if let Some(post) = posts
+        .values()
+        .filter(has_key)
+        .find(|p| p.original_id.is_empty() && p.delete_at == 0)
+    {
+        return Some(post.id.clone());
+    }
+    posts
+        .values()
+        .filter(has_key)
+        .find(|p| !p.original_id.is_empty() && live(&p.original_id))
+        .map(|copy| copy.original_id.clone())
 }
 
 /// The team and requests channel of a chat's department (the configured ones for the
@@ -1250,6 +1303,43 @@ fn is_name_taken(e: &MmError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn listed(id: &str, key: Option<&str>, original_id: &str, delete_at: i64) -> (String, Post) {
+        let props = key.map_or(json!({}), |k| json!({ format::KEY_PROP: k }));
+        let post = serde_json::from_value(json!({
+            "id": id, "channel_id": "c", "user_id": "bot", "props": props,
+            "original_id": original_id, "delete_at": delete_at,
+        }))
+        .unwrap();
+        (id.to_owned(), post)
+    }
+
+    #[test]
+    fn a_post_made_with_a_key_is_found_past_deleted_posts_and_edit_copies() {
+        // The edited post lost the key (its props were replaced); its old version kept it.
+        let edited: HashMap<_, _> = [
+            listed("copy", Some("k"), "post", 5),
+            listed("post", None, "", 0),
+            listed("other", Some("x"), "", 0),
+        ]
+        .into();
+        assert_eq!(made_with_key(&edited, "k").as_deref(), Some("post"));
+        // The post still has its key, next to its copy: the post.
+        let both: HashMap<_, _> = [
+            listed("copy", Some("k"), "post", 5),
+            listed("post", Some("k"), "", 0),
+        ]
+        .into();
+        assert_eq!(made_with_key(&both, "k").as_deref(), Some("post"));
+        // Deleted, or only an old version of a post deleted since: none.
+        let deleted: HashMap<_, _> = [
+            listed("gone", Some("k"), "", 7),
+            listed("copy", Some("k"), "gone", 5),
+        ]
+        .into();
+        assert_eq!(made_with_key(&deleted, "k"), None);
+        assert_eq!(made_with_key(&HashMap::new(), "k"), None);
+    }
 
     fn row(id: i64, chat: &str) -> OutboxRow {
         OutboxRow {

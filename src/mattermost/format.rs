@@ -384,6 +384,18 @@ mod tests {
             a.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         );
+        // Whatever the chat id: a real server answers a name over 64 characters with a 500,
+        // which would be retried as transient.
+        let long = "A".repeat(500);
+        for id in ["", "é-ü-ß", "----", long.as_str(), "ABCDEF12-x"] {
+            let name = channel_name(id);
+            assert!(name.len() <= 64, "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{name}"
+            );
+        }
     }
 
     fn chat(email: Option<&str>, page: Option<&str>) -> ChatRow {

@@ -62,6 +62,10 @@ pub struct Bridge {
     /// stream, presence poll, outbox) resolve it once and log "connected" once.
     resolving: tokio::sync::Mutex<()>,
     stream_connected: AtomicBool,
+    /// The event stream has been up at least once (the first connection attempt is over).
+    ever_streamed: AtomicBool,
+    /// When this bridge was made (put in force).
+    created: Instant,
     users: Mutex<HashMap<String, User>>,
     last_problem: Mutex<Option<String>>,
     /// Whether Mattermost can call parley back (the Accept button), as last checked.
@@ -83,6 +87,9 @@ pub(crate) struct Typing {
     pub at: Instant,
 }
 
+/// How long a new bridge counts as connecting at most (see [`Bridge::is_connecting`]).
+pub const CONNECTING_AT_MOST: Duration = Duration::from_secs(30);
+
 /// Typing older than this when the stream gets to it is dropped: it would be stale.
 pub(crate) const TYPING_FRESH: Duration = Duration::from_secs(2);
 
@@ -97,6 +104,8 @@ impl Bridge {
             context: RwLock::new(None),
             resolving: tokio::sync::Mutex::new(()),
             stream_connected: AtomicBool::new(false),
+            ever_streamed: AtomicBool::new(false),
+            created: Instant::now(),
             users: Mutex::new(HashMap::new()),
             last_problem: Mutex::new(None),
             callback_check: Mutex::new(None),
@@ -304,6 +313,18 @@ impl Bridge {
 
     pub(crate) fn set_stream_connected(&self, up: bool) {
         self.stream_connected.store(up, Ordering::Relaxed);
+        if up {
+            self.ever_streamed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the first connection attempt of this bridge is still under way: never up, no
+    /// problem met yet, and put in force lately (a stream that keeps failing without a
+    /// problem to name is "not connected" after [`CONNECTING_AT_MOST`]).
+    pub fn is_connecting(&self) -> bool {
+        !self.ever_streamed.load(Ordering::Relaxed)
+            && self.last_problem.lock().expect("problem lock").is_none()
+            && self.created.elapsed() < CONNECTING_AT_MOST
     }
 
     /// A user, from cache or the server.

@@ -119,6 +119,9 @@ pub struct Post {
     pub file_ids: Option<Vec<String>>,
     #[serde(default)]
     pub pending_post_id: String,
+    /// Set on the soft-deleted copy an edit leaves of a post's old version: the edited post.
+    #[serde(default)]
+    pub original_id: String,
 }
 
 impl Post {

@@ -597,3 +597,33 @@ async fn with_several_instances_a_change_saved_on_one_applies_on_all() {
     b.shutdown.cancel();
     b.task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_page_after_save_and_connect_shows_the_outcome_not_a_race() {
+    let app = offline_app().await;
+    let admin = signed_in(&app, "a@example.com", Role::Admin).await;
+    let mut seen = Seen::default();
+    let (url, token) = (app.sim.url(), app.bot.token.clone());
+    enter(
+        &admin, &mut seen, &url, &token, "support", "req", "requests",
+    )
+    .await;
+    let form = [
+        ("team", "support"),
+        ("term", "req"),
+        ("channel", "requests"),
+    ];
+    // A slow server: connecting takes longer than the redirect.
+    app.sim.set_delay(std::time::Duration::from_millis(50));
+    let response = admin.submit("/admin/settings/connection", &form).await;
+    assert_eq!(response.status(), 303);
+    let (status, html) = seen.keep(admin.get(&location(&response)).await).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("saved and put in force: connected."),
+        "{html}"
+    );
+    assert!(html.contains("data-connection=\"ok\""), "{html}");
+    assert!(!html.contains("not connected"), "{html}");
+    app.sim.set_delay(std::time::Duration::ZERO);
+}

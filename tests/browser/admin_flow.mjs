@@ -10,7 +10,7 @@
 //   CHROMIUM        optional path of the browser (default /usr/bin/chromium, Debian's; never downloaded)
 // Prints one line per step passed; exits 0 on success, 1 on the first failed assertion.
 
-import { chromium } from 'playwright-core';
+import { launchChromium } from './launch.mjs';
 import path from 'node:path';
 
 const PARLEY_URL = mustEnv('PARLEY_URL').replace(/\/+$/, '');
@@ -60,10 +60,7 @@ async function heading(page) {
 }
 
 async function main() {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox'],
-  });
+  browser = await launchChromium();
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const page = await context.newPage();
   // HTTP errors are checked by status below (the refused sign-in's 401 is expected).

@@ -13,7 +13,7 @@
 //   CHROMIUM       optional path of the browser (default /usr/bin/chromium, Debian's; never downloaded)
 // Prints one line per step passed; exits 0 on success, 1 on the first failed assertion.
 
-import { chromium } from 'playwright-core';
+import { launchChromium } from './launch.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -197,9 +197,7 @@ async function newPage(context) {
 async function main() {
   assert(new URL(HOST_PAGE_URL).origin !== new URL(PARLEY_URL).origin, 'HOST_PAGE_URL must be on another origin than PARLEY_URL');
   fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
+  browser = await launchChromium({
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
 

@@ -22,6 +22,14 @@ pub struct SimConfig {
     /// Whether the permission scheme gives `team_user` the `create_private_channel`
     /// permission (the default scheme does; a custom scheme may take it away).
     pub team_user_can_create_private_channels: bool,
+    /// How often the server pings each WebSocket (`pingInterval` in web_conn.go: 60 s).
+    pub websocket_ping_interval: std::time::Duration,
+    /// A WebSocket that has not answered with a pong for this long is dropped
+    /// (`pongWaitTime`: 100 s).
+    pub websocket_pong_wait: std::time::Duration,
+    /// A user whose last WebSocket closed goes `offline` this much later (2-3 s seen on a
+    /// real server), unless their status was set manually.
+    pub offline_after_last_socket: std::time::Duration,
 }
 
 impl Default for SimConfig {
@@ -35,6 +43,9 @@ impl Default for SimConfig {
             enable_user_statuses: true,
             enable_file_attachments: true,
             team_user_can_create_private_channels: true,
+            websocket_ping_interval: std::time::Duration::from_secs(60),
+            websocket_pong_wait: std::time::Duration::from_secs(100),
+            offline_after_last_socket: std::time::Duration::from_secs(2),
         }
     }
 }

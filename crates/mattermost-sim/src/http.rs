@@ -104,9 +104,15 @@ async fn faults_and_log(State(shared): State<Shared>, req: Request, next: Next) 
     let path = req.uri().path().to_owned();
     let helper = req.headers().contains_key(HELPER_HEADER);
     let websocket = is_websocket_path(&path);
-    let (verdict, delay, version) = {
+    let creates_post = req.method() == axum::http::Method::POST && path == "/api/v4/posts";
+    let (verdict, delay, version, mut hold) = {
         let mut st = shared.lock();
         let f = &mut st.faults;
+        let hold = f
+            .hold_post_answers
+            .as_ref()
+            .filter(|held| creates_post && !helper && *held.borrow())
+            .map(|held| held.subscribe());
         let verdict = if f.down || (websocket && f.websockets_down) {
             Verdict::Down
         } else if helper || websocket {
@@ -120,7 +126,7 @@ async fn faults_and_log(State(shared): State<Shared>, req: Request, next: Next) 
         } else {
             Verdict::Pass
         };
-        (verdict, f.delay, st.full_version())
+        (verdict, f.delay, st.full_version(), hold)
     };
     let mut resp = match verdict {
         Verdict::Pass => next.run(req).await,
@@ -142,6 +148,13 @@ async fn faults_and_log(State(shared): State<Shared>, req: Request, next: Next) 
         // After the handler ran: the effect happens, only the answer is late, which is
         // what a slow server looks like to a client that times out.
         tokio::time::sleep(delay).await;
+    }
+    if let Some(held) = hold.as_mut() {
+        // Released (or the sender dropped): answer now.
+        let _ = held.wait_for(|held| !held).await;
+    }
+    if creates_post && !helper && shared.lock().faults.lose_post_answers {
+        resp = (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n").into_response();
     }
     if let Ok(v) = HeaderValue::from_str(&version) {
         resp.headers_mut().insert("X-Version-Id", v);

@@ -222,6 +222,12 @@ impl MattermostSim {
             .add_channel_member_raw(channel_id, user_id, false);
     }
 
+    /// Deletes a channel for good, with its members and posts, as an admin's
+    /// `DELETE /channels/{id}?permanent=true` or `mattermost channel delete` does (no events).
+    pub fn delete_channel_permanently(&self, channel_id: &str) {
+        api::channels::purge_channel(&mut self.inner.lock(), channel_id);
+    }
+
     /// Sets a status (online/away/dnd/offline) as if the user chose it.
     pub fn set_status(&self, user_id: &str, status: &str) {
         self.inner.lock().statuses.insert(
@@ -237,13 +243,26 @@ impl MattermostSim {
     // ----- inspection ----------------------------------------------------------
 
     /// Every stored post of the channel in creation order, deleted ones included,
-    /// with action integrations intact.
+    /// with action integrations intact; without the copies that edits leave (see
+    /// [`Self::edit_copies_in_channel`]).
     pub fn posts_in_channel(&self, channel_id: &str) -> Vec<Value> {
         let st = self.inner.lock();
         st.post_order
             .iter()
             .filter_map(|id| st.posts.get(id))
-            .filter(|p| p.channel_id == channel_id)
+            .filter(|p| p.channel_id == channel_id && p.original_id.is_empty())
+            .map(|p| st.render_post(p, false))
+            .collect()
+    }
+
+    /// The soft-deleted copies of the old versions of edited posts in the channel, oldest
+    /// first (`original_id` names the edited post).
+    pub fn edit_copies_in_channel(&self, channel_id: &str) -> Vec<Value> {
+        let st = self.inner.lock();
+        st.post_order
+            .iter()
+            .filter_map(|id| st.posts.get(id))
+            .filter(|p| p.channel_id == channel_id && !p.original_id.is_empty())
             .map(|p| st.render_post(p, false))
             .collect()
     }
@@ -315,9 +334,14 @@ impl MattermostSim {
         rx
     }
 
-    /// Number of stored posts, deleted and system posts included.
+    /// Number of stored posts, deleted and system posts included (edit copies are not).
     pub fn post_count(&self) -> usize {
-        self.inner.lock().post_order.len()
+        let st = self.inner.lock();
+        st.post_order
+            .iter()
+            .filter_map(|id| st.posts.get(id))
+            .filter(|p| p.original_id.is_empty())
+            .count()
     }
 
     /// (method, path without query, status) of every request except the helpers'.
@@ -546,9 +570,62 @@ impl MattermostSim {
         self.inner.lock().faults.delay = delay;
     }
 
+    /// While `held`, parley's `POST /posts` calls take effect at once (the post is stored and
+    /// its `posted` event sent) but their answers wait until this is called with `false`: a
+    /// slow server as the client sees it, for races between a post and what follows it.
+    pub fn hold_post_answers(&self, held: bool) {
+        let mut st = self.inner.lock();
+        let sender = st
+            .faults
+            .hold_post_answers
+            .get_or_insert_with(|| tokio::sync::watch::channel(false).0);
+        sender.send_replace(held);
+    }
+
+    /// While `lost`, parley's `POST /posts` calls take effect but their answers are lost: a
+    /// proxy's `504` comes back instead (also for answers held by [`Self::hold_post_answers`]
+    /// when they go out).
+    pub fn lose_post_answers(&self, lost: bool) {
+        self.inner.lock().faults.lose_post_answers = lost;
+    }
+
+    /// While `held`, creates that carry a `pending_post_id` wait before their post is saved;
+    /// the same `pending_post_id` sent again meanwhile gets the real server's
+    /// `500 api.post.deduplicate_create_post.pending`. Released saves complete even if their
+    /// client gave up waiting.
+    pub fn hold_post_saves(&self, held: bool) {
+        let mut st = self.inner.lock();
+        let sender = st
+            .faults
+            .hold_post_saves
+            .get_or_insert_with(|| tokio::sync::watch::channel(false).0);
+        sender.send_replace(held);
+    }
+
+    /// Creates waiting to save their post because of [`Self::hold_post_saves`].
+    pub fn posts_being_saved(&self) -> usize {
+        self.inner.lock().saving_pending_posts.len()
+    }
+
+    /// Answers to `POST /posts` waiting because of [`Self::hold_post_answers`].
+    pub fn held_post_answers(&self) -> usize {
+        self.inner
+            .lock()
+            .faults
+            .hold_post_answers
+            .as_ref()
+            .map_or(0, |held| held.receiver_count())
+    }
+
     /// Abruptly closes every WebSocket; their connection ids stay resumable.
     pub fn drop_websockets(&self) {
         self.inner.lock().hub.drop_all();
+    }
+
+    /// Pongs received on WebSockets so far (answers to the keep-alive pings, see
+    /// [`SimConfig::websocket_ping_interval`]).
+    pub fn websocket_pongs(&self) -> u64 {
+        self.inner.lock().hub.pongs
     }
 
     /// Currently open, authenticated WebSocket connections.

@@ -27,6 +27,15 @@ pub struct Faults {
     /// WebSocket upgrades are refused (REST still works).
     pub websockets_down: bool,
     pub delay: Duration,
+    /// While true, answers to `POST /posts` wait (the post is stored and announced first, as
+    /// on a slow real server, whose `posted` event goes out before the HTTP answer).
+    pub hold_post_answers: Option<tokio::sync::watch::Sender<bool>>,
+    /// While true, answers to `POST /posts` are lost after the post took effect: the client
+    /// gets a proxy's `504` instead (checked when the answer would go out).
+    pub lose_post_answers: bool,
+    /// While true, creates with a `pending_post_id` wait before the post is saved (a slow
+    /// database): the same id sent again meanwhile gets `500 …deduplicate_create_post.pending`.
+    pub hold_post_saves: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 pub struct StoredFile {
@@ -51,6 +60,8 @@ pub struct State {
     pub post_order: Vec<String>,
     /// pending_post_id -> post id for the 30 s dedup window.
     pub pending_posts: PendingPosts,
+    /// pending_post_ids whose create has started and not saved its post yet.
+    pub saving_pending_posts: HashSet<String>,
     pub files: HashMap<String, StoredFile>,
     pub statuses: HashMap<String, Status>,
     /// (recipient user id, post JSON) of every ephemeral post delivered.
@@ -486,6 +497,17 @@ impl State {
             new.edit_at = now;
         }
         new.update_at = now;
+        // Like the real server (server/channels/store/sqlstore/post_store.go `Update`), the
+        // old version stays as a soft-deleted copy with a new id and `original_id` set: it is
+        // listed by `posts?since` with the old props, marker props included.
+        let mut copy = old;
+        copy.id = crate::model::new_id();
+        copy.original_id = new.id.clone();
+        copy.delete_at = now;
+        copy.update_at = now;
+        copy.pending_post_id = String::new();
+        self.post_order.push(copy.id.clone());
+        self.posts.insert(copy.id.clone(), copy);
         self.posts.insert(new.id.clone(), new.clone());
         self.emit_post_event("post_edited", &new);
         Ok(new)

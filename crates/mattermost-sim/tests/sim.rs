@@ -215,8 +215,9 @@ async fn channel_creation_rules() {
     let (status, err) = w.create_channel("Bad Name").await;
     assert_eq!(status, 400);
     assert_eq!(err["id"], "model.channel.is_valid.1_or_more.app_error");
+    // Too long is the database's refusal on a real server (mattermost-api.md §13).
     let (status, _) = w.create_channel(&"a".repeat(65)).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 500);
 
     // Not on the team: no permission.
     let outsider = w.sim.create_user("eve", "Eve", "");
@@ -772,9 +773,38 @@ async fn posts_since_and_edits() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(list["order"].as_array().unwrap().len(), 2);
+    // The edited post, the deleted one, and the copy of the edited post's old version that
+    // the real server keeps (soft-deleted, `original_id` set, old props), messages of deleted
+    // posts blanked (mattermost-api.md §13).
+    assert_eq!(list["order"].as_array().unwrap().len(), 3);
     let second_id = second["id"].as_str().unwrap();
     assert!(list["posts"][second_id]["delete_at"].as_i64().unwrap() > 0);
+    assert_eq!(list["posts"][second_id]["message"], "");
+    let first_id = first["id"].as_str().unwrap();
+    assert_eq!(list["posts"][first_id]["message"], "one!");
+    let copies: Vec<&Value> = list["posts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|p| p["original_id"] == first_id)
+        .collect();
+    assert_eq!(copies.len(), 1);
+    assert!(copies[0]["delete_at"].as_i64().unwrap() > 0);
+    assert_ne!(copies[0]["id"], first_id);
+    // Patching or deleting a deleted (or unknown) post is a permission failure.
+    for (method, path) in [
+        (reqwest::Method::DELETE, format!("/posts/{second_id}")),
+        (reqwest::Method::PUT, format!("/posts/{second_id}/patch")),
+        (
+            reqwest::Method::DELETE,
+            "/posts/unknownunknownunknownunk".to_owned(),
+        ),
+    ] {
+        let body = (method == reqwest::Method::PUT).then(|| json!({"message": "x"}));
+        let (status, err) = w.send(method, &w.alice, &path, body).await;
+        assert_eq!(status, 403, "{path}");
+        assert_eq!(err["id"], "api.context.permissions.app_error");
+    }
 
     let (_, page) = w
         .send(
@@ -1093,4 +1123,129 @@ async fn my_teams_and_channel_search_answer_like_mattermost() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn a_socket_that_never_answers_the_keep_alive_ping_is_dropped() {
+    let w = world_with(SimConfig {
+        websocket_ping_interval: Duration::from_millis(50),
+        websocket_pong_wait: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
+    // Never read: tungstenite answers pings only while the socket is read.
+    let _silent = connect(&w, &w.alice, "").await;
+    wait_for_connections(&w.sim, 1).await;
+    let started = std::time::Instant::now();
+    let mut answering = connect(&w, &w.bot, "").await;
+    // The reading client answers every ping and stays past the other's deadline.
+    while w.sim.websocket_connections() != 1 {
+        tokio::time::timeout(Duration::from_secs(5), answering.next())
+            .await
+            .expect("a frame in time")
+            .expect("the socket stays open")
+            .expect("no error");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the silent socket is dropped"
+        );
+    }
+    assert!(w.sim.websocket_pongs() > 0);
+}
+
+#[tokio::test]
+async fn a_create_sent_again_while_the_first_is_saving_is_refused_then_answered() {
+    let w = world().await;
+    let body =
+        json!({"channel_id": w.channel, "message": "once", "pending_post_id": "bot:1234567890"});
+    w.sim.hold_post_saves(true);
+    let first = {
+        let w_url = w.url("/posts");
+        let http = w.http.clone();
+        let token = w.bot.token.clone();
+        let body = body.clone();
+        tokio::spawn(async move {
+            http.post(w_url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    // The second one overlaps the first (which is waiting to be saved).
+    for _ in 0..500 {
+        if w.sim.posts_being_saved() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.sim.posts_being_saved(), 1);
+    let again = w.post_json(&w.bot, "/posts", body.clone()).await;
+    assert_eq!(again.0, 500);
+    assert_eq!(again.1["id"], "api.post.deduplicate_create_post.pending");
+    w.sim.hold_post_saves(false);
+    assert_eq!(first.await.unwrap(), 201);
+    let (status, post) = w.post_json(&w.bot, "/posts", body).await;
+    assert_eq!(status, 201);
+    let posts: Vec<Value> = w
+        .sim
+        .posts_in_channel(&w.channel)
+        .into_iter()
+        .filter(|p| p["message"] == "once")
+        .collect();
+    assert_eq!(posts.len(), 1, "one post");
+    assert_eq!(posts[0]["id"], post["id"]);
+}
+
+#[tokio::test]
+async fn archived_channels_take_members_but_not_posts_and_long_names_are_a_500() {
+    let w = world().await;
+    w.sim.make_system_admin(&w.bot.id);
+    let (status, channel) = w
+        .post_json(
+            &w.bot,
+            "/channels",
+            json!({"team_id": w.team, "name": "to-archive", "display_name": "To archive", "type": "P"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let id = channel["id"].as_str().unwrap().to_owned();
+    let (status, _) = w
+        .send(
+            reqwest::Method::DELETE,
+            &w.bot,
+            &format!("/channels/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, member) = w
+        .post_json(
+            &w.bot,
+            &format!("/channels/{id}/members"),
+            json!({"user_id": w.alice.id}),
+        )
+        .await;
+    assert_eq!(status, 201, "{member}");
+    let (status, err) = w
+        .post_json(&w.bot, "/posts", json!({"channel_id": id, "message": "hi"}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        err["id"],
+        "api.post.create_post.can_not_post_to_deleted.error"
+    );
+
+    let (status, err) = w
+        .post_json(
+            &w.bot,
+            "/channels",
+            json!({"team_id": w.team, "name": "a".repeat(65), "display_name": "Long", "type": "P"}),
+        )
+        .await;
+    assert_eq!(status, 500);
+    assert_eq!(err["id"], "app.channel.create_channel.internal_error");
 }

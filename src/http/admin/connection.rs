@@ -136,7 +136,7 @@ async fn load_draft(state: &AppState, signed: &Signed) -> Result<Option<Draft>, 
 
 /// The card on the settings page.
 pub fn card(state: &AppState, signed: &Signed, ed: &Editor) -> Markup {
-    let (status, healthy) = connection_state(state);
+    let (status, dot) = connection_state(state);
     let bridge = state.bridge();
     let mm = bridge.as_ref().map(|b| b.settings());
     let origin = connection::origin(state);
@@ -144,7 +144,7 @@ pub fn card(state: &AppState, signed: &Signed, ed: &Editor) -> Markup {
     html! {
         section.card id="mattermost" {
             h2 { "Mattermost connection" }
-            p { span class={ "dot " (if healthy { "ok" } else { "bad" }) } {} (status) }
+            p { span class={ "dot " (dot) } data-connection=(dot) {} (status) }
             dl {
                 dt { "Server" } dd { (mm.map(|m| base(&m.url)).unwrap_or_else(|| "not set".into())) }
                 dt { "Team" } dd { (mm.map(|m| m.team.clone()).unwrap_or_else(|| "not set".into())) }

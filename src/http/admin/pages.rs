@@ -22,26 +22,28 @@ use crate::{
 
 const PER_PAGE: i64 = 50;
 
-/// What parley knows of its Mattermost connection, in words, and whether it is well.
-pub fn connection_state(state: &AppState) -> (String, bool) {
+/// What parley knows of its Mattermost connection, in words, and the class of its dot (`ok`,
+/// `bad`, or `wait` while a connection just put in force is being made).
+pub fn connection_state(state: &AppState) -> (String, &'static str) {
     match state.bridge() {
         None => (
             "not configured: the widget offers the offline form only (connect it in Settings)"
                 .into(),
-            false,
+            "bad",
         ),
-        Some(b) if b.is_online() => ("connected".into(), true),
+        Some(b) if b.is_online() => ("connected".into(), "ok"),
+        Some(b) if b.is_connecting() => ("connecting…".into(), "wait"),
         Some(b) if b.is_resolved() => (
             "reconnecting: the event stream is down; visitor messages wait in the outbox".into(),
-            false,
+            "bad",
         ),
         Some(b) => match b.problem() {
-            Some(p) => (format!("not connected: {p}"), false),
+            Some(p) => (format!("not connected: {p}"), "bad"),
             None => (
                 "not connected yet: parley is connecting (Settings → Test connection checks \
                  every setting)"
                     .into(),
-                false,
+                "bad",
             ),
         },
     }
@@ -86,7 +88,7 @@ pub async fn dashboard(
         .await?
         .0;
     let errors = state.store.list_bridge_errors(10).await?;
-    let (connection, healthy) = connection_state(&state);
+    let (connection, dot) = connection_state(&state);
     let departments = crate::departments::list(&state).await?;
     let body = html! {
         div.tiles {
@@ -96,7 +98,7 @@ pub async fn dashboard(
         }
         section.card {
             h2 { "Mattermost" }
-            p { span class={ "dot " (if healthy { "ok" } else { "bad" }) } {} (connection) }
+            p { span class={ "dot " (dot) } {} (connection) }
             @if let Some((words, ok)) = callback_words(&state) {
                 p id="callbacks" { span class={ "dot " (if ok { "ok" } else { "bad" }) } {} (words) }
             }

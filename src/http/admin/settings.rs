@@ -57,9 +57,7 @@ pub async fn page_handler(
     Query(q): Query<SettingsQuery>,
 ) -> Result<Response, PageError> {
     let notice = match q.saved.as_deref() {
-        Some("connection") => {
-            Some("Mattermost connection saved and put in force: parley is connecting with it.")
-        }
+        Some("connection") => Some(connection_outcome(&state).await),
         Some(_) => Some("Settings saved."),
         None => None,
     };
@@ -71,6 +69,29 @@ pub async fn page_handler(
         StatusCode::OK,
     )
     .await
+}
+
+/// The longest the page shown right after "Save and connect" waits for the connection's
+/// first attempt (the redirect would otherwise win the race and show "not connected").
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits (bounded) for the outcome of the connection just put in force, and says it.
+async fn connection_outcome(state: &AppState) -> &'static str {
+    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+    while state.bridge().is_some_and(|b| b.is_connecting())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    match state.bridge() {
+        Some(b) if b.is_online() => "Mattermost connection saved and put in force: connected.",
+        Some(b) if b.is_connecting() => {
+            "Mattermost connection saved and put in force: parley is still connecting with it (reload to see the outcome)."
+        }
+        _ => {
+            "Mattermost connection saved and put in force, but parley could not connect with it yet: see below."
+        }
+    }
 }
 
 fn form_of(w: &WidgetSettings, hours: u64) -> SettingsForm {

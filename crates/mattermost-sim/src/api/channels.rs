@@ -102,6 +102,15 @@ pub async fn create(
     let name = validate::sanitize_unicode(&req.name);
     let display_name = validate::sanitize_unicode(&req.display_name);
     validate::validate_display_name(&display_name)?;
+    if name.len() > validate::CHANNEL_NAME_MAX {
+        // The real server does not check the length first: the database refuses the row
+        // (mattermost-api.md §13).
+        return Err(ApiError::new(
+            500,
+            "app.channel.create_channel.internal_error",
+            "Unable to save the channel.",
+        ));
+    }
     validate::validate_channel_name(&name)?;
     validate::validate_header(&req.header)?;
     validate::validate_purpose(&req.purpose)?;
@@ -468,13 +477,8 @@ pub async fn add_member(
     if !allowed {
         return Err(ApiError::forbidden());
     }
-    if channel.delete_at != 0 {
-        return Err(ApiError::new(
-            400,
-            "api.channel.add_user.to.channel.failed.deleted.app_error",
-            "Failed to add user to channel because channel has been archived.",
-        ));
-    }
+    // An archived channel takes new members on the real server (201); posting there then
+    // fails with `can_not_post_to_deleted` (mattermost-api.md §13).
     let target = st.users.get(&req.user_id).cloned().ok_or_else(|| {
         ApiError::new(
             404,
@@ -591,7 +595,7 @@ pub async fn delete(
 }
 
 /// Removes a channel with its members, posts and files (`PermanentDeleteChannel`).
-fn purge_channel(st: &mut SimState, channel_id: &str) {
+pub(crate) fn purge_channel(st: &mut SimState, channel_id: &str) {
     st.channels.remove(channel_id);
     st.channel_order.retain(|id| id != channel_id);
     st.channel_members.remove(channel_id);

@@ -9,7 +9,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::Shared;
-use crate::api::channels::channel_not_found;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Caller, json_response, parse_body, query_params, status_ok};
 use crate::model::{Post, generate_action_ids, now_ms};
@@ -57,7 +56,52 @@ pub async fn create(
     let set_online = query_params(uri.query())
         .get("set_online")
         .is_none_or(|v| v != "false");
-    let mut st = shared.lock();
+    let pending = req.pending_post_id.clone();
+    let held = {
+        let mut st = shared.lock();
+        // The real server notes a pending_post_id when a create starts and the post's id once
+        // it is saved; the same id sent again in between is refused (app/post.go
+        // `deduplicateCreatePost`), a later retry gets the saved post.
+        if !pending.is_empty() && st.saving_pending_posts.contains(&pending) {
+            return Err(ApiError::new(
+                500,
+                "api.post.deduplicate_create_post.pending",
+                "Post rejected by deduplication since another post with the same pending post id is still being created.",
+            ));
+        }
+        let hold = st
+            .faults
+            .hold_post_saves
+            .as_ref()
+            .filter(|hold| !pending.is_empty() && *hold.borrow())
+            .map(|hold| hold.subscribe());
+        if hold.is_some() {
+            st.saving_pending_posts.insert(pending.clone());
+        }
+        hold
+    };
+    let Some(mut hold) = held else {
+        return create_now(&mut shared.lock(), &caller, req, set_online);
+    };
+    // The save goes on when the client gives up waiting, as the real server's does.
+    let saving = tokio::spawn(async move {
+        let _ = hold.wait_for(|held| !held).await;
+        let mut st = shared.lock();
+        st.saving_pending_posts.remove(&pending);
+        create_now(&mut st, &caller, req, set_online)
+    });
+    saving
+        .await
+        .unwrap_or_else(|_| Err(ApiError::new(500, "sim.panic", "the create failed")))
+}
+
+fn create_now(
+    st: &mut SimState,
+    caller: &crate::model::User,
+    req: CreatePost,
+    set_online: bool,
+) -> ApiResult<Response> {
+    let caller = caller.clone();
     // create_post is a channel role; a missing channel is also a permission failure.
     let channel = st
         .channels
@@ -79,7 +123,7 @@ pub async fn create(
     if req.post_type.starts_with("system_") {
         return Err(ApiError::invalid_param("post.type"));
     }
-    check_length(&st, &req.message)?;
+    check_length(st, &req.message)?;
     if !req.root_id.is_empty() {
         let root = st
             .posts
@@ -152,6 +196,19 @@ fn readable_post(st: &SimState, caller: &crate::model::User, post_id: &str) -> A
     Ok(post)
 }
 
+/// A post to patch or delete. The real server checks the permission on the post's channel
+/// first, and finds none for a deleted or unknown post: `403 api.context.permissions.app_error`,
+/// not 404 (mattermost-api.md §13).
+fn changeable_post(st: &SimState, caller: &crate::model::User, post_id: &str) -> ApiResult<Post> {
+    readable_post(st, caller, post_id).map_err(|e| {
+        if e.status == 404 {
+            ApiError::forbidden()
+        } else {
+            e
+        }
+    })
+}
+
 /// `GET /posts/{post_id}` (deleted posts are 404).
 pub async fn get(
     State(shared): State<Shared>,
@@ -196,7 +253,7 @@ pub async fn patch(
 ) -> ApiResult<Response> {
     let req: PostPatch = parse_body(&body, "post")?;
     let mut st = shared.lock();
-    let post = readable_post(&st, &caller, &post_id)?;
+    let post = changeable_post(&st, &caller, &post_id)?;
     check_author_or_admin(&st, &caller, &post)?;
     if let Some(m) = &req.message {
         check_length(&st, m)?;
@@ -218,7 +275,7 @@ pub async fn delete(
     Path(post_id): Path<String>,
 ) -> ApiResult<Response> {
     let mut st = shared.lock();
-    let post = readable_post(&st, &caller, &post_id)?;
+    let post = changeable_post(&st, &caller, &post_id)?;
     check_author_or_admin(&st, &caller, &post)?;
     let now = now_ms();
     let mut deleted = post.clone();
@@ -247,7 +304,12 @@ pub async fn for_channel(
 ) -> ApiResult<Response> {
     let q = query_params(uri.query());
     let st = shared.lock();
-    let channel = st.channels.get(&channel_id).ok_or_else(channel_not_found)?;
+    // A channel that is gone (deleted for good) is a permission failure, for a system admin
+    // too (mattermost-api.md §13).
+    let channel = st
+        .channels
+        .get(&channel_id)
+        .ok_or_else(ApiError::forbidden)?;
     if !st.can_read_channel(&caller, channel) {
         return Err(ApiError::forbidden());
     }
@@ -264,6 +326,19 @@ pub async fn for_channel(
             .map_err(|_| ApiError::invalid_param("since"))?;
         posts.retain(|p| p.update_at > since);
         posts.truncate(SINCE_LIMIT);
+        // Listed with their message blanked, as the real server does; edit copies keep
+        // their old props (mattermost-api.md §13).
+        let map: Map<String, Value> = posts
+            .iter()
+            .map(|p| {
+                let mut v = st.render_post(p, true);
+                if p.delete_at != 0 {
+                    v["message"] = json!("");
+                }
+                (p.id.clone(), v)
+            })
+            .collect();
+        return Ok(list_response(&posts, map));
     } else {
         let page: usize = q.get("page").and_then(|v| v.parse().ok()).unwrap_or(0);
         let per_page: usize = q
@@ -278,12 +353,16 @@ pub async fn for_channel(
             .take(per_page)
             .collect();
     }
-    let order: Vec<Value> = posts.iter().map(|p| json!(p.id)).collect();
     let map: Map<String, Value> = posts
         .iter()
         .map(|p| (p.id.clone(), st.render_post(p, true)))
         .collect();
-    Ok(json_response(
+    Ok(list_response(&posts, map))
+}
+
+fn list_response(posts: &[&Post], map: Map<String, Value>) -> Response {
+    let order: Vec<Value> = posts.iter().map(|p| json!(p.id)).collect();
+    json_response(
         200,
         json!({
             "order": order,
@@ -293,7 +372,7 @@ pub async fn for_channel(
             "has_next": false,
             "first_inaccessible_post_time": 0,
         }),
-    ))
+    )
 }
 
 #[derive(Deserialize)]

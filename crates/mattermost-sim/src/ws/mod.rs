@@ -146,6 +146,8 @@ pub struct Hub {
     /// Every open socket, authenticated or not, so faults can cut them all.
     sockets: HashMap<u64, UnboundedSender<Out>>,
     next_socket: u64,
+    /// Pongs received from clients so far (keep-alive answers to the server's pings).
+    pub pongs: u64,
 }
 
 impl Hub {
@@ -164,6 +166,13 @@ impl Hub {
                 conn.inactive_since = Some(Instant::now());
             }
         }
+    }
+
+    /// Whether the user has an open, authenticated socket.
+    pub fn has_socket_for(&self, user_id: &str) -> bool {
+        self.conns
+            .values()
+            .any(|c| c.user_id == user_id && c.socket.is_some())
     }
 
     /// Sends a reply (`{status, seq_reply}`) that is not an event and carries no `seq`.

@@ -78,8 +78,26 @@ async fn run(shared: Shared, mut socket: WebSocket, user: Option<User>, resume: 
     }
     let auth_deadline = tokio::time::sleep(AUTH_TIMEOUT);
     tokio::pin!(auth_deadline);
+    // Keep-alive as in the real server's web_conn.go: a ping every `pingInterval` (60 s), and a
+    // socket whose last pong (or its start) is older than `pongWaitTime` (100 s) is dropped.
+    let (ping_every, pong_wait) = {
+        let st = shared.lock();
+        (
+            st.config.websocket_ping_interval,
+            st.config.websocket_pong_wait,
+        )
+    };
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let pong_deadline = tokio::time::sleep(pong_wait);
+    tokio::pin!(pong_deadline);
     loop {
         tokio::select! {
+            _ = pings.tick() => {
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+            _ = &mut pong_deadline => break,
             out = rx.recv() => match out {
                 Some(Out::Text(text)) => {
                     if socket.send(Message::Text(text.into())).await.is_err() {
@@ -95,13 +113,38 @@ async fn run(shared: Shared, mut socket: WebSocket, user: Option<User>, resume: 
                         break;
                     }
                 }
+                Some(Ok(Message::Pong(_))) => {
+                    shared.lock().hub.pongs += 1;
+                    pong_deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + pong_wait);
+                }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(_)) => {}
             },
             _ = &mut auth_deadline, if user_id.is_none() => break,
         }
     }
-    shared.lock().hub.unregister_socket(socket_id);
+    let offline_after = {
+        let mut st = shared.lock();
+        st.hub.unregister_socket(socket_id);
+        st.config.offline_after_last_socket
+    };
+    // The real server sets a user offline (unless their status is manual) once their last
+    // connection is gone (`SetStatusOffline` from the hub's unregister), seen 2-3 s later.
+    if let Some(user_id) = user_id {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(offline_after).await;
+            let mut st = shared.lock();
+            if !st.hub.has_socket_for(&user_id)
+                && let Some(status) = st.statuses.get_mut(&user_id)
+                && !status.manual
+            {
+                status.status = "offline".into();
+            }
+        });
+    }
 }
 
 fn attach(shared: &Shared, user_id: &str, socket_id: u64, resume: Resume) {
