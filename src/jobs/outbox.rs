@@ -915,7 +915,16 @@ async fn deliver(
                 first_message: text,
                 public_url: &public_url,
             };
-            let (message, props) = format::request_post(&templates, &url, &state.signer);
+            // A chat that ended before its request reached Mattermost (the visitor closed the
+            // widget a moment after writing, or during an outage) gets its request post in
+            // its settled form: no Accept button is ever live for it, not even until the
+            // update that follows.
+            let (message, props) = if chat.status() == ChatStatus::Closed {
+                let closed_by = chat.closed_by.as_deref().unwrap_or_default();
+                format::settled_request(chat, &chats::left_unaccepted(state, closed_by))
+            } else {
+                format::request_post(&templates, &url, &state.signer)
+            };
             let target = PostTarget {
                 channel_id: &route_target.channel_id,
                 key,

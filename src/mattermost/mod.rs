@@ -346,7 +346,12 @@ impl Bridge {
     /// Accept click arrives before parley has recorded the id Mattermost gave that post.
     pub async fn is_request_post_of(&self, post_id: &str, chat_id: &str) -> Result<bool, MmError> {
         let context = self.context().await?;
-        let post = self.client.post(post_id).await?;
+        let post = match self.client.post(post_id).await {
+            Ok(post) => post,
+            // Deleted, unknown or out of the bot's sight (403 or 404): not that request.
+            Err(e) if matches!(e.status(), Some(403 | 404)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
         let has_accept_button = post.props["attachments"]
             .as_array()
             .into_iter()

@@ -126,6 +126,21 @@ async fn a_chat_ended_while_its_request_post_is_on_its_way_gets_one_settled_post
             posts[0]["id"].as_str(),
             "{order:?}: parley knows its request post"
         );
+        if matches!(order, Order::EndedBeforeThePost) {
+            // Made after the chat ended, the post never offered the button, not even for
+            // the moment before its update (the simulator keeps every earlier version).
+            let every_version = app
+                .sim
+                .posts_in_channel(&app.requests_channel_id)
+                .into_iter()
+                .chain(app.sim.edit_copies_in_channel(&app.requests_channel_id))
+                .filter(|p| p["props"]["parley_chat_id"].as_str() == Some(&chat.id))
+                .collect::<Vec<_>>();
+            assert!(
+                every_version.iter().all(|p| !has_button(p)),
+                "a chat that ended first never gets a live Accept button: {every_version:#?}"
+            );
+        }
     }
 }
 
@@ -292,4 +307,54 @@ async fn a_retry_that_overlaps_a_create_still_being_saved_doubles_nothing() {
     assert_eq!(posts.len(), 1, "one request post: {posts:#?}");
     let row = app.state.store.get_chat(&chat.id).await.unwrap().unwrap();
     assert_eq!(row.request_post_id.as_deref(), posts[0]["id"].as_str());
+}
+
+#[tokio::test]
+async fn a_click_before_parley_has_recorded_the_request_post_accepts_the_chat() {
+    let app = spawn_app().await;
+    app.sim.hold_post_answers(true);
+    let chat = app.start_simple_chat("first visitor").await;
+    let other = app.start_simple_chat("second visitor").await;
+    let post = app.request_post(&chat).await;
+    let post_id = post["id"].as_str().unwrap().to_owned();
+    let other_post_id = app.request_post(&other).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!recorded_request_post(&app, &chat).await);
+
+    // The chat's signed context with another chat's request post, or a post that does not
+    // exist, is refused although parley has no post id to compare with yet: Mattermost says
+    // which chat a post belongs to.
+    let context = post["props"]["attachments"][0]["actions"][0]["integration"]["context"].clone();
+    for wrong in [other_post_id.as_str(), "0123456789abcdefghijklmnop", ""] {
+        let body = serde_json::json!({
+            "user_id": app.alice.id, "post_id": wrong, "context": context,
+            "channel_id": app.requests_channel_id,
+        });
+        let response = app
+            .http
+            .post(format!("{}/mattermost/actions", app.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{wrong}");
+        assert_eq!(app.chat_state(&chat).await["status"], "pending", "{wrong}");
+    }
+
+    // Mattermost's own click on the post accepts at once.
+    let (status, _) = app.sim.click_button(&app.alice, &post_id, "accept").await;
+    assert_eq!(status, 200);
+    let state = app.chat_state(&chat).await;
+    assert_eq!(state["status"], "active", "{state}");
+    assert_eq!(state["operator"]["name"], "Alice Operator");
+    assert_eq!(app.chat_state(&other).await["status"], "pending");
+
+    app.sim.hold_post_answers(false);
+    let channel_id = app.chat_channel(&chat).await;
+    wait_until("Alice is in the chat channel", || async {
+        app.sim.channel_members(&channel_id).contains(&app.alice.id)
+    })
+    .await;
 }
