@@ -3,22 +3,15 @@
 //! transcript, changing a setting, on a laptop and a phone; and an admin connecting Mattermost
 //! in the settings (`tests/browser/connection_flow.mjs`).
 
-use std::path::PathBuf;
-
 use parley::backoffice::accounts;
 use serde_json::{Value, json};
 
+use crate::helpers::{run_browser_script, screenshot_dir};
 use crate::helpers::{spawn_app, spawn_app_with, wait_until};
 
 #[tokio::test]
 async fn a_manager_sets_up_finds_a_chat_and_changes_a_setting_in_chromium() {
     // Arrange: a chat answered by an operator, and the first-run link.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let browser_dir = root.join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test does it)"
-    );
     let app = spawn_app().await;
     app.start_chat(
         json!({"name": "Nora Noise", "email": "nora@example.com", "message": "Anyone there?"}),
@@ -38,29 +31,18 @@ async fn a_manager_sets_up_finds_a_chat_and_changes_a_setting_in_chromium() {
         .expect("no manager exists yet");
 
     // Act
-    let screenshots = root.join("target/screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
-    let output = tokio::process::Command::new("node")
-        .arg(browser_dir.join("admin_flow.mjs"))
-        .current_dir(&browser_dir)
-        .env("PARLEY_URL", &app.url)
-        .env("SETUP_URL", &link)
-        .env("VISITOR_NAME", "Gustav Grün")
-        .env("OPERATOR_TEXT", answer)
-        .env("SCREENSHOT_DIR", &screenshots)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node runs (install Node.js and Debian's chromium)");
-
-    // Assert
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "the browser flow failed:\n{stdout}\n{stderr}"
-    );
+    let screenshots = screenshot_dir();
+    run_browser_script(
+        "admin_flow.mjs",
+        &[
+            ("PARLEY_URL", &app.url),
+            ("SETUP_URL", &link),
+            ("VISITOR_NAME", "Gustav Grün"),
+            ("OPERATOR_TEXT", answer),
+            ("SCREENSHOT_DIR", &screenshots.to_string_lossy()),
+        ],
+    )
+    .await;
     let widget: Value = app
         .http
         .get(app.api("/widget-config"))
@@ -88,42 +70,25 @@ async fn a_manager_sets_up_finds_a_chat_and_changes_a_setting_in_chromium() {
 #[tokio::test]
 async fn an_admin_connects_mattermost_in_chromium_and_parley_goes_online() {
     // Arrange: parley without Mattermost; the simulator ready with the bot.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let browser_dir = root.join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test does it)"
-    );
     let app = spawn_app_with(|s| s.mattermost = None).await;
     let link = accounts::first_run_link(&app.state.store, &app.url)
         .await
         .unwrap()
         .expect("no manager exists yet");
-    let screenshots = root.join("target/screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
+    let screenshots = screenshot_dir();
 
     // Act
-    let output = tokio::process::Command::new("node")
-        .arg(browser_dir.join("connection_flow.mjs"))
-        .current_dir(&browser_dir)
-        .env("PARLEY_URL", &app.url)
-        .env("SETUP_URL", &link)
-        .env("MM_URL", app.sim.url())
-        .env("MM_TOKEN", &app.bot.token)
-        .env("SCREENSHOT_DIR", &screenshots)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node runs (install Node.js and Debian's chromium)");
-
-    // Assert
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "the browser flow failed:\n{stdout}\n{stderr}"
-    );
+    run_browser_script(
+        "connection_flow.mjs",
+        &[
+            ("PARLEY_URL", &app.url),
+            ("SETUP_URL", &link),
+            ("MM_URL", &app.sim.url()),
+            ("MM_TOKEN", &app.bot.token),
+            ("SCREENSHOT_DIR", &screenshots.to_string_lossy()),
+        ],
+    )
+    .await;
     wait_until("parley is online", || async { app.state.online() }).await;
     let chat = app.start_simple_chat("Hello after connecting").await;
     app.request_post(&chat).await;

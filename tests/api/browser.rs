@@ -4,10 +4,7 @@
 //! script asks (accepting, writing, sending a file, typing, editing, letting time pass for
 //! a reminder) or reports what Mattermost received.
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use axum::{
     Json, Router,
@@ -21,6 +18,7 @@ use parley::{jobs::lifecycle, state::AppState, storage::now_ms};
 use serde_json::{Value, json};
 
 use crate::helpers::spawn_app_with;
+use crate::helpers::{run_browser_script, screenshot_dir};
 
 /// The newest request post in the requests channel.
 fn newest_request(op: &Operator) -> Value {
@@ -295,12 +293,6 @@ async fn visitor_typing(State(op): State<Operator>) -> Json<Value> {
 
 #[tokio::test]
 async fn the_widget_works_in_chromium_from_another_origin() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let browser_dir = root.join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test does it)"
-    );
     // 127.0.0.2 is another origin than parley's 127.0.0.1, as a customer's site would be,
     // and parley allows it as the README's embed step says.
     let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
@@ -336,26 +328,17 @@ async fn the_widget_works_in_chromium_from_another_origin() {
         .with_state(operator);
     tokio::spawn(async move { axum::serve(listener, site).await.unwrap() });
 
-    let screenshots = root.join("target/screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
-    let output = tokio::process::Command::new("node")
-        .arg(browser_dir.join("widget_flow.mjs"))
-        .current_dir(&browser_dir)
-        .env("HOST_PAGE_URL", format!("{site_url}/"))
-        .env("PARLEY_URL", &app.url)
-        .env("CONTROL_URL", format!("{site_url}/control"))
-        .env("SCREENSHOT_DIR", &screenshots)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node runs (install Node.js and Debian's chromium)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "the browser flow failed:\n{stdout}\n{stderr}"
-    );
+    let screenshots = screenshot_dir();
+    run_browser_script(
+        "widget_flow.mjs",
+        &[
+            ("HOST_PAGE_URL", &format!("{site_url}/")),
+            ("PARLEY_URL", &app.url),
+            ("CONTROL_URL", &format!("{site_url}/control")),
+            ("SCREENSHOT_DIR", &screenshots.to_string_lossy()),
+        ],
+    )
+    .await;
     assert!(screenshots.join("widget-chat.png").exists());
     assert!(screenshots.join("widget-files.png").exists());
     assert!(screenshots.join("widget-offline.png").exists());

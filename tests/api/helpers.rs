@@ -84,6 +84,9 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     // Generous limits; the rate-limit test sets its own.
     settings.limits.chats_per_minute_per_ip = 1000;
     settings.limits.messages_per_minute = 1000;
+    // The suite must not depend on the free space of the machine it runs on (CI machines have
+    // had less than the default floor); tests/api/upload_room.rs sets the floor it tests.
+    settings.files.min_free_disk_bytes = 0;
     customise(&mut settings);
     let app = start(settings).await;
     let state = app.state().clone();
@@ -398,4 +401,37 @@ impl TestApp {
     pub async fn outbox_empty(&self) -> bool {
         self.state.store.outbox_depth().await.unwrap() == 0
     }
+}
+
+/// Where the browser tests put their screenshots (`target/screenshots`; the README's images
+/// are copied from there).
+pub fn screenshot_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    dir
+}
+
+/// Runs `tests/browser/{script}` with node (real Chromium through playwright-core) and the
+/// given environment, prints what it said, and fails the test with its output if it failed.
+pub async fn run_browser_script(script: &str, env: &[(&str, &str)]) {
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test does it)"
+    );
+    let output = tokio::process::Command::new("node")
+        .arg(browser_dir.join(script))
+        .current_dir(&browser_dir)
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs (install Node.js and Debian's chromium)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}"
+    );
 }

@@ -21,7 +21,7 @@ use tokio::io::AsyncBufReadExt;
 use crate::{
     admin::signed_in,
     files::{PNG, upload},
-    helpers::{spawn_app, spawn_app_with, wait_until},
+    helpers::{run_browser_script, spawn_app, spawn_app_with, wait_until},
 };
 
 /// The Accept button's context as parley signed it (the simulator keeps it in the props).
@@ -618,12 +618,6 @@ async fn error_bodies_never_echo_the_input() {
 
 #[tokio::test]
 async fn a_refused_website_gets_a_console_message_naming_the_setting() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let browser_dir = root.join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `npm ci --prefix tests/browser`"
-    );
     let app = spawn_app().await;
     let page = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Shop</title></head>\
@@ -640,20 +634,7 @@ async fn a_refused_website_gets_a_console_message_naming_the_setting() {
     let site_url = format!("http://{}/", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, site).await.unwrap() });
 
-    let output = tokio::process::Command::new("node")
-        .arg(browser_dir.join("origin_refused.mjs"))
-        .current_dir(&browser_dir)
-        .env("HOST_PAGE_URL", &site_url)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node runs (install Node.js and Debian's chromium)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the browser check failed:\n{stdout}\n{stderr}"
-    );
+    run_browser_script("origin_refused.mjs", &[("HOST_PAGE_URL", &site_url)]).await;
 }
 
 #[tokio::test]
