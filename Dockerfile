@@ -1,5 +1,5 @@
 # parley in a container: `docker build -t parley .` then
-#   docker run -p 8080:8080 -v parley-data:/data -e PARLEY_PUBLIC_URL=https://chat-widget.example.com parley
+#   docker run -p 8080:8080 -v parley-data:/data -e PARLEY_PUBLIC_URL=https://chat-widget.example.com -e PARLEY_ALLOWED_ORIGINS=https://www.example.com parley
 # See docs/deploy.md.
 
 # --- build -----------------------------------------------------------------------------------
