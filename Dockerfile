@@ -6,7 +6,7 @@
 # The toolchain version matches rust-toolchain.toml.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY rust-toolchain.toml Cargo.toml Cargo.lock ./
+COPY rust-toolchain.toml Cargo.toml Cargo.lock build.rs ./
 COPY crates ./crates
 COPY src ./src
 COPY migrations ./migrations

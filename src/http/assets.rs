@@ -1,4 +1,4 @@
-//! Files embedded in the binary: the widget script, the demo page, and the OpenAPI document.
+//! Files embedded in the binary: the widget script (joined by `build.rs`), the demo page, and the OpenAPI document.
 //! Nothing is read from disk at run time.
 
 use axum::{
@@ -6,7 +6,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-const WIDGET_JS: &str = include_str!("../../assets/widget.js");
+/// Joined by `build.rs` from the parts in `assets/widget/` (script parts, CSS, translations).
+const WIDGET_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/widget.js"));
 const DEMO_HTML: &str = include_str!("../../assets/demo.html");
 const OPENAPI_JSON: &str = include_str!("../../assets/openapi.json");
 

@@ -24,4 +24,5 @@ mod startup;
 mod untrusted_text;
 mod upload_room;
 mod visitor_api;
+mod widget_parts;
 mod widget_tabs;
