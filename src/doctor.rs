@@ -8,9 +8,18 @@ use url::{Host, Url};
 
 use crate::{
     config::{AllowedOrigins, MattermostSettings, Settings, base},
-    mattermost::{Client, MmError, callback_check, wire::CreateChannel},
+    mattermost::{
+        Client, MmError, callback_check,
+        channels::{PermanentDeletion, Removal, delete_or_archive_channel},
+        wire::CreateChannel,
+    },
     security::ActionSigner,
 };
+
+/// What to change when Mattermost refuses permanent deletion (a config.json-only setting).
+const ENABLE_DELETION: &str = "set ServiceSettings.EnableAPIChannelDeletion to true in \
+    Mattermost's config.json, or run `mmctl config set ServiceSettings.EnableAPIChannelDeletion \
+    true`";
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -457,8 +466,9 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
             ),
         ),
     }
-    match client.delete_channel(&channel.id, true).await {
-        Ok(()) => report.push(
+    let mut permanent = PermanentDeletion::Unknown;
+    match delete_or_archive_channel(&client, &channel.id, false, &mut permanent).await {
+        Ok(Removal::Deleted) => report.push(
             "channel_deletion",
             T_DELETION,
             false,
@@ -466,33 +476,40 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
             "allowed: ended chats' channels are deleted with their posts and files",
             None,
         ),
-        Err(e) if e.is_permanent_deletion_disabled() => {
-            let archived = client.delete_channel(&channel.id, false).await;
-            let found = match archived {
-                Ok(()) => format!(
-                    "refused (EnableAPIChannelDeletion is off): ended chats' channels are only \
-                     archived, and so was the test channel `{name}`"
-                ),
-                Err(e) => format!(
-                    "refused (EnableAPIChannelDeletion is off), and archiving the test channel \
-                     `{name}` failed too ({}); delete it by hand",
-                    short(&e)
-                ),
-            };
-            report.push(
-                "channel_deletion",
-                T_DELETION,
-                false,
-                Verdict::Warning,
-                found,
-                Some(
-                    "set ServiceSettings.EnableAPIChannelDeletion to true in Mattermost's \
-                     config.json, or run `mmctl config set ServiceSettings.EnableAPIChannelDeletion \
-                     true`"
-                        .into(),
-                ),
-            );
-        }
+        Ok(Removal::Archived | Removal::WasArchived | Removal::StillArchived) => report.push(
+            "channel_deletion",
+            T_DELETION,
+            false,
+            Verdict::Warning,
+            format!(
+                "refused (EnableAPIChannelDeletion is off): ended chats' channels are only \
+                 archived, and so was the test channel `{name}`"
+            ),
+            Some(ENABLE_DELETION.into()),
+        ),
+        // Someone removed the test channel first: nothing was learned about deletion.
+        Ok(Removal::AlreadyGone) => report.push(
+            "channel_deletion",
+            T_DELETION,
+            false,
+            Verdict::Warning,
+            format!(
+                "not checked: the test channel `{name}` was gone before parley could delete it"
+            ),
+            None,
+        ),
+        Err(e) if permanent == PermanentDeletion::Refused => report.push(
+            "channel_deletion",
+            T_DELETION,
+            false,
+            Verdict::Warning,
+            format!(
+                "refused (EnableAPIChannelDeletion is off), and archiving the test channel \
+                 `{name}` failed too ({}); delete it by hand",
+                short(&e)
+            ),
+            Some(ENABLE_DELETION.into()),
+        ),
         Err(e) => report.push(
             "channel_deletion",
             T_DELETION,

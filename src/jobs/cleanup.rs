@@ -4,7 +4,8 @@
 //! (for cron) and by the server every ten minutes; see README "Cleanup of chat channels".
 //!
 //! - **Idempotent.** What became of each channel is recorded on its chat; a channel someone
-//!   already deleted (404) counts as done, one already archived counts as archived.
+//!   already deleted (Mattermost's 404 for a channel, never a bare 404) counts as done, one
+//!   already archived counts as archived. The rule itself is `mattermost::channels`.
 //! - **Archived channels are tried again** on later runs, so they are deleted once the admin
 //!   enables the setting. The first refusal in a run settles the question for that run: one
 //!   probing request per run, not one per archived channel.
@@ -18,13 +19,12 @@ use std::{fmt, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    mattermost::{Client, MmError},
-    state::AppState,
-    storage::{
-        Store, StoreError,
-        cleanup::{ChannelRemoval, CleanupCandidate},
-        now_ms,
+    mattermost::{
+        Client, MmError,
+        channels::{PermanentDeletion, Removal, delete_or_archive_channel},
     },
+    state::AppState,
+    storage::{Store, StoreError, cleanup::ChannelRemoval, now_ms},
 };
 
 /// What to change in Mattermost when it refuses permanent deletion. The setting is not in the
@@ -173,29 +173,34 @@ pub async fn run_once(
         .await?;
     let mut report = Report::default();
     // Whether the server allows permanent deletion; unknown until it has answered once.
-    let mut permanent: Option<bool> = None;
+    let mut permanent = PermanentDeletion::Unknown;
     for (index, candidate) in candidates.iter().enumerate() {
         if candidate.undelivered > 0 {
             report.waiting += 1;
             continue;
         }
         let archived = candidate.removal() == Some(ChannelRemoval::Archived);
-        if archived && permanent == Some(false) {
-            report.still_archived += 1;
-            continue;
-        }
-        match remove(client, candidate, archived, &mut permanent).await {
-            Ok(Some(removal)) => {
-                store
-                    .record_channel_removal(&candidate.chat_id, removal, now_ms())
-                    .await?;
-                match removal {
-                    ChannelRemoval::Deleted => report.deleted += 1,
-                    ChannelRemoval::Archived => report.archived += 1,
-                    ChannelRemoval::Gone => report.gone += 1,
-                }
+        let removal =
+            delete_or_archive_channel(client, &candidate.channel_id, archived, &mut permanent)
+                .await;
+        let recorded = match removal {
+            Ok(Removal::Deleted) => {
+                report.deleted += 1;
+                ChannelRemoval::Deleted
             }
-            Ok(None) => report.still_archived += 1,
+            // Archived now, or by someone else before: either way it is archived.
+            Ok(Removal::Archived | Removal::WasArchived) => {
+                report.archived += 1;
+                ChannelRemoval::Archived
+            }
+            Ok(Removal::AlreadyGone) => {
+                report.gone += 1;
+                ChannelRemoval::Gone
+            }
+            Ok(Removal::StillArchived) => {
+                report.still_archived += 1;
+                continue;
+            }
             Err(e) => {
                 report.failed += 1;
                 tracing::warn!(
@@ -210,53 +215,15 @@ pub async fn run_once(
                     report.left = candidates.len() - index - 1;
                     break;
                 }
+                continue;
             }
-        }
+        };
+        store
+            .record_channel_removal(&candidate.chat_id, recorded, now_ms())
+            .await?;
     }
-    report.deletion_disabled = permanent == Some(false);
+    report.deletion_disabled = permanent == PermanentDeletion::Refused;
     Ok(report)
-}
-
-/// Deletes the channel permanently when the server allows it (and notes whether it does),
-/// otherwise archives it. `Ok(None)`: it stays archived, as it already was.
-async fn remove(
-    client: &Client,
-    candidate: &CleanupCandidate,
-    archived: bool,
-    permanent: &mut Option<bool>,
-) -> Result<Option<ChannelRemoval>, MmError> {
-    let id = &candidate.channel_id;
-    if *permanent != Some(false) {
-        match client.delete_channel(id, true).await {
-            Ok(()) => {
-                *permanent = Some(true);
-                return Ok(Some(ChannelRemoval::Deleted));
-            }
-            Err(e) if is_gone(&e) => return Ok(Some(ChannelRemoval::Gone)),
-            Err(e) if e.is_permanent_deletion_disabled() => *permanent = Some(false),
-            Err(e) => return Err(e),
-        }
-    }
-    if archived {
-        return Ok(None);
-    }
-    match client.delete_channel(id, false).await {
-        Ok(()) => Ok(Some(ChannelRemoval::Archived)),
-        Err(e) if e.id() == Some("api.channel.delete_channel.deleted.app_error") => {
-            // Someone archived it already.
-            Ok(Some(ChannelRemoval::Archived))
-        }
-        Err(e) if is_gone(&e) => Ok(Some(ChannelRemoval::Gone)),
-        Err(e) => Err(e),
-    }
-}
-
-/// Mattermost's "no such channel" (`app.channel.get.existing.app_error`, on old servers
-/// `store.sql_channel.get.existing.app_error`). A bare 404 without a channel error id, as a
-/// proxy in front of the wrong path would send, does not count: that must not mark channels
-/// as gone.
-fn is_gone(e: &MmError) -> bool {
-    matches!(e, MmError::Api { status: 404, id, .. } if id.contains("channel"))
 }
 
 /// What to do about a refusal, for the log.
@@ -343,35 +310,5 @@ mod tests {
             ..Report::default()
         };
         assert!(stopped.is_failure());
-    }
-
-    #[test]
-    fn only_a_channel_error_id_means_gone() {
-        let api = |status, id: &str| MmError::Api {
-            status,
-            id: id.into(),
-            message: String::new(),
-        };
-        assert!(is_gone(&api(404, "app.channel.get.existing.app_error")));
-        assert!(is_gone(&api(
-            404,
-            "store.sql_channel.get.existing.app_error"
-        )));
-        assert!(!is_gone(&api(404, "")));
-        assert!(!is_gone(&api(403, "api.context.permissions.app_error")));
-        assert!(
-            api(401, "api.user.delete_channel.not_enabled.app_error")
-                .is_permanent_deletion_disabled()
-        );
-        assert!(
-            api(
-                401,
-                "api.user.delete_channel.not_enabled.for_admin.app_error"
-            )
-            .is_permanent_deletion_disabled()
-        );
-        assert!(
-            !api(401, "api.context.session_expired.app_error").is_permanent_deletion_disabled()
-        );
     }
 }

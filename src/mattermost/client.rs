@@ -410,16 +410,6 @@ impl Client {
     }
 }
 
-impl MmError {
-    /// The server refuses `?permanent=true` because `EnableAPIChannelDeletion` is off: a 401
-    /// whose id is `api.user.delete_channel.not_enabled.app_error` (newer servers answer a
-    /// system admin with `….not_enabled.for_admin.app_error`).
-    pub fn is_permanent_deletion_disabled(&self) -> bool {
-        self.id()
-            .is_some_and(|id| id.starts_with("api.user.delete_channel.not_enabled"))
-    }
-}
-
 /// A call in progress: what it is (for the metrics) and when it started.
 #[derive(Debug)]
 pub(super) struct CallTiming {

@@ -5,6 +5,7 @@
 
 pub mod answers;
 pub mod callback_check;
+pub mod channels;
 pub mod client;
 pub mod files;
 pub mod format;

@@ -5,6 +5,7 @@ mod admin_browser;
 mod bridge;
 mod browser;
 mod browser_launch;
+mod channel_removal;
 mod cleanup;
 mod client_address;
 mod connection;

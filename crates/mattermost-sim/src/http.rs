@@ -94,6 +94,8 @@ enum Verdict {
     Down,
     Fail(u16),
     RateLimited(u64),
+    /// A proxy's 404: plain text, not Mattermost's.
+    Bare404,
 }
 
 /// Applies injected faults, the configured delay, and records the request.
@@ -102,6 +104,10 @@ enum Verdict {
 async fn faults_and_log(State(shared): State<Shared>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |p| p.as_str().to_owned());
     let helper = req.headers().contains_key(HELPER_HEADER);
     let websocket = is_websocket_path(&path);
     let creates_post = req.method() == axum::http::Method::POST && path == "/api/v4/posts";
@@ -120,6 +126,13 @@ async fn faults_and_log(State(shared): State<Shared>, req: Request, next: Next) 
         } else if f.rate_limit_next > 0 {
             f.rate_limit_next -= 1;
             Verdict::RateLimited(f.retry_after_secs)
+        } else if let Some(left) = f
+            .bare_404
+            .get_mut(&(method.clone(), path_and_query.clone()))
+            .filter(|left| **left > 0)
+        {
+            *left -= 1;
+            Verdict::Bare404
         } else if f.fail_next > 0 {
             f.fail_next -= 1;
             Verdict::Fail(f.fail_status)
@@ -143,6 +156,7 @@ async fn faults_and_log(State(shared): State<Shared>, req: Request, next: Next) 
         )
         .into_response(),
         Verdict::RateLimited(secs) => rate_limited(secs),
+        Verdict::Bare404 => (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
     };
     if !helper && !websocket && !delay.is_zero() {
         // After the handler ran: the effect happens, only the answer is late, which is

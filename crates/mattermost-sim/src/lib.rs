@@ -537,6 +537,17 @@ impl MattermostSim {
         st.faults.fail_status = status;
     }
 
+    /// The next `n` calls of `method` on `path_and_query` (exactly, query included, e.g.
+    /// `/api/v4/channels/{id}?permanent=true`) answer a bare `404 page not found` in plain
+    /// text, as a proxy in front of the wrong path does: a 404 without Mattermost's error id.
+    pub fn bare_404_next(&self, method: &str, path_and_query: &str, n: usize) {
+        self.inner
+            .lock()
+            .faults
+            .bare_404
+            .insert((method.to_owned(), path_and_query.to_owned()), n);
+    }
+
     /// The next `n` REST calls answer 429 `limit exceeded` with rate-limit headers.
     pub fn rate_limit_next_requests(&self, n: usize, retry_after_secs: u64) {
         let mut st = self.inner.lock();

@@ -36,6 +36,9 @@ pub struct Faults {
     /// While true, creates with a `pending_post_id` wait before the post is saved (a slow
     /// database): the same id sent again meanwhile gets `500 …deduplicate_create_post.pending`.
     pub hold_post_saves: Option<tokio::sync::watch::Sender<bool>>,
+    /// `(method, path with query)` -> how many of the next such calls get a proxy's bare 404
+    /// (plain text, no Mattermost error id).
+    pub bare_404: std::collections::HashMap<(String, String), usize>,
 }
 
 pub struct StoredFile {

@@ -20,10 +20,14 @@ use super::{
 };
 use crate::{
     http::extract::ClientIp,
-    mattermost::MmError,
+    mattermost::{
+        MmError,
+        channels::{PermanentDeletion, Removal},
+    },
     state::AppState,
     storage::{
-        audit::NewAudit, chats::ChatRow, history::ChatFilter, messages::MessageRow, now_ms, rfc3339,
+        audit::NewAudit, chats::ChatRow, cleanup::ChannelRemoval, history::ChatFilter,
+        messages::MessageRow, now_ms, rfc3339,
     },
 };
 
@@ -516,26 +520,25 @@ async fn remove_from_mattermost(state: &AppState, chat: &ChatRow) -> String {
     if let Some(channel) = &chat.channel_id
         && !matches!(
             removal,
-            Some(
-                crate::storage::cleanup::ChannelRemoval::Deleted
-                    | crate::storage::cleanup::ChannelRemoval::Gone
-            )
+            Some(ChannelRemoval::Deleted | ChannelRemoval::Gone)
         )
     {
-        said.push(match bridge.client.delete_channel(channel, true).await {
-            Ok(()) => "channel deleted".to_owned(),
-            Err(e) if e.is_permanent_deletion_disabled() => {
-                match bridge.client.delete_channel(channel, false).await {
-                    Ok(()) => "channel archived (permanent deletion is off)".to_owned(),
-                    Err(e) if e.id() == Some("api.channel.delete_channel.deleted.app_error") => {
-                        "channel was archived already (permanent deletion is off)".to_owned()
-                    }
-                    Err(e) => format!("channel not removed ({})", short(&e)),
+        let archived = removal == Some(ChannelRemoval::Archived);
+        let mut permanent = PermanentDeletion::Unknown;
+        said.push(
+            match bridge
+                .delete_or_archive_channel(channel, archived, &mut permanent)
+                .await
+            {
+                Ok(Removal::Deleted) => "channel deleted".to_owned(),
+                Ok(Removal::Archived) => "channel archived (permanent deletion is off)".to_owned(),
+                Ok(Removal::WasArchived | Removal::StillArchived) => {
+                    "channel was archived already (permanent deletion is off)".to_owned()
                 }
-            }
-            Err(e) if e.status() == Some(404) => "channel was gone already".to_owned(),
-            Err(e) => format!("channel not removed ({})", short(&e)),
-        });
+                Ok(Removal::AlreadyGone) => "channel was gone already".to_owned(),
+                Err(e) => format!("channel not removed ({})", short(&e)),
+            },
+        );
     }
     if said.is_empty() {
         "nothing to remove".into()
