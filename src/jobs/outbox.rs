@@ -918,7 +918,10 @@ async fn deliver(
             // A chat that ended before its request reached Mattermost (the visitor closed the
             // widget a moment after writing, or during an outage) gets its request post in
             // its settled form: no Accept button is ever live for it, not even until the
-            // update that follows.
+            // update that follows. The chat is read again right before posting: the lane's
+            // copy is from when the lane was filled, which can be before a close.
+            let current = state.store.get_chat(&chat.id).await?;
+            let chat = current.as_ref().unwrap_or(chat);
             let (message, props) = if chat.status() == ChatStatus::Closed {
                 let closed_by = chat.closed_by.as_deref().unwrap_or_default();
                 format::settled_request(chat, &chats::left_unaccepted(state, closed_by))

@@ -245,9 +245,12 @@ async fn a_flood_of_sign_ins_is_bounded_and_refused_with_503_beyond_the_queue() 
         work.slots(),
         work.peak()
     );
-    // Each check holds 19 MiB: unbounded, this flood took gigabytes.
+    // Each check holds 19 MiB: unbounded, these 160 checks took ~3 GiB. The gate's own peak
+    // (above) is the exact check; the process's peak also holds the runtime's, the clients'
+    // and the allocator's growth, which varies with timing (seen up to ~430 MiB on a loaded
+    // machine), so its bound only tells "bounded" from "unbounded".
     let grown = peak_rss_mib().saturating_sub(before);
-    assert!(grown < 400, "peak memory grew by {grown} MiB");
+    assert!(grown < 1024, "peak memory grew by {grown} MiB");
     // The refusals are counted, not written one by one.
     let lines = audit_lines(&app).await;
     let refused: i64 = lines
