@@ -2,7 +2,7 @@
 //! page, export, deletion, settings, managers) and `parley doctor` against the simulator,
 //! configured well and badly, through the library and the real binary.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::time::Duration;
 
 use mattermost_sim::{MattermostSim, SimConfig, SimUser};
 use parley::{
@@ -12,185 +12,15 @@ use parley::{
     doctor::{self, Verdict},
     storage::departments::DepartmentRow,
 };
-use reqwest::{StatusCode, header, multipart};
+use reqwest::{header, multipart};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, wait_until};
-
-pub(crate) const PASSWORD: &str = "a long enough password";
-
-/// A browser-like client: keeps cookies, follows no redirects.
-pub(crate) struct Agent {
-    base: String,
-    http: reqwest::Client,
-    cookies: Mutex<HashMap<String, String>>,
-}
-
-impl Agent {
-    pub(crate) fn new(app: &TestApp) -> Self {
-        Self::at(&app.url)
-    }
-
-    /// An agent for the parley at `base`.
-    pub(crate) fn at(base: &str) -> Self {
-        Self {
-            base: base.to_owned(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: Mutex::default(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
-        }
-    }
-
-    fn with_cookies(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let cookies = self.cookies.lock().unwrap();
-        if cookies.is_empty() {
-            return request;
-        }
-        let header: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        request.header(header::COOKIE, header.join("; "))
-    }
-
-    fn keep_cookies(&self, response: &reqwest::Response) {
-        let mut cookies = self.cookies.lock().unwrap();
-        for value in response.headers().get_all(header::SET_COOKIE) {
-            let value = value.to_str().unwrap();
-            let pair = value.split(';').next().unwrap();
-            let (name, v) = pair.split_once('=').unwrap();
-            if v.is_empty() || value.contains("Max-Age=0") {
-                cookies.remove(name);
-            } else {
-                cookies.insert(name.to_owned(), v.to_owned());
-            }
-        }
-    }
-
-    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
-        let response = self
-            .with_cookies(self.http.get(self.url(path)))
-            .send()
-            .await
-            .unwrap();
-        self.keep_cookies(&response);
-        response
-    }
-
-    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        let response = self
-            .with_cookies(self.http.post(self.url(path)).form(form))
-            .send()
-            .await
-            .unwrap();
-        self.keep_cookies(&response);
-        response
-    }
-
-    /// GETs a page and returns its status and HTML.
-    pub(crate) async fn page(&self, path: &str) -> (StatusCode, String) {
-        let response = self.get(path).await;
-        (response.status(), response.text().await.unwrap())
-    }
-
-    /// The CSRF token of the session (read from any page's sign-out form).
-    pub(crate) async fn csrf(&self) -> String {
-        let (_, html) = self.page("/admin").await;
-        field(&html, "csrf").expect("a signed-in page has a csrf field")
-    }
-
-    /// POSTs a form with the session's CSRF token.
-    pub(crate) async fn submit(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        let csrf = self.csrf().await;
-        let mut all = form.to_vec();
-        all.push(("csrf", &csrf));
-        self.post(path, &all).await
-    }
-}
-
-/// The value of the first `<input name="…" value="…">` in a page.
-pub(crate) fn field(html: &str, name: &str) -> Option<String> {
-    let start = html.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
-    let end = html[start..].find('"')? + start;
-    Some(html[start..end].replace("&amp;", "&"))
-}
-
-pub(crate) fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get(header::LOCATION)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
-/// Opens a setup link and sets the password; the agent is signed in afterwards.
-pub(crate) async fn use_setup_link(
-    agent: &Agent,
-    link: &str,
-    email: Option<&str>,
-) -> reqwest::Response {
-    let (status, html) = agent.page(link).await;
-    assert_eq!(status, 200, "the setup page opens: {html}");
-    let csrf = field(&html, "csrf").unwrap();
-    let mut form = vec![
-        ("csrf", csrf.as_str()),
-        ("password", PASSWORD),
-        ("password2", PASSWORD),
-    ];
-    if let Some(email) = email {
-        form.push(("email", email));
-    }
-    agent.post(link, &form).await
-}
-
-/// An agent signed in as a new manager with `role`.
-pub(crate) async fn signed_in(app: &TestApp, email: &str, role: Role) -> Agent {
-    let (_, link) = accounts::invite(&app.state.store, &app.url, email, role)
-        .await
-        .unwrap();
-    let agent = Agent::new(app);
-    let response = use_setup_link(&agent, &link, None).await;
-    assert_eq!(response.status(), 303, "setting the password signs in");
-    agent
-}
-
-/// An agent that signs in through the login form.
-async fn log_in(app: &TestApp, email: &str, password: &str) -> (Agent, reqwest::Response) {
-    let agent = Agent::new(app);
-    let (_, html) = agent.page("/admin/login").await;
-    let csrf = field(&html, "csrf").unwrap();
-    let response = agent
-        .post(
-            "/admin/login",
-            &[("email", email), ("password", password), ("csrf", &csrf)],
-        )
-        .await;
-    (agent, response)
-}
-
-pub(crate) async fn audit(app: &TestApp) -> Vec<(String, String, String)> {
-    let (rows, _) = app.state.store.list_audit("", "", 500, 0).await.unwrap();
-    rows.into_iter()
-        .map(|r| {
-            (
-                r.action,
-                r.actor.unwrap_or_default(),
-                format!(
-                    "{} {}",
-                    r.target.unwrap_or_default(),
-                    r.detail.unwrap_or_default()
-                ),
-            )
-        })
-        .collect()
-}
+use crate::helpers::{
+    TestApp,
+    backoffice::{Agent, PASSWORD, audit, location, log_in, signed_in, use_setup_link},
+    binary::run_binary,
+    spawn_app, spawn_app_with, wait_until,
+};
 
 #[tokio::test]
 async fn the_first_run_link_creates_the_first_admin_once() {
@@ -434,16 +264,8 @@ async fn forms_without_the_session_token_or_from_another_origin_are_refused() {
         }
         // The right token from another site.
         let response = admin
-            .with_cookies(
-                admin
-                    .http
-                    .post(admin.url(&path))
-                    .header(header::ORIGIN, "https://evil.example")
-                    .form(&[("csrf", token.as_str())]),
-            )
-            .send()
-            .await
-            .unwrap();
+            .post_from("https://evil.example", &path, &[("csrf", token.as_str())])
+            .await;
         assert_eq!(response.status(), 403, "POST {path} from another origin");
     }
     assert!(app.state.store.get_chat(&chat.id).await.unwrap().is_some());
@@ -967,15 +789,7 @@ async fn settings_are_validated_stored_served_to_the_widget_and_audited() {
         .to_owned();
     assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
     assert!(!html.contains(&app.bot.token), "the token is never shown");
-    let defaults: Value = app
-        .http
-        .get(app.api("/widget-config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let defaults: Value = app.get_json(&app.api("/widget-config")).await;
     assert_eq!(defaults["title"], "Chat with us");
 
     let mut form = vec![
@@ -989,15 +803,7 @@ async fn settings_are_validated_stored_served_to_the_widget_and_audited() {
     ];
     let response = admin.submit("/admin/settings", &form).await;
     assert_eq!(response.status(), 303);
-    let widget: Value = app
-        .http
-        .get(app.api("/widget-config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let widget: Value = app.get_json(&app.api("/widget-config")).await;
     assert_eq!(
         widget,
         json!({"title": "Talk to Acme", "color": "#aa3300", "greeting": "Hi! We answer within minutes.",
@@ -1302,31 +1108,6 @@ async fn each_doctor_check_fails_on_its_own() {
     }
 }
 
-pub(crate) async fn run_binary(
-    args: &[&str],
-    envs: &[(&str, String)],
-    dir: &std::path::Path,
-) -> std::process::Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"));
-    command.args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PARLEY_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env("PARLEY_CONFIG", dir.join("no-such-parley.toml"))
-        .env("PARLEY_DATA_DIR", dir)
-        .env("PARLEY_PUBLIC_URL", "https://chat-widget.example.com");
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .expect("the command finishes")
-        .unwrap()
-}
-
 #[tokio::test]
 async fn parley_doctor_exits_zero_only_when_the_essentials_pass() {
     let world = doctor_world().await;
@@ -1509,15 +1290,7 @@ async fn managers_create_preview_edit_and_delete_departments_and_it_is_audited()
     assert!(html.contains("Questions about prices?") && html.contains("Preview"));
     let (_, html) = agent.page("/admin/departments").await;
     assert!(html.contains("Sales") && html.contains("mon-fri 09:00-17:30"));
-    let status: Value = app
-        .http
-        .get(app.api("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = app.get_json(&app.api("/status")).await;
     assert_eq!(status["departments"][0]["name"], "Sales", "{status}");
 
     // Edit.
