@@ -1,11 +1,17 @@
 //! The back office as a browser drives it: an [`Agent`] that keeps cookies and sends the
 //! session's CSRF token, signing in (setup links, the login form, a ready signed-in manager),
-//! reading form fields and redirects, and the audit log.
+//! reading form fields and redirects, the audit log, and the data pages are about (a
+//! department, an offline message).
 
 use std::{collections::HashMap, sync::Mutex};
 
-use parley::backoffice::{Role, accounts};
+use parley::{
+    backoffice::{Role, accounts},
+    departments,
+    storage::departments::DepartmentRow,
+};
 use reqwest::{StatusCode, header};
+use serde_json::{Value, json};
 
 use super::TestApp;
 
@@ -194,4 +200,43 @@ pub async fn audit(app: &TestApp) -> Vec<(String, String, String)> {
             )
         })
         .collect()
+}
+
+/// A department "Sales" routed to the simulator's team and requests channel.
+pub async fn sales_department(app: &TestApp) -> i64 {
+    let mut row = DepartmentRow {
+        id: 0,
+        name: "Sales".into(),
+        team: "support".into(),
+        channel: "requests".into(),
+        position: 0,
+        hours: None,
+        timezone: "UTC".into(),
+        text_title: None,
+        text_greeting: None,
+        text_offline: None,
+        template_request: None,
+        template_channel_display_name: None,
+        template_channel_header: None,
+        template_first_post: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    departments::validate(&mut row).unwrap();
+    app.state.store.insert_department(&row).await.unwrap()
+}
+
+/// An offline message sent through the visitor API; returns its id.
+pub async fn offline_message(app: &TestApp) -> i64 {
+    let response = app
+        .http
+        .post(app.api("/offline-messages"))
+        .json(&json!({"name": "Olga", "email": "olga@example.com", "message": "Call me back, please"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap()
 }
