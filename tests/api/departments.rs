@@ -9,31 +9,11 @@ use parley::{departments, jobs::presence, storage::departments::DepartmentRow};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, binary, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{
+    TestApp, backoffice::department, binary, spawn_app, spawn_app_with, wait_until,
+};
 
 const ZWSP: char = '\u{200B}';
-
-/// A department as the back office or the CLI would save it (validated first).
-fn department(name: &str, team: &str, channel: &str) -> DepartmentRow {
-    DepartmentRow {
-        id: 0,
-        name: name.into(),
-        team: team.into(),
-        channel: channel.into(),
-        position: 0,
-        hours: None,
-        timezone: "UTC".into(),
-        text_title: None,
-        text_greeting: None,
-        text_offline: None,
-        template_request: None,
-        template_channel_display_name: None,
-        template_channel_header: None,
-        template_first_post: None,
-        created_at: 0,
-        updated_at: 0,
-    }
-}
 
 async fn add(app: &TestApp, mut row: DepartmentRow) -> i64 {
     departments::validate(&mut row).expect("a valid department");

@@ -202,13 +202,13 @@ pub async fn audit(app: &TestApp) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// A department "Sales" routed to the simulator's team and requests channel.
-pub async fn sales_department(app: &TestApp) -> i64 {
-    let mut row = DepartmentRow {
+/// A department as the back office or the CLI would save it (validate it first).
+pub fn department(name: &str, team: &str, channel: &str) -> DepartmentRow {
+    DepartmentRow {
         id: 0,
-        name: "Sales".into(),
-        team: "support".into(),
-        channel: "requests".into(),
+        name: name.into(),
+        team: team.into(),
+        channel: channel.into(),
         position: 0,
         hours: None,
         timezone: "UTC".into(),
@@ -221,7 +221,12 @@ pub async fn sales_department(app: &TestApp) -> i64 {
         template_first_post: None,
         created_at: 0,
         updated_at: 0,
-    };
+    }
+}
+
+/// A department "Sales" routed to the simulator's team and requests channel.
+pub async fn sales_department(app: &TestApp) -> i64 {
+    let mut row = department("Sales", "support", "requests");
     departments::validate(&mut row).unwrap();
     app.state.store.insert_department(&row).await.unwrap()
 }
