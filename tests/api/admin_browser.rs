@@ -43,15 +43,7 @@ async fn a_manager_sets_up_finds_a_chat_and_changes_a_setting_in_chromium() {
         ],
     )
     .await;
-    let widget: Value = app
-        .http
-        .get(app.api("/widget-config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let widget: Value = app.get_json(&app.api("/widget-config")).await;
     assert_eq!(
         widget["title"], "Talk to Acme",
         "the setting reached the widget's API"

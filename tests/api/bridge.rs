@@ -4,50 +4,15 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestApp, VisitorChat, spawn_app, wait_until};
+use crate::helpers::{
+    TestApp, VisitorChat,
+    live::{next_matching, open_live},
+    spawn_app, wait_until,
+};
 
 const ZWSP: char = '\u{200B}';
-
-/// Opens the visitor's live socket and authenticates.
-pub async fn open_live(
-    app: &TestApp,
-    chat: &VisitorChat,
-    after: i64,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let url = format!(
-        "{}/api/v1/chats/{}/live",
-        app.url.replace("http://", "ws://"),
-        chat.id
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let auth = json!({"type": "auth", "token": chat.token, "after": after}).to_string();
-    ws.send(Message::Text(auth.into())).await.unwrap();
-    ws
-}
-
-/// Reads frames until one matches, failing after 10 s.
-pub async fn next_matching<S>(ws: &mut S, pred: impl Fn(&Value) -> bool) -> Value
-where
-    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let frame = ws.next().await.expect("socket open").expect("frame");
-            if let Message::Text(t) = frame {
-                let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                if pred(&v) {
-                    return v;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the expected live event arrives")
-}
 
 #[tokio::test]
 async fn a_visitor_chat_is_answered_from_mattermost_end_to_end() {

@@ -8,9 +8,10 @@ use parley::{
     storage::cleanup::ChannelRemoval,
 };
 
-use crate::{
-    admin::{audit, signed_in},
-    helpers::{TestApp, VisitorChat, wait_until},
+use crate::helpers::{
+    TestApp, VisitorChat,
+    backoffice::{audit, signed_in},
+    wait_until,
 };
 
 /// A chat an operator accepted and the visitor ended, with everything parley had to post for

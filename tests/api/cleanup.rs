@@ -10,7 +10,7 @@ use parley::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, VisitorChat, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{TestApp, VisitorChat, binary, spawn_app, spawn_app_with, wait_until};
 
 /// A chat an operator accepted and the visitor ended, once everything parley had to post for
 /// it (the closing notice included) is delivered.
@@ -277,31 +277,12 @@ async fn channels_removed_in_mattermost_meanwhile_count_as_done() {
 
 /// Runs the real `parley archive` against the app's database and simulator.
 async fn parley_archive(app: &TestApp, mattermost: bool) -> Output {
-    let database = app.database_url();
-    let data_dir = &app.state.settings.data_dir;
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"));
-    command.arg("archive");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PARLEY_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env("PARLEY_CONFIG", data_dir.join("no-such-parley.toml"))
-        .env("PARLEY_DATA_DIR", data_dir)
-        .env("PARLEY_DATABASE_URL", database)
-        .env("PARLEY_DELETE_AFTER_HOURS", "0");
+    let mut command = binary::parley_on(app, &["archive"]);
+    command.env("PARLEY_DELETE_AFTER_HOURS", "0");
     if mattermost {
-        command
-            .env("PARLEY_MATTERMOST_URL", app.sim.url())
-            .env("PARLEY_MATTERMOST_TOKEN", &app.bot.token)
-            .env("PARLEY_MATTERMOST_TEAM", "support")
-            .env("PARLEY_MATTERMOST_CHANNEL", "requests");
+        binary::with_mattermost(&mut command, app);
     }
-    tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .expect("parley archive finishes")
-        .expect("parley archive runs")
+    binary::output(&mut command).await
 }
 
 fn stdout(output: &Output) -> String {

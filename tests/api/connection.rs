@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admin::{Agent, audit, location, signed_in, use_setup_link},
+    helpers::backoffice::{Agent, audit, location, signed_in, use_setup_link},
     helpers::{TestApp, spawn_app, spawn_app_with, start, wait_until},
 };
 

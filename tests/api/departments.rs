@@ -9,31 +9,11 @@ use parley::{departments, jobs::presence, storage::departments::DepartmentRow};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{
+    TestApp, backoffice::department, binary, spawn_app, spawn_app_with, wait_until,
+};
 
 const ZWSP: char = '\u{200B}';
-
-/// A department as the back office or the CLI would save it (validated first).
-fn department(name: &str, team: &str, channel: &str) -> DepartmentRow {
-    DepartmentRow {
-        id: 0,
-        name: name.into(),
-        team: team.into(),
-        channel: channel.into(),
-        position: 0,
-        hours: None,
-        timezone: "UTC".into(),
-        text_title: None,
-        text_greeting: None,
-        text_offline: None,
-        template_request: None,
-        template_channel_display_name: None,
-        template_channel_header: None,
-        template_first_post: None,
-        created_at: 0,
-        updated_at: 0,
-    }
-}
 
 async fn add(app: &TestApp, mut row: DepartmentRow) -> i64 {
     departments::validate(&mut row).expect("a valid department");
@@ -41,14 +21,7 @@ async fn add(app: &TestApp, mut row: DepartmentRow) -> i64 {
 }
 
 async fn status(app: &TestApp) -> Value {
-    app.http
-        .get(app.api("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.get_json(&app.api("/status")).await
 }
 
 /// Polls presence now (the server does it every 30 s) and returns `/status`.
@@ -376,28 +349,9 @@ async fn templates_shape_the_posts_and_visitors_cannot_inject_into_them() {
 
 /// Runs the real `parley department …` against the app's database and simulator.
 async fn parley_department(app: &TestApp, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"));
-    command.arg("department").args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PARLEY_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env(
-            "PARLEY_CONFIG",
-            app.state.settings.data_dir.join("no-such-parley.toml"),
-        )
-        .env("PARLEY_DATA_DIR", &app.state.settings.data_dir)
-        .env("PARLEY_DATABASE_URL", app.database_url())
-        .env("PARLEY_MATTERMOST_URL", app.sim.url())
-        .env("PARLEY_MATTERMOST_TOKEN", &app.bot.token)
-        .env("PARLEY_MATTERMOST_TEAM", "support")
-        .env("PARLEY_MATTERMOST_CHANNEL", "requests");
-    tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .expect("parley department finishes")
-        .expect("parley department runs")
+    let args: Vec<&str> = ["department"].iter().chain(args).copied().collect();
+    let mut command = binary::parley_on(app, &args);
+    binary::output(binary::with_mattermost(&mut command, app)).await
 }
 
 fn text(o: &Output) -> String {

@@ -4,55 +4,13 @@
 
 use std::path::Path;
 
-use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, VisitorChat, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{PNG, TestApp, spawn_app, spawn_app_with, upload, wait_until};
 
-/// A real 1×1 PNG.
-pub(crate) const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
-    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
-    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
-];
 const PDF: &[u8] =
     b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
 const HTML: &[u8] = b"<html><script>alert(document.cookie)</script></html>";
-
-fn part(name: &str, bytes: &[u8]) -> Part {
-    // The declared type is a lie on purpose for some tests; parley must not trust it.
-    Part::bytes(bytes.to_vec())
-        .file_name(name.to_owned())
-        .mime_str("image/png")
-        .unwrap()
-}
-
-pub(crate) async fn upload(
-    app: &TestApp,
-    chat: &VisitorChat,
-    text: Option<&str>,
-    files: &[(&str, &[u8])],
-) -> (u16, Value) {
-    let mut form = Form::new();
-    if let Some(text) = text {
-        form = form.text("text", text.to_owned());
-    }
-    for (name, bytes) in files {
-        form = form.part("file", part(name, bytes));
-    }
-    let response = app
-        .http
-        .post(app.api(&format!("/chats/{}/files", chat.id)))
-        .bearer_auth(&chat.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 /// Bot posts in the channel that carry files.
 fn posts_with_files(app: &TestApp, channel_id: &str) -> Vec<Value> {

@@ -156,7 +156,7 @@ async fn two_instances_serve_any_visitor_and_the_leader_hands_over() {
     }
 
     a.sim.typing_as(&a.alice, &channel);
-    crate::bridge::next_matching(&mut ws, |f| f["type"] == "typing").await;
+    crate::helpers::live::next_matching(&mut ws, |f| f["type"] == "typing").await;
 
     // Traffic through both instances, both ways.
     for i in 0..BEFORE {
@@ -283,7 +283,7 @@ async fn two_instances_serve_any_visitor_and_the_leader_hands_over() {
             "operator-00 (edited)",
         )
         .await;
-    crate::bridge::next_matching(&mut ws, |f| f["type"] == "message_updated").await;
+    crate::helpers::live::next_matching(&mut ws, |f| f["type"] == "message_updated").await;
 
     b.stop().await;
 }
@@ -302,8 +302,8 @@ async fn sockets_catch_up_after_the_event_listener_reconnects() {
     let app = spawn_app().await;
     let chat = app.start_simple_chat("Hello").await;
     let channel = app.accept(&chat, &app.alice).await;
-    let mut ws = crate::bridge::open_live(&app, &chat, 0).await;
-    crate::bridge::next_matching(&mut ws, |f| f["type"] == "ready").await;
+    let mut ws = crate::helpers::live::open_live(&app, &chat, 0).await;
+    crate::helpers::live::next_matching(&mut ws, |f| f["type"] == "ready").await;
 
     // The listening connection goes away (a network cut, a restarted pooler)...
     let mut admin = sqlx::PgConnection::connect(&app.database_url())
@@ -321,12 +321,12 @@ async fn sockets_catch_up_after_the_event_listener_reconnects() {
 
     // ...and what happens meanwhile still reaches the socket, once.
     app.sim.post_as(&app.alice, &channel, "operator-00").await;
-    let got = crate::bridge::next_matching(&mut ws, |f| {
+    let got = crate::helpers::live::next_matching(&mut ws, |f| {
         f["type"] == "message" && f["message"]["text"] == "operator-00"
     })
     .await;
     app.sim.post_as(&app.alice, &channel, "operator-01").await;
-    let next = crate::bridge::next_matching(&mut ws, |f| f["type"] == "message").await;
+    let next = crate::helpers::live::next_matching(&mut ws, |f| f["type"] == "message").await;
     assert_eq!(next["message"]["text"], "operator-01", "nothing doubled");
     assert!(next["message"]["id"].as_i64() > got["message"]["id"].as_i64());
 }

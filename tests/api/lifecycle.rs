@@ -13,7 +13,7 @@ use parley::{
 use serde_json::{Value, json};
 
 use crate::{
-    bridge::{next_matching, open_live},
+    helpers::live::{next_matching, open_live},
     helpers::{TestApp, VisitorChat, spawn_app, spawn_app_with, wait_until},
 };
 

@@ -10,7 +10,7 @@ use tokio_tungstenite::{
 };
 
 use crate::{
-    bridge::next_matching,
+    helpers::live::next_matching,
     helpers::{TestApp, VisitorChat, spawn_app_with},
 };
 

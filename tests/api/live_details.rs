@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
-    bridge::{next_matching, open_live},
+    helpers::live::{next_matching, open_live},
     helpers::{TestApp, VisitorChat, spawn_app, wait_until},
 };
 

@@ -1,7 +1,14 @@
 //! Black-box tests: the real server on a random port against the Mattermost simulator.
 
-mod admin;
+mod admin_access;
+mod admin_audit;
 mod admin_browser;
+mod admin_chats;
+mod admin_departments;
+mod admin_doctor;
+mod admin_managers;
+mod admin_settings;
+mod admin_sign_in;
 mod bridge;
 mod browser;
 mod browser_launch;

@@ -11,14 +11,7 @@ use crate::helpers::{TestApp, spawn_app, spawn_app_with, wait_until};
 const METRICS_TOKEN: &str = "metrics-token-for-the-tests-0123456789";
 
 async fn readyz(app: &TestApp) -> (u16, Value) {
-    let response = app
-        .http
-        .get(format!("{}/readyz", app.url))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    app.get_status_json(&format!("{}/readyz", app.url)).await
 }
 
 async fn spawn_app_with_metrics() -> TestApp {

@@ -14,9 +14,11 @@ use std::{
 use parley::{backoffice::Role, jobs::retention, storage::now_ms};
 use reqwest::{StatusCode, header};
 
-use crate::{
-    admin::{PASSWORD, field, signed_in},
-    helpers::{TestApp, spawn_app},
+use crate::helpers::{
+    TestApp,
+    backoffice::{PASSWORD, field, signed_in},
+    binary::run_binary,
+    spawn_app,
 };
 
 /// A browser on its own loopback address (127.0.0.x): keeps cookies, follows no redirects.
@@ -535,19 +537,19 @@ async fn parley_admin_unlock_clears_a_lock() {
     let envs = [("PARLEY_DATABASE_URL", app.database_url())];
 
     // Act: the real binary, in another process.
-    let unlocked = crate::admin::run_binary(
+    let unlocked = run_binary(
         &["admin", "unlock", "--email", " M@example.com "],
         &envs,
         &dir,
     )
     .await;
-    let nobody = crate::admin::run_binary(
+    let nobody = run_binary(
         &["admin", "unlock", "--email", "x@example.com"],
         &envs,
         &dir,
     )
     .await;
-    let again = crate::admin::run_binary(
+    let again = run_binary(
         &["admin", "unlock", "--email", "m@example.com"],
         &envs,
         &dir,

@@ -69,14 +69,7 @@ async fn polled_status(app: &crate::helpers::TestApp) -> serde_json::Value {
     parley::jobs::presence::run_once(&app.state)
         .await
         .expect("presence poll");
-    app.http
-        .get(app.api("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.get_json(&app.api("/status")).await
 }
 
 #[tokio::test]

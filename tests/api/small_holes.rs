@@ -3,10 +3,7 @@
 //! for the connection form's token, allowed origins, the download CSP and error bodies that
 //! do not echo input.
 
-use std::{
-    process::Stdio,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use axum::{
     Router,
@@ -16,12 +13,12 @@ use axum::{
 };
 use parley::{backoffice::Role, config::AllowedOrigins};
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
 
-use crate::{
-    admin::signed_in,
-    files::{PNG, upload},
-    helpers::{run_browser_script, spawn_app, spawn_app_with, wait_until},
+use crate::helpers::{
+    PNG,
+    backoffice::signed_in,
+    binary::{LoggedServer, without_colours},
+    run_browser_script, spawn_app, spawn_app_with, upload, wait_until,
 };
 
 /// The Accept button's context as parley signed it (the simulator keeps it in the props).
@@ -92,103 +89,6 @@ async fn a_replayed_accept_context_needs_the_chats_request_post() {
         assert!(response.status() == 200 || response.status() == 403);
         let state = app.chat_state(&chat).await;
         assert_eq!(state["operator"]["name"], "Alice Operator", "{state}");
-    }
-}
-
-/// `text` without SGR colour sequences (`ESC [ … m`).
-fn without_colours(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("\u{1b}[") {
-        out.push_str(&rest[..at]);
-        rest = &rest[at + 2..];
-        match rest.find('m') {
-            Some(end) if rest[..end].chars().all(|c| c.is_ascii_digit() || c == ';') => {
-                rest = &rest[end + 1..]
-            }
-            _ => out.push_str("\u{1b}["),
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// parley's log, read line by line from the real binary's piped stdout.
-struct LoggedServer {
-    child: tokio::process::Child,
-    lines: Arc<Mutex<Vec<Vec<u8>>>>,
-}
-
-impl LoggedServer {
-    /// Starts `parley serve` on a free port of 127.0.0.1 with its data in `dir`, and waits
-    /// until it listens; returns it with its URL.
-    async fn start(dir: &std::path::Path) -> (Self, String) {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PARLEY_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .arg("serve")
-            .env("PARLEY_CONFIG", dir.join("no-such-parley.toml"))
-            .env("PARLEY_DATA_DIR", dir)
-            .env("PARLEY_LISTEN", "127.0.0.1:0")
-            .env(
-                "RUST_LOG",
-                "debug,sqlx=warn,hyper=info,h2=info,reqwest=info",
-            )
-            .env_remove("NO_COLOR")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        let mut child = command.spawn().unwrap();
-        let lines: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
-        let sink = lines.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut line = Vec::new();
-                match out.read_until(b'\n', &mut line).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => sink.lock().unwrap().push(line),
-                }
-            }
-        });
-        let server = Self { child, lines };
-        server.wait_for("parley is listening").await;
-        // Colour codes (if any: that is checked later) are not part of the address.
-        let listening = without_colours(&server.text());
-        let at = listening.find("address=").expect("the address is logged") + 8;
-        let address: String = listening[at..]
-            .chars()
-            .take_while(|c| !c.is_whitespace())
-            .collect();
-        (server, format!("http://{address}"))
-    }
-
-    /// The whole log so far, lossily as text.
-    fn text(&self) -> String {
-        let lines = self.lines.lock().unwrap();
-        lines
-            .iter()
-            .map(|l| String::from_utf8_lossy(l).into_owned())
-            .collect()
-    }
-
-    fn raw(&self) -> Vec<u8> {
-        self.lines.lock().unwrap().concat()
-    }
-
-    async fn wait_for(&self, needle: &str) {
-        wait_until(&format!("the log says `{needle}`"), || async {
-            self.text().contains(needle)
-        })
-        .await;
-    }
-
-    async fn stop(mut self) {
-        self.child.kill().await.ok();
     }
 }
 

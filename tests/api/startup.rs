@@ -7,6 +7,8 @@ use mattermost_sim::{MattermostSim, SimConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::helpers::binary;
+
 /// The variables Kubernetes puts into every pod of a namespace with a Service named `parley`.
 const KUBERNETES_VARIABLES: [(&str, &str); 7] = [
     ("PARLEY_PORT", "tcp://10.96.0.12:8080"),
@@ -20,22 +22,16 @@ const KUBERNETES_VARIABLES: [(&str, &str); 7] = [
 
 /// `parley <args>` in `dir`, with no `PARLEY_*` variable but `env`.
 fn parley(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"));
-    command.args(args).current_dir(dir).kill_on_drop(true);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PARLEY_") || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
-    command.envs(env.iter().copied());
+    let mut command = binary::parley(args);
+    command
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied());
     command
 }
 
 async fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let output = tokio::time::timeout(Duration::from_secs(60), parley(dir, args, env).output())
-        .await
-        .unwrap_or_else(|_| panic!("parley {args:?} finishes"))
-        .expect("parley runs");
+    let output = binary::output(&mut parley(dir, args, env)).await;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -344,18 +340,12 @@ mod readiness {
     use serde_json::Value;
 
     use crate::{
-        admin::signed_in,
+        helpers::backoffice::signed_in,
         helpers::{TestApp, spawn_app},
     };
 
     async fn readyz(app: &TestApp) -> (u16, Value) {
-        let response = app
-            .http
-            .get(format!("{}/readyz", app.url))
-            .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
+        app.get_status_json(&format!("{}/readyz", app.url)).await
     }
 
     /// Waits (up to 60 s: the event stream's back-off reaches 30 s) until `/readyz` answers
@@ -398,15 +388,7 @@ mod readiness {
         assert!(problem.contains("/invite @parley"), "{body}");
         assert!(problem.contains("~lobby"), "{body}");
         assert_eq!(body["mattermost"], "disconnected", "{body}");
-        let status: Value = app
-            .http
-            .get(app.api("/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status: Value = app.get_json(&app.api("/status")).await;
         assert_ne!(status["online"], true, "{status}");
 
         // The dashboard says the same, and no word of a department.
@@ -432,7 +414,7 @@ mod callbacks {
 
     use super::run;
     use crate::{
-        admin::signed_in,
+        helpers::backoffice::signed_in,
         helpers::{TestApp, spawn_app},
     };
 

@@ -306,15 +306,7 @@ async fn message_floods_are_refused_with_retry_after() {
 #[tokio::test]
 async fn without_mattermost_parley_is_offline_and_takes_messages() {
     let app = spawn_app_with(|s| s.mattermost = None).await;
-    let status: Value = app
-        .http
-        .get(app.api("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = app.get_json(&app.api("/status")).await;
     assert_eq!(status["online"], false);
 
     let response = app
@@ -397,15 +389,7 @@ async fn the_widget_api_answers_other_origins_and_documents_itself() {
     let refused = tokio_tungstenite::connect_async(request).await;
     assert!(refused.is_err(), "the live socket refuses unlisted sites");
 
-    let doc: Value = app
-        .http
-        .get(app.api("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get_json(&app.api("/openapi.json")).await;
     assert_eq!(doc["openapi"], "3.1.0");
     for path in [
         "/chats",

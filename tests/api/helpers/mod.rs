@@ -3,6 +3,10 @@
 //! With `PARLEY_TEST_DATABASE_URL=postgres://…` set, each app gets a throw-away PostgreSQL
 //! database of its own instead, dropped with the app.
 
+pub mod backoffice;
+pub mod binary;
+pub mod live;
+
 use std::{future::Future, time::Duration};
 
 use mattermost_sim::{MattermostSim, SimConfig, SimUser};
@@ -11,6 +15,7 @@ use parley::{
     startup::Application,
     state::AppState,
 };
+use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -246,6 +251,17 @@ impl TestApp {
         format!("{}/api/v1{path}", self.url)
     }
 
+    /// GETs `url` (from [`TestApp::api`] or any other) and returns its status and JSON body.
+    pub async fn get_status_json(&self, url: &str) -> (u16, Value) {
+        let response = self.http.get(url).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// GETs `url` and returns its JSON body, whatever the status.
+    pub async fn get_json(&self, url: &str) -> Value {
+        self.get_status_json(url).await.1
+    }
+
     pub async fn start_chat(&self, body: Value) -> VisitorChat {
         let response = self
             .http
@@ -434,4 +450,47 @@ pub async fn run_browser_script(script: &str, env: &[(&str, &str)]) {
         output.status.success(),
         "{script} failed:\n{stdout}\n{stderr}"
     );
+}
+
+/// A real 1×1 PNG.
+pub const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// A file part whose declared type is a lie on purpose for some tests; parley must not trust it.
+fn part(name: &str, bytes: &[u8]) -> Part {
+    Part::bytes(bytes.to_vec())
+        .file_name(name.to_owned())
+        .mime_str("image/png")
+        .unwrap()
+}
+
+/// Sends a visitor upload (optional text and files); returns the status and the JSON body.
+pub async fn upload(
+    app: &TestApp,
+    chat: &VisitorChat,
+    text: Option<&str>,
+    files: &[(&str, &[u8])],
+) -> (u16, Value) {
+    let mut form = Form::new();
+    if let Some(text) = text {
+        form = form.text("text", text.to_owned());
+    }
+    for (name, bytes) in files {
+        form = form.part("file", part(name, bytes));
+    }
+    let response = app
+        .http
+        .post(app.api(&format!("/chats/{}/files", chat.id)))
+        .bearer_auth(&chat.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }

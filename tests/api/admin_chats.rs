@@ -1,0 +1,331 @@
+//! Chats and offline messages in the back office: the dashboard, search and transcripts,
+//! export, deletion with the files, and offline messages marked handled.
+
+use std::time::Duration;
+
+use parley::backoffice::Role;
+use reqwest::{header, multipart};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    backoffice::{audit, location, offline_message, sales_department, signed_in},
+    spawn_app, spawn_app_with, wait_until,
+};
+
+#[tokio::test]
+async fn the_dashboard_shows_chats_the_connection_and_bridge_errors() {
+    // Arrange: a chat whose request post Mattermost refuses.
+    let app = spawn_app().await;
+    let agent = signed_in(&app, "m@example.com", Role::Manager).await;
+    app.sim.fail_next_requests(1, 403);
+    let refused = app.start_simple_chat("This one fails").await;
+    wait_until("the refusal is recorded", || async {
+        !app.state
+            .store
+            .list_bridge_errors(5)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    app.start_simple_chat("Waiting for help").await;
+
+    // Act
+    let (status, html) = agent.page("/admin").await;
+
+    // Assert
+    assert_eq!(status, 200);
+    assert!(html.contains("class=\"dot ok\""), "connected: {html}");
+    assert!(html.contains("waiting") && html.contains("today"));
+    assert!(
+        html.contains("sim.injected_failure"),
+        "the error id is shown: {html}"
+    );
+    assert!(html.contains(&refused.id[..8]));
+    assert!(html.contains("Erika Visitor"), "who is waiting");
+
+    // Operators online now, from the presence poll; per department when there are some.
+    app.sim.set_status(&app.bob.id, "away");
+    parley::jobs::presence::run_once(&app.state).await.unwrap();
+    let (_, html) = agent.page("/admin").await;
+    assert!(
+        html.contains("1 online, 1 away, 0 do not disturb, of 2 operator(s)"),
+        "{html}"
+    );
+    sales_department(&app).await;
+    parley::jobs::presence::run_once(&app.state).await.unwrap();
+    let (_, html) = agent.page("/admin").await;
+    assert!(
+        html.contains("Sales</a>: 1 online, 1 away"),
+        "per department: {html}"
+    );
+}
+
+#[tokio::test]
+async fn chats_can_be_found_and_their_transcript_read() {
+    // Arrange: one chat answered by Alice, one still waiting.
+    let app = spawn_app().await;
+    let agent = signed_in(&app, "m@example.com", Role::Manager).await;
+    let answered = app.start_chat(json!({"name": "Paula Parcel", "email": "paula@example.com", "message": "Where is my parcel 4711?"})).await;
+    let channel = app.accept(&answered, &app.alice).await;
+    app.sim
+        .post_as(&app.alice, &channel, "It left the warehouse today.")
+        .await;
+    app.wait_for_message(&answered, |m| m["sender"] == "operator")
+        .await;
+    // A note, an edited post and a deleted one.
+    app.sim
+        .post_as(&app.alice, &channel, "!note VIP customer, be quick")
+        .await;
+    let edited = app.sim.post_as(&app.alice, &channel, "Tracking: 123").await;
+    app.wait_for_message(&answered, |m| m["text"] == "Tracking: 123")
+        .await;
+    let edited_id = edited["id"].as_str().unwrap().to_owned();
+    app.sim
+        .edit_post_as(&app.alice, &edited_id, "Tracking: 124")
+        .await;
+    let gone = app
+        .sim
+        .post_as(&app.alice, &channel, "Oops, wrong chat")
+        .await;
+    app.wait_for_message(&answered, |m| m["text"] == "Oops, wrong chat")
+        .await;
+    app.sim
+        .delete_post_as(&app.alice, gone["id"].as_str().unwrap())
+        .await;
+    let waiting = app
+        .start_chat(json!({"name": "Walter Wait", "message": "<b>Anyone</b> there?"}))
+        .await;
+
+    // Act and assert: filters.
+    let (_, html) = agent.page("/admin/chats?q=parcel+4711").await;
+    assert!(
+        html.contains("Paula Parcel") && !html.contains("Walter Wait"),
+        "text search"
+    );
+    let (_, html) = agent.page("/admin/chats?status=pending").await;
+    assert!(
+        !html.contains("Paula Parcel") && html.contains("Walter Wait"),
+        "status filter"
+    );
+    let (_, html) = agent.page("/admin/chats?operator=alice").await;
+    assert!(
+        html.contains("Paula Parcel") && !html.contains("Walter Wait"),
+        "operator filter"
+    );
+    let (_, html) = agent
+        .page("/admin/chats?from=2000-01-01&to=2000-01-02")
+        .await;
+    assert!(
+        !html.contains("Paula Parcel") && html.contains("No chats match"),
+        "date range"
+    );
+    let (_, html) = agent.page("/admin/chats").await;
+    assert!(html.contains("Page 1 of 1 (2 in all)"));
+
+    // The transcript.
+    let (status, html) = agent.page(&format!("/admin/chats/{}", answered.id)).await;
+    assert_eq!(status, 200);
+    for expected in [
+        "Where is my parcel 4711?",
+        "It left the warehouse today.",
+        "Alice Operator",
+        "paula@example.com",
+        "joined the chat",
+        "Wait",
+        "Duration",
+    ] {
+        assert!(html.contains(expected), "`{expected}` on the chat's page");
+    }
+    let transcript_marked = || async {
+        let (_, html) = agent.page(&format!("/admin/chats/{}", answered.id)).await;
+        html.contains("class=\"msg operator note\"")
+            && html.contains("VIP customer, be quick")
+            && html.contains("class=\"msg operator deleted\"")
+            && html.contains("deleted in Mattermost")
+            && html.contains("Tracking: 124")
+            && html.contains("edited")
+    };
+    if tokio::time::timeout(Duration::from_secs(5), async {
+        while !transcript_marked().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .is_err()
+    {
+        let (_, html) = agent.page(&format!("/admin/chats/{}", answered.id)).await;
+        panic!("notes, edits and deletions are marked: {html}");
+    }
+    let (_, html) = agent.page(&format!("/admin/chats/{}", waiting.id)).await;
+    assert!(
+        html.contains("&lt;b&gt;Anyone&lt;/b&gt; there?"),
+        "visitor text is escaped"
+    );
+    let response = agent.get(&format!("/admin/chats/{}", waiting.id)).await;
+    let csp = response.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert_eq!(agent.get("/admin/chats/no-such-chat").await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_chat_exports_as_json_and_as_text() {
+    let app = spawn_app().await;
+    let agent = signed_in(&app, "m@example.com", Role::Manager).await;
+    let chat = app.start_simple_chat("My order is late").await;
+    app.send(&chat, "Order 123").await;
+
+    let response = agent
+        .get(&format!("/admin/chats/{}/export.json", chat.id))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["chat"]["id"], chat.id.as_str());
+    assert_eq!(body["chat"]["visitor"]["email"], "erika@example.com");
+    let texts: Vec<&str> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["My order is late", "Order 123"]);
+
+    let response = agent
+        .get(&format!("/admin/chats/{}/export.txt", chat.id))
+        .await;
+    assert!(
+        response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("Visitor: Erika Visitor <erika@example.com>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Erika Visitor: My order is late")
+            && text.contains("Erika Visitor: Order 123"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_chat_removes_it_with_its_files_and_is_audited() {
+    // Arrange: an accepted chat with a file.
+    let app = spawn_app_with(|_| {}).await;
+    app.sim.set_config(|c| c.enable_api_channel_deletion = true);
+    let agent = signed_in(&app, "m@example.com", Role::Manager).await;
+    let chat = app.start_simple_chat("Please forget me").await;
+    let channel = app.accept(&chat, &app.alice).await;
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\x90wS\xde\0\0\0\x0cIDATx\x9cc\xf8\xff\xff?\0\x05\xfe\x02\xfe\xa7\x35\x81\x84\0\0\0\0IEND\xaeB`\x82";
+    let form = multipart::Form::new().part(
+        "file",
+        multipart::Part::bytes(png.to_vec()).file_name("me.png"),
+    );
+    let response = app
+        .http
+        .post(app.api(&format!("/chats/{}/files", chat.id)))
+        .bearer_auth(&chat.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let file_id = response.json::<Value>().await.unwrap()["message"]["files"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, html) = agent.page(&format!("/admin/chats/{}", chat.id)).await;
+    assert!(html.contains(&format!("/admin/chats/{}/files/{file_id}", chat.id)));
+    let file = agent
+        .get(&format!("/admin/chats/{}/files/{file_id}", chat.id))
+        .await;
+    assert_eq!(file.status(), 200);
+    assert!(file.bytes().await.unwrap().starts_with(b"\x89PNG"));
+    let files_dir = app.state.settings.data_dir.join("files").join(&chat.id);
+    assert!(files_dir.exists());
+
+    // Act: the confirmation page, then the deletion.
+    let (status, html) = agent
+        .page(&format!("/admin/chats/{}/delete", chat.id))
+        .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Delete this chat permanently"));
+    let response = agent
+        .submit(&format!("/admin/chats/{}/delete", chat.id), &[])
+        .await;
+
+    // Assert
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), "/admin/chats?deleted=1");
+    assert!(app.state.store.get_chat(&chat.id).await.unwrap().is_none());
+    assert!(app.state.store.get_file(&file_id).await.unwrap().is_none());
+    assert!(!files_dir.exists(), "the files are gone from disk");
+    assert_eq!(
+        agent
+            .get(&format!("/admin/chats/{}", chat.id))
+            .await
+            .status(),
+        404
+    );
+    assert!(
+        app.sim.channel(&channel).is_none(),
+        "the Mattermost channel is deleted"
+    );
+    let log = audit(&app).await;
+    let entry = log
+        .iter()
+        .find(|(a, _, _)| a == "chat_deleted")
+        .expect("an audit entry");
+    assert_eq!(entry.1, "m@example.com");
+    assert!(
+        entry.2.contains(&chat.id)
+            && entry.2.contains("1 files")
+            && entry.2.contains("channel deleted"),
+        "{entry:?}"
+    );
+    assert!(
+        !entry.2.contains("erika"),
+        "no visitor details stay behind: {entry:?}"
+    );
+}
+
+#[tokio::test]
+async fn offline_messages_are_listed_and_marked_handled() {
+    let app = spawn_app().await;
+    let agent = signed_in(&app, "m@example.com", Role::Manager).await;
+    let id = offline_message(&app).await;
+
+    let (_, html) = agent.page("/admin/offline").await;
+    assert!(html.contains("Call me back, please") && html.contains("olga@example.com"));
+    let response = agent
+        .submit(&format!("/admin/offline/{id}/handled"), &[])
+        .await;
+    assert_eq!(response.status(), 303);
+
+    let (_, open) = agent.page("/admin/offline").await;
+    assert!(!open.contains("Call me back, please"), "no longer open");
+    let (_, handled) = agent.page("/admin/offline?show=handled").await;
+    assert!(handled.contains("Call me back, please") && handled.contains("Handled "));
+    assert_eq!(
+        agent
+            .submit("/admin/offline/999999/handled", &[])
+            .await
+            .status(),
+        404
+    );
+}
