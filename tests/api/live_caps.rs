@@ -11,7 +11,7 @@ use tokio_tungstenite::{
 
 use crate::{
     helpers::live::next_matching,
-    helpers::{TestApp, VisitorChat, spawn_app_with},
+    helpers::{TestApp, VisitorChat, poll_until, spawn_app_with},
 };
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
@@ -45,17 +45,12 @@ async fn upgrade(app: &TestApp, chat_id: &str, xff: Option<&str>) -> Result<Sock
 /// Opens a socket once the server has let go of a place (it notices a closed socket or an
 /// answered authentication a moment later); fails after 10 s.
 async fn admitted_soon(app: &TestApp, chat_id: &str, xff: Option<&str>) -> Socket {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match upgrade(app, chat_id, xff).await {
-            Ok(socket) => return socket,
-            Err(refused) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "still refused: {refused:?}"
-            ),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    poll_until(
+        "a place is free again",
+        std::time::Duration::from_secs(10),
+        || async { upgrade(app, chat_id, xff).await.ok() },
+    )
+    .await
 }
 
 async fn authenticate(socket: &mut Socket, chat: &VisitorChat) {

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, VisitorChat, spawn_app, wait_until};
+use crate::helpers::{TestApp, VisitorChat, poll_until, spawn_app, wait_until};
 
 /// Every post in the requests channel for the chat, edit copies and deleted ones left out.
 fn request_posts(app: &TestApp, chat: &VisitorChat) -> Vec<Value> {
@@ -288,14 +288,12 @@ async fn a_retry_that_overlaps_a_create_still_being_saved_doubles_nothing() {
             .iter()
             .any(|(m, p, s)| m == "POST" && p == "/api/v4/posts" && *s == 500)
     };
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !refused() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "parley's retry overlaps the first create"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    poll_until(
+        "parley's retry overlaps the first create",
+        std::time::Duration::from_secs(60),
+        || async { refused().then_some(()) },
+    )
+    .await;
     assert_eq!(app.sim.posts_being_saved(), 1);
     app.sim.hold_post_saves(false);
 

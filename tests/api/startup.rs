@@ -7,7 +7,7 @@ use mattermost_sim::{MattermostSim, SimConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::binary;
+use crate::helpers::{binary, poll_until};
 
 /// The variables Kubernetes puts into every pod of a namespace with a Service named `parley`.
 const KUBERNETES_VARIABLES: [(&str, &str); 7] = [
@@ -283,19 +283,15 @@ async fn the_log_names_the_connection_in_force_and_says_connected_once() {
 
     // Ready, and a chat reaches Mattermost: every task that needs the connection has it.
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    poll_until("parley gets ready", Duration::from_secs(20), || async {
         let ready = http
             .get(format!("{}/readyz", served.url))
             .send()
             .await
             .unwrap();
-        if ready.status() == 200 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "parley gets ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (ready.status() == 200).then_some(())
+    })
+    .await;
     let started = http
         .post(format!("{}/api/v1/chats", served.url))
         .json(&json!({"name": "Ann", "message": "hello"}))
@@ -303,18 +299,17 @@ async fn the_log_names_the_connection_in_force_and_says_connected_once() {
         .await
         .unwrap();
     assert_eq!(started.status(), 201, "{}", started.text().await.unwrap());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !sim
-        .posts_in_channel(&requests)
-        .iter()
-        .any(|p| p["user_id"] == bot.id.as_str())
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the request post appears"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until(
+        "the request post appears",
+        Duration::from_secs(20),
+        || async {
+            sim.posts_in_channel(&requests)
+                .iter()
+                .any(|p| p["user_id"] == bot.id.as_str())
+                .then_some(())
+        },
+    )
+    .await;
     let lines = served.stop().await;
     let connected: Vec<_> = lines
         .iter()
@@ -341,7 +336,7 @@ mod readiness {
 
     use crate::{
         helpers::backoffice::signed_in,
-        helpers::{TestApp, spawn_app},
+        helpers::{TestApp, poll_until, spawn_app},
     };
 
     async fn readyz(app: &TestApp) -> (u16, Value) {
@@ -355,18 +350,12 @@ mod readiness {
         status: u16,
         matches: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        let what = format!("/readyz answers {status} as expected");
+        poll_until(&what, Duration::from_secs(60), || async {
             let (now, body) = readyz(app).await;
-            if now == status && matches(&body) {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "/readyz never answered {status} as expected: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            (now == status && matches(&body)).then_some(body)
+        })
+        .await
     }
 
     #[tokio::test]
@@ -415,27 +404,16 @@ mod callbacks {
     use super::run;
     use crate::{
         helpers::backoffice::signed_in,
-        helpers::{TestApp, spawn_app},
+        helpers::{TestApp, poll_until, spawn_app},
     };
 
     /// Waits up to 30 s for a `/readyz` body that `matches`; returns the status and the body.
     async fn wait_for_readyz(app: &TestApp, matches: impl Fn(&Value) -> bool) -> (u16, Value) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let response = app
-                .http
-                .get(format!("{}/readyz", app.url))
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap();
-            if matches(&body) {
-                return (status, body);
-            }
-            assert!(tokio::time::Instant::now() < deadline, "/readyz: {body}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll_until("/readyz matches", Duration::from_secs(30), || async {
+            let (status, body) = app.get_status_json(&format!("{}/readyz", app.url)).await;
+            matches(&body).then_some((status, body))
+        })
+        .await
     }
 
     #[tokio::test]

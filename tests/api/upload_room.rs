@@ -2,10 +2,9 @@
 //! uploads, and a floor of free disk space; a refusal is `507` with a clear code and keeps
 //! nothing.
 
-use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, VisitorChat, spawn_app_with, wait_until};
+use crate::helpers::{self, TestApp, VisitorChat, spawn_app_with, wait_until};
 
 /// Plain text of `n` bytes (an allowed type).
 fn text_file(n: usize) -> Vec<u8> {
@@ -13,23 +12,7 @@ fn text_file(n: usize) -> Vec<u8> {
 }
 
 async fn upload(app: &TestApp, chat: &VisitorChat, bytes: Vec<u8>) -> (u16, Value) {
-    let form = Form::new().part(
-        "file",
-        Part::bytes(bytes)
-            .file_name("notes.txt")
-            .mime_str("text/plain")
-            .unwrap(),
-    );
-    let response = app
-        .http
-        .post(app.api(&format!("/chats/{}/files", chat.id)))
-        .bearer_auth(&chat.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    helpers::upload(app, chat, None, &[("notes.txt", &bytes)]).await
 }
 
 /// Files under the data dir's `files/` (kept and temporary).

@@ -214,10 +214,25 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    poll_until(what, Duration::from_secs(10), || {
+        let holds = condition();
+        async move { holds.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `found` until it gives a value and returns it; fails the test after `within` with
+/// `what`. The one polling loop of the tests (each poll is short; the deadline is generous for
+/// a loaded machine).
+pub async fn poll_until<T, F, Fut>(what: &str, within: Duration, mut found: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     loop {
-        if condition().await {
-            return;
+        if let Some(value) = found().await {
+            return value;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -401,17 +416,10 @@ impl TestApp {
         chat: &VisitorChat,
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
-        let mut found = None;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while found.is_none() {
-            found = self.messages(chat).await.into_iter().find(|m| pred(m));
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for a message"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        found.unwrap()
+        poll_until("a message", Duration::from_secs(10), || async {
+            self.messages(chat).await.into_iter().find(|m| pred(m))
+        })
+        .await
     }
 
     pub async fn outbox_empty(&self) -> bool {
