@@ -207,6 +207,16 @@ pub struct MattermostSettings {
     pub channel: String,
 }
 
+impl MattermostSettings {
+    /// The configured team and requests channel: the default department's route.
+    pub fn default_route(&self) -> crate::domain::department::Route {
+        crate::domain::department::Route {
+            team: self.team.clone(),
+            channel: self.channel.clone(),
+        }
+    }
+}
+
 /// Which web pages may embed the widget, besides parley's own (`PARLEY_PUBLIC_URL`'s origin,
 /// always allowed: the demo page and the back office's preview).
 #[derive(Debug, Clone, PartialEq, Eq)]

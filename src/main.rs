@@ -5,9 +5,9 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use parley::{
-    commands::open_existing_store,
+    cli::departments::DepartmentCommand,
+    cli::open_existing_store,
     config::Settings,
-    departments::cli::DepartmentCommand,
     jobs::cleanup,
     mattermost::Client,
     startup::Application,
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
             Command::Archive => archive(&with_saved_connection(settings).await?).await,
             Command::Department { command } => {
                 let settings = with_saved_connection(settings).await?;
-                let report = parley::departments::cli::run(command, &settings).await?;
+                let report = parley::cli::departments::run(command, &settings).await?;
                 println!("{report}");
                 Ok(())
             }
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
 async fn with_saved_connection(mut settings: Settings) -> anyhow::Result<Settings> {
     if settings.mattermost.is_none() {
         let store = open_existing_store(&settings).await?;
-        settings.mattermost = parley::backoffice::connection::saved(&store).await?;
+        settings.mattermost = parley::app::connection::saved(&store).await?;
         store.close().await;
     }
     Ok(settings)
@@ -212,7 +212,7 @@ async fn archive(settings: &Settings) -> anyhow::Result<()> {
         &parley::config::base(&mattermost.url),
         mattermost.token.clone(),
     );
-    let delete_after = parley::backoffice::settings::delete_after(&store, settings).await;
+    let delete_after = parley::app::settings::delete_after(&store, settings).await;
     let report = cleanup::run_once(&store, &client, delete_after, now_ms()).await?;
     match delete_after.as_secs() / 3600 {
         0 => println!("Channels of ended chats: {report}"),
@@ -240,7 +240,7 @@ async fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let report = parley::doctor::run_with(settings, signer.as_ref()).await;
+    let report = parley::cli::doctor::run_with(settings, signer.as_ref()).await;
     println!("{report}");
     Ok(if report.passed() {
         ExitCode::SUCCESS
@@ -250,7 +250,7 @@ async fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
 }
 
 async fn admin(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
-    use parley::backoffice::{Role, accounts};
+    use parley::app::accounts::{self, Role};
     let store = open_existing_store(settings).await?;
     let public = parley::config::base(&settings.public_url);
     match command {

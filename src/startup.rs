@@ -8,19 +8,22 @@ use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    backoffice::{
-        BackOffice,
+    app::{
+        App,
         accounts::{FirstRun, first_run_at_start},
         connection,
     },
     cluster::{self, Cluster},
     config::{DatabaseUrl, Settings},
-    events::Hub,
-    http::{self, live_sockets::LiveSockets, rate_limit::RateLimits},
-    jobs, mattermost,
+    http::{
+        self, live_sockets::LiveSockets, rate_limit::RateLimits, sign_in_limits::SignInLimits,
+        state::AppState,
+    },
+    jobs,
+    live::Hub,
+    mattermost::{self, BridgeSlot},
     metrics::Metrics,
     security::{ActionSigner, FileLinks, random_token},
-    state::{AppState, BridgeSlot},
     storage::{Store, blobs::Blobs},
 };
 
@@ -79,12 +82,12 @@ impl Application {
             DatabaseUrl::Sqlite(_) => (None, None),
         };
         let hub = match &cluster {
-            Some(c) => Hub::relayed(links, c.sender()),
+            Some(c) => Hub::relayed(links, Arc::new(c.clone())),
             None => Hub::new(links),
         };
-        let state = AppState {
-            rate_limits: Arc::new(RateLimits::new(&settings.limits)),
-            live_sockets: LiveSockets::new(settings.live.clone()),
+        let rate_limits = Arc::new(RateLimits::new(&settings.limits));
+        let live_sockets = LiveSockets::new(settings.live.clone());
+        let app = App {
             settings: Arc::new(settings),
             store,
             hub,
@@ -93,11 +96,16 @@ impl Application {
             blobs,
             outbox_wakeup: Arc::new(Notify::new()),
             outbox_handoffs: Default::default(),
-            backoffice: Arc::new(BackOffice::new()),
             metrics,
             cluster,
         };
-        announce_first_run(&state).await?;
+        announce_first_run(&app).await?;
+        let state = AppState {
+            app,
+            rate_limits,
+            live_sockets,
+            sign_in: Arc::new(SignInLimits::new()),
+        };
         Ok(Self {
             listener,
             state,
@@ -136,20 +144,20 @@ impl Application {
         let mut led = JoinSet::new();
         let background = state.settings.run_background_jobs;
         if background {
-            jobs.spawn(forget_idle_rate_limits(state.clone(), shutdown.clone()));
+            jobs.spawn(forget_idle_limits(state.clone(), shutdown.clone()));
         }
         match cluster {
             // Several instances: the leader runs the event stream and the scheduled jobs.
             Some(parts) => {
                 let leader_jobs = background.then_some(leader_jobs);
-                jobs.spawn(cluster::run(
-                    state.clone(),
+                jobs.spawn(jobs::cluster::run(
+                    state.app.clone(),
                     parts,
                     shutdown.clone(),
                     leader_jobs,
                 ));
             }
-            None if background => led = leader_jobs(state.clone(), shutdown.clone()),
+            None if background => led = leader_jobs(state.app.clone(), shutdown.clone()),
             None => {}
         }
         let store = state.store.clone();
@@ -175,7 +183,7 @@ impl Application {
 
 /// The Mattermost event stream and the scheduled jobs: on the one instance that leads (every
 /// instance on SQLite, which is one).
-fn leader_jobs(state: AppState, shutdown: CancellationToken) -> JoinSet<()> {
+fn leader_jobs(state: App, shutdown: CancellationToken) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
     jobs.spawn(jobs::run_outbox(state.clone(), shutdown.clone()));
     jobs.spawn(mattermost::stream::run(state.clone(), shutdown.clone()));
@@ -191,7 +199,7 @@ fn leader_jobs(state: AppState, shutdown: CancellationToken) -> JoinSet<()> {
         state.clone(),
         shutdown.clone(),
     ));
-    jobs.spawn(mattermost::callback_check::run_scheduled(
+    jobs.spawn(jobs::callback_check::run_scheduled(
         state.clone(),
         shutdown.clone(),
     ));
@@ -199,15 +207,15 @@ fn leader_jobs(state: AppState, shutdown: CancellationToken) -> JoinSet<()> {
     jobs
 }
 
-async fn forget_idle_rate_limits(state: AppState, shutdown: CancellationToken) {
+async fn forget_idle_limits(state: AppState, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {
                 state.rate_limits.forget_idle();
-                state.backoffice.forget_idle();
-                crate::backoffice::accounts::forget_expired_sessions(&state.store).await;
+                state.sign_in.forget_idle();
+                crate::app::accounts::forget_expired_sessions(&state.store).await;
             }
         }
     }
@@ -215,7 +223,7 @@ async fn forget_idle_rate_limits(state: AppState, shutdown: CancellationToken) {
 
 /// With no manager yet, logs a one-time link to create the first admin, once: when it is
 /// made. Later starts (while it works) say when it was logged and how to get a new one.
-async fn announce_first_run(state: &AppState) -> anyhow::Result<()> {
+async fn announce_first_run(state: &App) -> anyhow::Result<()> {
     let base = crate::config::base(&state.settings.public_url);
     match first_run_at_start(&state.store, &base).await? {
         None => {}

@@ -1,12 +1,14 @@
 //! Domain types and rules with no I/O: chat states, senders, and the parsing of untrusted
 //! visitor input into values the rest of parley can trust.
 
+pub mod department;
 pub mod files;
 pub mod hours;
 pub mod input;
 pub mod markdown;
 #[cfg(test)]
 mod markdown_tests;
+pub mod presence;
 pub mod template;
 
 use serde::Serialize;

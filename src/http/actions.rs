@@ -7,15 +7,15 @@ use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde_json::Value;
 
 use crate::{
-    chats,
+    app::chats,
     domain::ChatStatus,
+    http::state::AppState,
     http::{error::ApiError, extract::ApiJson},
     mattermost::{
         callback_check::CHECK_ACTION,
         format,
         wire::{ActionCallback, ActionResponse, PostUpdate},
     },
-    state::AppState,
     storage::chats::{AcceptOutcome, Operator},
 };
 
@@ -122,8 +122,8 @@ pub async fn handle_action(
         AcceptOutcome::Accepted { chat, .. } => {
             let channel = chat.channel_name.clone().unwrap_or_default();
             // The channel is created in the chat's department's team.
-            let department = crate::departments::get(&state, chat.department_id).await?;
-            let link = crate::departments::route_of(&state, department.as_ref())
+            let department = crate::app::departments::get(&state, chat.department_id).await?;
+            let link = crate::app::departments::route_of(&state, department.as_ref())
                 .map(|route| bridge.channel_link(&route.team, &channel))
                 .unwrap_or_default();
             let (message, props) =

@@ -12,9 +12,9 @@ use axum::{
 use serde::de::DeserializeOwned;
 
 use crate::{
+    http::state::AppState,
     http::{client_addr::client_addr, error::ApiError},
     security::token_hash,
-    state::AppState,
     storage::{chats::ChatRow, now_ms},
 };
 

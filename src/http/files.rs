@@ -17,16 +17,16 @@ use serde_json::json;
 use tokio_util::io::ReaderStream;
 
 use crate::{
-    attachments::{self, ReceiveError, Upload},
-    chats,
+    app::attachments::{self, ReceiveError, Upload},
+    app::chats,
+    app::upload_room::{self, NoRoom},
     domain::{ChatStatus, files::is_inline_image, input},
+    http::state::AppState,
     http::{
         error::ApiError,
         extract::{ClientIp, VisitorChat},
     },
-    state::AppState,
     storage::{files::FileRow, messages::VisitorMessageOutcome, now_ms},
-    upload_room::{self, NoRoom},
 };
 
 /// The largest body the upload route reads: every allowed file at its largest, plus room for

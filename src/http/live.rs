@@ -21,13 +21,13 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     cluster::Note,
     domain::ChatStatus,
-    events::{ChatView, LiveEvent},
+    http::state::AppState,
     http::{
         error::ApiError,
         extract::{ClientIp, authenticate},
         live_sockets::Admitted,
     },
-    state::AppState,
+    live::{ChatView, LiveEvent},
     storage::now_ms,
 };
 

@@ -10,8 +10,11 @@ pub mod extract;
 pub mod files;
 pub mod live;
 pub mod live_sockets;
+pub mod password_work;
 pub mod probes;
 pub mod rate_limit;
+pub mod sign_in_limits;
+pub mod state;
 pub mod visitor;
 pub mod widget_config;
 
@@ -31,7 +34,7 @@ use tower_http::{
 
 use crate::{
     config::{AllowedOrigins, Settings},
-    state::AppState,
+    http::state::AppState,
 };
 use error::ApiError;
 

@@ -13,9 +13,9 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::{
+    http::state::AppState,
     mattermost::callback_check::{CHECK_HEADER, REACH_ACTION},
     security::token_hash,
-    state::AppState,
 };
 
 /// How long `/readyz` waits for the database.

@@ -11,16 +11,16 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    chats::{self, StartChat},
-    departments::{self, Department},
+    app::chats::{self, StartChat},
+    app::departments::{self, Department},
     domain::{ChatStatus, input},
-    events::{ChatView, MessageView},
+    http::state::AppState,
     http::{
         error::ApiError,
         extract::{ApiJson, ClientIp, VisitorChat},
         files,
     },
-    state::AppState,
+    live::{ChatView, MessageView},
     storage::{messages::VisitorMessageOutcome, offline::NewOfflineMessage},
 };
 

@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{backoffice::settings, http::error::ApiError, state::AppState};
+use crate::{app::settings, http::error::ApiError, http::state::AppState};
 
 /// `{"title", "color", "greeting", "position", "fields": {"name", "email"}}`; each field is
 /// `required`, `optional` or `hidden`. Not cached: a change in the back office shows at the

@@ -19,11 +19,11 @@ use std::{fmt, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    app::App,
     mattermost::{
         Client, MmError,
         channels::{PermanentDeletion, Removal, delete_or_archive_channel},
     },
-    state::AppState,
     storage::{Store, StoreError, cleanup::ChannelRemoval, now_ms},
 };
 
@@ -240,18 +240,13 @@ fn hint(e: &MmError) -> &'static str {
 
 /// The server's schedule ([`FIRST_RUN_AFTER`], then every [`RUN_EVERY`]); a run while
 /// Mattermost is not configured does nothing.
-pub async fn run_scheduled(state: AppState, shutdown: CancellationToken) {
+pub async fn run_scheduled(state: App, shutdown: CancellationToken) {
     run_every(state, shutdown, FIRST_RUN_AFTER, RUN_EVERY).await;
 }
 
 /// Runs the cleanup after `first`, then every `every`, until `shutdown`. Errors are logged,
 /// never fatal.
-pub async fn run_every(
-    state: AppState,
-    shutdown: CancellationToken,
-    first: Duration,
-    every: Duration,
-) {
+pub async fn run_every(state: App, shutdown: CancellationToken, first: Duration, every: Duration) {
     let mut wait = first;
     loop {
         tokio::select! {
@@ -264,8 +259,7 @@ pub async fn run_every(
             continue;
         };
         // The back office may change the delay (unless PARLEY_DELETE_AFTER_HOURS is set).
-        let delete_after =
-            crate::backoffice::settings::delete_after(&state.store, &state.settings).await;
+        let delete_after = crate::app::settings::delete_after(&state.store, &state.settings).await;
         let run = run_once(&state.store, &bridge.client, delete_after, now_ms());
         tokio::select! {
             _ = shutdown.cancelled() => return,

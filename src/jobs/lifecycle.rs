@@ -21,9 +21,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    chats,
+    app::App,
+    app::chats,
     config::Settings,
-    state::AppState,
     storage::{StoreError, now_ms},
 };
 
@@ -51,7 +51,7 @@ pub struct Report {
 /// One pass, judging the chats as of `now` (Unix ms; tests look ahead). What it records
 /// (closing times, messages, deliveries) carries the real time, except presence: the chats
 /// with a socket here are marked as seen at `now`.
-pub async fn run_once(state: &AppState, now: i64) -> Result<Report, StoreError> {
+pub async fn run_once(state: &App, now: i64) -> Result<Report, StoreError> {
     let settings = &state.settings;
     let mut report = Report {
         present: state
@@ -102,7 +102,7 @@ pub fn interval(settings: &Settings) -> Duration {
 
 /// The server's schedule: after [`FIRST_RUN_AFTER`] (or one interval, if shorter), then every
 /// [`interval`], until `shutdown`. Errors are logged, never fatal.
-pub async fn run_scheduled(state: AppState, shutdown: CancellationToken) {
+pub async fn run_scheduled(state: App, shutdown: CancellationToken) {
     let every = interval(&state.settings);
     let mut wait = FIRST_RUN_AFTER
         .min(state.settings.visitor_timeout / 4)

@@ -1,6 +1,8 @@
 //! Background jobs. Each is a loop around a `run_once` that tests can call directly.
 
+pub mod callback_check;
 pub mod cleanup;
+pub mod cluster;
 pub mod lifecycle;
 pub mod offline_posts;
 pub mod outbox;
@@ -13,10 +15,10 @@ use tokio::sync::Notify;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{state::AppState, storage::now_ms};
+use crate::{app::App, storage::now_ms};
 
 /// Runs the outbox worker and the posting of offline messages until `shutdown`.
-pub async fn run_outbox(state: AppState, shutdown: CancellationToken) {
+pub async fn run_outbox(state: App, shutdown: CancellationToken) {
     // The outbox's wake-ups are passed on: a new offline message wakes the outbox too.
     let offline = Arc::new(Notify::new());
     tokio::join!(
@@ -28,7 +30,7 @@ pub async fn run_outbox(state: AppState, shutdown: CancellationToken) {
 /// Posts offline messages: works while there is work, otherwise sleeps until the next retry is
 /// due, for at most a second, or until a new message wakes the outbox (at most ten looks a
 /// second, as other outbox tasks wake it too).
-async fn run_offline_posts(state: AppState, shutdown: CancellationToken, wakeup: Arc<Notify>) {
+async fn run_offline_posts(state: App, shutdown: CancellationToken, wakeup: Arc<Notify>) {
     loop {
         let wait = pause_after(
             offline_posts::run_once(&state).await,

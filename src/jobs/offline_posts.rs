@@ -6,10 +6,10 @@
 //! once and a Mattermost outage delays it, never loses or doubles it.
 
 use crate::{
-    departments,
+    app::App,
+    app::departments,
     jobs::outbox::{backoff, create_post_once},
     mattermost::{Bridge, MmError, format},
-    state::AppState,
     storage::{StoreError, now_ms, offline::OfflineMessageRow},
 };
 
@@ -26,7 +26,7 @@ pub enum Outcome {
 const BATCH: i64 = 50;
 
 /// One pass: tries every due offline message once, oldest first.
-pub async fn run_once(state: &AppState) -> Result<Outcome, StoreError> {
+pub async fn run_once(state: &App) -> Result<Outcome, StoreError> {
     let Some(bridge) = &state.bridge() else {
         return Ok(Outcome::Idle { next_due: None });
     };
@@ -88,11 +88,7 @@ enum PostError {
     Mattermost(#[from] MmError),
 }
 
-async fn post(
-    state: &AppState,
-    bridge: &Bridge,
-    row: &OfflineMessageRow,
-) -> Result<String, PostError> {
+async fn post(state: &App, bridge: &Bridge, row: &OfflineMessageRow) -> Result<String, PostError> {
     bridge.context().await?;
     let department = departments::get(state, row.department_id).await?;
     let route = departments::route_of(state, department.as_ref())

@@ -26,15 +26,15 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    chats,
-    departments::{self, Department},
+    app::App,
+    app::chats,
+    app::departments::{self, Department},
     domain::ChatStatus,
     mattermost::{
         Bridge, Context, MmError, Target, format,
         wire::{CreateChannel, NewPost, Post, PostPatch},
     },
     metrics::Direction,
-    state::AppState,
     storage::{
         Store, StoreError,
         chats::ChatRow,
@@ -70,7 +70,7 @@ const AFTER_STORE_ERROR: Duration = Duration::from_secs(1);
 
 /// Runs the outbox until `shutdown`, then lets the lanes finish and records what they did.
 /// Every wake-up of the outbox is passed on to `also_wake`.
-pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<Notify>) {
+pub async fn run(state: App, shutdown: CancellationToken, also_wake: Arc<Notify>) {
     let claims = Claims::default();
     let recorded = Recorded::default();
     let (recorder, recording) =
@@ -174,7 +174,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
 
 /// Makes every delivery waiting out a backoff due now and wakes the worker: called when
 /// Mattermost answers again, so the queue drains at once instead of after its backoffs.
-pub async fn mattermost_is_back(state: &AppState) {
+pub async fn mattermost_is_back(state: &App) {
     match state.store.retry_waiting_now().await {
         Ok(0) => {}
         Ok(_) => state.wake_outbox(),
@@ -413,7 +413,7 @@ impl Queue {
 /// Starts lanes for queued chats whose next task is due, oldest first, up to [`LANES`].
 /// Returns when the earliest task that is not due yet will be.
 async fn dispatch(
-    state: &AppState,
+    state: &App,
     recorder: &Recorder,
     queue: &mut Queue,
     lanes: &mut Lanes,
@@ -609,7 +609,7 @@ struct LaneEnd {
 }
 
 impl Lane {
-    async fn run(mut self, state: AppState, bridge: Arc<Bridge>, recorder: Recorder) -> LaneEnd {
+    async fn run(mut self, state: App, bridge: Arc<Bridge>, recorder: Recorder) -> LaneEnd {
         let mut end = LaneEnd {
             recovered: false,
             stopped_early: false,
@@ -660,7 +660,7 @@ impl Lane {
     /// Tries one task and says how the lane goes on.
     async fn attempt(
         &mut self,
-        state: &AppState,
+        state: &App,
         bridge: &Bridge,
         row: &OutboxRow,
         task: Option<OutboxTask>,
@@ -892,7 +892,7 @@ enum DeliveryError {
 
 /// Carries out one task. Returns the relayed message and its post, for a relayed message.
 async fn deliver(
-    state: &AppState,
+    state: &App,
     bridge: &Bridge,
     row: &OutboxRow,
     task: &OutboxTask,
@@ -1039,7 +1039,7 @@ async fn deliver(
 /// create, and a reaction event for a post parley has not recorded yet finds no chat. Read
 /// once the post is recorded, so every reaction is seen by this read or by its event.
 async fn accept_by_early_reactions(
-    state: &AppState,
+    state: &App,
     bridge: &Bridge,
     post_id: &str,
 ) -> Result<(), DeliveryError> {
@@ -1072,7 +1072,7 @@ async fn accept_by_early_reactions(
 /// Mattermost refused for good (too large for its `MaxFileSize`, attachments switched off):
 /// the text still goes through, with a note, rather than the whole message failing.
 async fn upload_files(
-    state: &AppState,
+    state: &App,
     bridge: &Bridge,
     channel_id: &str,
     message: &MessageRow,
@@ -1200,7 +1200,7 @@ fn made_with_key(posts: &HashMap<String, Post>, key: &str) -> Option<String> {
 /// The team and requests channel of a chat's department (the configured ones for the
 /// default department), resolved by the bridge.
 async fn department_target(
-    state: &AppState,
+    state: &App,
     bridge: &Bridge,
     department: Option<&Department>,
 ) -> Result<std::sync::Arc<Target>, DeliveryError> {
@@ -1213,7 +1213,7 @@ async fn department_target(
 /// earlier attempt created), adds the operator, and makes the first post if the department's
 /// template gives one. A name already taken by another channel gets a fresh one.
 async fn open_channel(
-    state: &AppState,
+    state: &App,
     bridge: &Bridge,
     ctx: &Context,
     row: &OutboxRow,
@@ -1263,7 +1263,7 @@ async fn open_channel(
 }
 
 async fn create_channel(
-    state: &AppState,
+    state: &App,
     bridge: &Bridge,
     team_id: &str,
     templates: &format::ChatTemplates<'_>,

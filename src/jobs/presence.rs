@@ -10,12 +10,10 @@ use std::collections::{HashMap, HashSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    departments::{self, Route},
-    mattermost::{
-        Bridge, MmError,
-        presence::{Counts, RouteStatus},
-    },
-    state::AppState,
+    app::App,
+    app::departments::{self, Route},
+    domain::presence::{Counts, RouteStatus},
+    mattermost::{Bridge, MmError},
     storage::StoreError,
 };
 
@@ -37,7 +35,7 @@ pub enum PollError {
 }
 
 /// One poll of every route. Returns the routes polled.
-pub async fn run_once(state: &AppState) -> Result<usize, PollError> {
+pub async fn run_once(state: &App) -> Result<usize, PollError> {
     let Some(bridge) = &state.bridge() else {
         return Ok(0);
     };
@@ -169,7 +167,7 @@ fn record(bridge: &Bridge, route: &Route, status: RouteStatus) {
 }
 
 /// The server's schedule: at start, then every `PARLEY_PRESENCE_POLL_SECONDS`.
-pub async fn run_scheduled(state: AppState, shutdown: CancellationToken) {
+pub async fn run_scheduled(state: App, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(state.settings.presence.poll_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut changes = state.connection.watch();
@@ -178,7 +176,7 @@ pub async fn run_scheduled(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
             // A new connection: poll it at once rather than up to a poll interval later.
-            _ = crate::state::replaced(&mut changes) => {}
+            _ = crate::mattermost::slot::replaced(&mut changes) => {}
         }
         if let Err(e) = run_once(&state).await {
             tracing::debug!(error = %e, "polling operators' presence failed; keeping the last known state");

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    backoffice::accounts::FAILURE_WINDOW,
-    state::AppState,
+    app::App,
+    app::accounts::FAILURE_WINDOW,
     storage::{Store, StoreError, now_ms},
 };
 
@@ -46,7 +46,7 @@ pub async fn run_once(
 }
 
 /// The server's schedule: at start, then every hour, until `shutdown`.
-pub async fn run_scheduled(state: AppState, shutdown: CancellationToken) {
+pub async fn run_scheduled(state: App, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(RUN_EVERY);
     loop {
         tokio::select! {

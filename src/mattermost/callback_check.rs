@@ -15,23 +15,16 @@ use reqwest::Method;
 use serde_json::json;
 use url::Url;
 
-use tokio_util::sync::CancellationToken;
-
 use super::{
-    Client, MmError,
+    Bridge, Client, MmError,
     wire::{CreateChannel, NewPost},
 };
-use crate::{
-    config::base,
-    security::ActionSigner,
-    state::{AppState, replaced},
-    storage::now_ms,
-};
+use crate::{config::base, security::ActionSigner, storage::now_ms};
 
 /// How often the check runs again while all is well (a changed proxy or firewall).
-const RECHECK_EVERY: Duration = Duration::from_secs(3600);
+pub const RECHECK_EVERY: Duration = Duration::from_secs(3600);
 /// How often it runs again while it fails, so a fix shows within minutes.
-const RECHECK_FAILED_EVERY: Duration = Duration::from_secs(300);
+pub const RECHECK_FAILED_EVERY: Duration = Duration::from_secs(300);
 
 /// The `action` of the check button's context (the Accept button's is `accept`).
 pub const CHECK_ACTION: &str = "check";
@@ -195,49 +188,22 @@ pub async fn run(
     }
 }
 
-/// The server's schedule: once the connection in force is resolved, then hourly (every five
-/// minutes while it fails), and anew for each new connection.
-pub async fn run_scheduled(state: AppState, shutdown: CancellationToken) {
-    let mut changes = state.connection.watch();
-    loop {
-        changes.borrow_and_update();
-        let wait = match state.bridge() {
-            None => None,
-            Some(bridge) => match bridge.context().await {
-                // The stream keeps trying and logs why; try again with it.
-                Err(_) => Some(Duration::from_secs(5)),
-                Ok(ctx) => {
-                    let outcome = run(
-                        &bridge.client,
-                        &ctx.team_id,
-                        &state.settings.public_url,
-                        &state.signer,
-                    )
-                    .await;
-                    let failed = outcome.is_err();
-                    bridge.set_callback_check(CallbackCheck {
-                        at_ms: now_ms(),
-                        problem: outcome.err(),
-                    });
-                    Some(if failed {
-                        RECHECK_FAILED_EVERY
-                    } else {
-                        RECHECK_EVERY
-                    })
-                }
-            },
-        };
-        let sleep = async {
-            match wait {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = replaced(&mut changes) => {}
-            _ = sleep => {}
-        }
+impl Bridge {
+    /// Runs the check against this bridge's server and records the outcome (shown by
+    /// `/readyz`, the dashboard and `doctor`). Returns whether it passed.
+    pub async fn check_callbacks(
+        &self,
+        team_id: &str,
+        public_url: &Url,
+        signer: &ActionSigner,
+    ) -> bool {
+        let outcome = run(&self.client, team_id, public_url, signer).await;
+        let passed = outcome.is_ok();
+        self.set_callback_check(CallbackCheck {
+            at_ms: now_ms(),
+            problem: outcome.err(),
+        });
+        passed
     }
 }
 

@@ -7,7 +7,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use crate::{
-    departments::{Department, TemplateKind, template_for},
+    domain::department::{Department, TemplateKind, template_for},
     domain::{
         markdown::escape_for_mattermost,
         template::{self, Target, Trust, Values},

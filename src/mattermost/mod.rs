@@ -11,8 +11,11 @@ pub mod files;
 pub mod format;
 pub mod presence;
 pub mod probe;
+pub mod slot;
 pub mod stream;
 pub mod wire;
+
+pub use slot::BridgeSlot;
 
 use std::{
     collections::HashMap,
@@ -27,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     config::{MattermostSettings, base},
-    departments::Route,
+    domain::department::Route,
 };
 pub use client::{Client, MmError};
 use presence::Presence;
@@ -168,7 +171,7 @@ impl Bridge {
 
     async fn resolve(&self) -> Result<Context, MmError> {
         let me = self.client.me().await?;
-        let route = Route::default_for(&self.settings);
+        let route = self.settings.default_route();
         let target = self
             .resolve_route(
                 &route,

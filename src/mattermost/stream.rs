@@ -14,10 +14,7 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::H
 use tokio_util::sync::CancellationToken;
 
 use super::{Bridge, TYPING_FRESH, wire::WsEvent};
-use crate::{
-    chats,
-    state::{AppState, replaced},
-};
+use crate::{app::App, app::chats, mattermost::slot::replaced};
 
 /// The server pings every 60 s; hearing nothing for this long means the link is dead.
 const SILENCE_LIMIT: Duration = Duration::from_secs(100);
@@ -33,7 +30,7 @@ struct Resume {
 /// Runs until `shutdown`: keeps one event stream open with the bridge in force and applies its
 /// events. When the connection is replaced (back office), the stream lets go of the old server
 /// and connects with the new bridge at once; while none is configured it waits for one.
-pub async fn run(state: AppState, shutdown: CancellationToken) {
+pub async fn run(state: App, shutdown: CancellationToken) {
     let mut changes = state.connection.watch();
     loop {
         changes.borrow_and_update();
@@ -54,7 +51,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 
 /// Keeps the stream of one bridge. Returns true on shutdown, false when the bridge was replaced.
 async fn run_with(
-    state: &AppState,
+    state: &App,
     bridge: &Arc<Bridge>,
     shutdown: &CancellationToken,
     changes: &mut watch::Receiver<u64>,
@@ -113,7 +110,7 @@ enum StreamError {
 }
 
 async fn connect_once(
-    state: &AppState,
+    state: &App,
     bridge: &Bridge,
     resume: &mut Resume,
     changes: &mut watch::Receiver<u64>,

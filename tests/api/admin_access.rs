@@ -1,7 +1,7 @@
 //! Access control route by route: anonymous and under-privileged requests are refused, and
 //! forms need the session's token and parley's own origin.
 
-use parley::backoffice::{Role, accounts};
+use parley::app::accounts::{self, Role};
 
 use crate::helpers::{
     backoffice::{Agent, PASSWORD, location, offline_message, sales_department, signed_in},

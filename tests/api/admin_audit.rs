@@ -1,6 +1,6 @@
 //! The audit log page: searchable, and it shows the bridge's errors.
 
-use parley::backoffice::Role;
+use parley::app::accounts::Role;
 
 use crate::helpers::{
     backoffice::{log_in, signed_in},

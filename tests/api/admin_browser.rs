@@ -3,7 +3,7 @@
 //! transcript, changing a setting, on a laptop and a phone; and an admin connecting Mattermost
 //! in the settings (`tests/browser/connection_flow.mjs`).
 
-use parley::backoffice::accounts;
+use parley::app::accounts;
 use serde_json::{Value, json};
 
 use crate::helpers::{run_browser_script, screenshot_dir};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use parley::backoffice::Role;
+use parley::app::accounts::Role;
 use reqwest::{header, multipart};
 use serde_json::{Value, json};
 

@@ -1,6 +1,6 @@
 //! Departments in the back office: create, preview, edit and delete, audited.
 
-use parley::backoffice::Role;
+use parley::app::accounts::Role;
 use serde_json::{Value, json};
 
 use crate::helpers::{

@@ -3,9 +3,9 @@
 
 use mattermost_sim::{MattermostSim, SimConfig, SimUser};
 use parley::{
-    backoffice::Role,
+    app::accounts::Role,
+    cli::doctor::{self, Verdict},
     config::{MattermostSettings, Settings},
-    doctor::{self, Verdict},
 };
 use serde_json::Value;
 

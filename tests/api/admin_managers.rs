@@ -1,7 +1,7 @@
 //! Managers: invitations and new-password links from the back office and from
 //! `parley admin create-manager`.
 
-use parley::backoffice::Role;
+use parley::app::accounts::Role;
 
 use crate::helpers::{
     backoffice::{Agent, signed_in, use_setup_link},

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use parley::backoffice::Role;
+use parley::app::accounts::Role;
 use reqwest::header;
 use serde_json::{Value, json};
 
@@ -50,8 +50,7 @@ async fn settings_are_validated_stored_served_to_the_widget_and_audited() {
         json!({"title": "Talk to Acme", "color": "#aa3300", "greeting": "Hi! We answer within minutes.",
                "position": "left", "fields": {"name": "required", "email": "hidden"}})
     );
-    let delay =
-        parley::backoffice::settings::delete_after(&app.state.store, &app.state.settings).await;
+    let delay = parley::app::settings::delete_after(&app.state.store, &app.state.settings).await;
     assert_eq!(delay, Duration::from_secs(6 * 3600));
     let log = audit(&app).await;
     assert!(log.iter().any(|(a, _, d)| a == "settings_changed"

@@ -1,7 +1,7 @@
 //! Signing in to the back office: the first-run link, the per-account limit on sign-ins and
 //! its audit lines, and a disabled manager signed out.
 
-use parley::backoffice::{Role, accounts};
+use parley::app::accounts::{self, Role};
 use reqwest::header;
 
 use crate::helpers::{

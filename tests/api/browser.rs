@@ -14,7 +14,7 @@ use axum::{
 };
 use base64::Engine as _;
 use mattermost_sim::{MattermostSim, SimUser};
-use parley::{jobs::lifecycle, state::AppState, storage::now_ms};
+use parley::{http::state::AppState, jobs::lifecycle, storage::now_ms};
 use serde_json::{Value, json};
 
 use crate::helpers::spawn_app_with;
@@ -237,7 +237,7 @@ async fn add_departments(State(op): State<Operator>, Json(body): Json<Value>) ->
             created_at: 0,
             updated_at: 0,
         };
-        if let Err(e) = parley::departments::validate(&mut row) {
+        if let Err(e) = parley::app::departments::validate(&mut row) {
             return Json(json!({"ok": false, "error": e.to_string()}));
         }
         if let Err(e) = op.state.store.insert_department(&row).await {

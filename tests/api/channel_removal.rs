@@ -3,7 +3,7 @@
 //! channel is gone, a bare 404 (a proxy in front of the wrong path) is a failure, never "gone".
 
 use parley::{
-    backoffice::Role,
+    app::accounts::Role,
     jobs::cleanup::{self, Report},
     storage::cleanup::ChannelRemoval,
 };

@@ -355,7 +355,7 @@ async fn the_scheduled_cleanup_waits_for_the_last_messages_of_a_chat() {
     // The server's own schedule first runs 30 s after start; here the same loop runs often.
     let stop = CancellationToken::new();
     tokio::spawn(cleanup::run_every(
-        app.state.clone(),
+        app.state.app.clone(),
         stop.clone(),
         Duration::from_millis(10),
         Duration::from_millis(20),

@@ -1,7 +1,7 @@
 //! The client address behind a proxy: taken from the right of `X-Forwarded-For`, where the
 //! trusted proxy wrote it, so a visitor's own header forges nothing (issue 12, item 3).
 
-use parley::{backoffice::accounts, config::ProxyTrust};
+use parley::{app::accounts, config::ProxyTrust};
 use reqwest::header;
 use serde_json::json;
 

@@ -6,8 +6,8 @@
 //! start; with several instances (PostgreSQL) a change saved on one applies on all.
 
 use parley::{
-    backoffice::{Role, accounts},
-    state::AppState,
+    app::accounts::{self, Role},
+    http::state::AppState,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -5,7 +5,7 @@
 use std::{process::Output, time::Duration};
 
 use mattermost_sim::{SimConfig, SimUser};
-use parley::{departments, jobs::presence, storage::departments::DepartmentRow};
+use parley::{app::departments, jobs::presence, storage::departments::DepartmentRow};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use parley::state::AppState;
+use parley::http::state::AppState;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use parley::{
-    chats,
+    app::chats,
     jobs::lifecycle,
     storage::{chats::Operator, now_ms},
 };

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use parley::{backoffice::Role, jobs::retention, storage::now_ms};
+use parley::{app::accounts::Role, jobs::retention, storage::now_ms};
 use reqwest::{StatusCode, header};
 
 use crate::helpers::{
@@ -186,7 +186,7 @@ async fn a_flood_of_sign_ins_is_bounded_and_refused_with_503_beyond_the_queue() 
     // Arrange: enough requests to fill every slot and the queue several times over, from as
     // many loopback addresses as the per-address limit (20 a minute) needs.
     let app = spawn_app().await;
-    let work = &app.state.backoffice.password_work;
+    let work = &app.state.sign_in.password_work;
     let requests = (work.capacity() * 4).max(160);
     let addresses = requests.div_ceil(20);
     assert!(addresses < 250, "enough loopback addresses");
@@ -434,14 +434,10 @@ async fn a_browser_that_signed_in_before_keeps_its_own_budget_while_the_account_
     // Arrange: the owner set the password in this browser, then signed out.
     let app = spawn_app().await;
     let owner = Browser::new(&app, 40);
-    let (_, link) = parley::backoffice::accounts::invite(
-        &app.state.store,
-        &app.url,
-        "m@example.com",
-        Role::Admin,
-    )
-    .await
-    .unwrap();
+    let (_, link) =
+        parley::app::accounts::invite(&app.state.store, &app.url, "m@example.com", Role::Admin)
+            .await
+            .unwrap();
     let html = owner
         .get(&link[app.url.len()..])
         .await

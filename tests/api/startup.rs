@@ -331,7 +331,7 @@ async fn the_log_names_the_connection_in_force_and_says_connected_once() {
 mod readiness {
     use std::time::Duration;
 
-    use parley::{backoffice::connection, config::MattermostSettings};
+    use parley::{app::connection, config::MattermostSettings};
     use serde_json::Value;
 
     use crate::{
@@ -381,7 +381,7 @@ mod readiness {
         assert_ne!(status["online"], true, "{status}");
 
         // The dashboard says the same, and no word of a department.
-        let agent = signed_in(&app, "m@example.com", parley::backoffice::Role::Manager).await;
+        let agent = signed_in(&app, "m@example.com", parley::app::accounts::Role::Manager).await;
         let (_, html) = agent.page("/admin").await;
         assert!(html.contains("/invite @parley"), "{html}");
         assert!(html.contains("~lobby"), "{html}");
@@ -398,7 +398,7 @@ mod readiness {
 mod callbacks {
     use std::time::Duration;
 
-    use parley::backoffice::{Role, connection};
+    use parley::app::{accounts::Role, connection};
     use serde_json::Value;
 
     use super::run;

@@ -19,16 +19,13 @@ use sha2::{Digest, Sha256};
 
 use super::views::{PageError, layout, message_page, page};
 use crate::{
-    backoffice::{
-        Role,
-        accounts::{
-            AUDIT_WINDOW, FAILURE_WINDOW, MAX_PASSWORD_CHARS, dummy_hash, hash_password, locked,
-            normalise_email, password_problem, session_is_live, verify_password,
-        },
+    app::accounts::{
+        AUDIT_WINDOW, FAILURE_WINDOW, MAX_PASSWORD_CHARS, Role, dummy_hash, hash_password, locked,
+        normalise_email, password_problem, session_is_live, verify_password,
     },
+    http::state::AppState,
     http::{extract::ClientIp, rate_limit::address_key_text},
     security::{random_token, token_hash},
-    state::AppState,
     storage::{
         audit::NewAudit,
         managers::{ManagerRow, SetupOutcome},
@@ -508,7 +505,7 @@ async fn check_sign_in(
         let actor = actor.clone();
         let address = address_key_text(ip);
         async move {
-            let _one_at_a_time = state.backoffice.audit_counting.lock().await;
+            let _one_at_a_time = state.sign_in.audit_counting.lock().await;
             let now = now_ms();
             state
                 .store
@@ -525,7 +522,7 @@ async fn check_sign_in(
                 .await
         }
     };
-    let backoffice = &state.backoffice;
+    let backoffice = &state.sign_in;
     if let Err(wait) = backoffice.allow_address(ip) {
         audit("too many attempts from this address").await?;
         return Ok(Err(Refusal::new(
@@ -758,7 +755,7 @@ pub async fn setup(
     let email = email.expect("checked above");
     let password = form.password.clone();
     let Ok(hashed) = state
-        .backoffice
+        .sign_in
         .password_work
         .run(move || hash_password(&password))
         .await

@@ -20,11 +20,11 @@ use super::{
 };
 use crate::{
     http::extract::ClientIp,
+    http::state::AppState,
     mattermost::{
         MmError,
         channels::{PermanentDeletion, Removal},
     },
-    state::AppState,
     storage::{
         audit::NewAudit, chats::ChatRow, cleanup::ChannelRemoval, history::ChatFilter,
         messages::MessageRow, now_ms, rfc3339,
@@ -298,7 +298,7 @@ fn message(chat_id: &str, m: &MessageRow) -> Markup {
                                 br;
                             }
                             a href=(href) { (f.name) }
-                            " (" (crate::attachments::human_size(f.size)) ")"
+                            " (" (crate::app::attachments::human_size(f.size)) ")"
                         }
                     }
                 }
@@ -397,7 +397,7 @@ pub async fn export_text(
             text.push_str(&format!(
                 " [file: {} ({})]",
                 f.name,
-                crate::attachments::human_size(f.size)
+                crate::app::attachments::human_size(f.size)
             ));
         }
         let mark = if m.internal != 0 {

@@ -26,15 +26,15 @@ use super::{
     views::{PageError, csrf_field},
 };
 use crate::{
-    backoffice::connection::{self, DRAFT_LIFETIME, Origin},
+    app::connection::{self, DRAFT_LIFETIME, Origin},
+    cli::doctor::{self, Report},
     config::{MattermostSettings, base},
-    doctor::{self, Report},
     http::extract::ClientIp,
+    http::state::AppState,
     mattermost::{
         Client, MmError,
         wire::{Channel, Team},
     },
-    state::AppState,
     storage::{audit::NewAudit, now_ms},
 };
 

@@ -17,16 +17,13 @@ use super::{
     views::{PageError, csrf_field, layout, message_page, page},
 };
 use crate::{
+    app::departments::{self, Department, Invalid, TemplateKind, is_available},
+    cli::departments::check_in_mattermost,
     config::base,
-    departments::{
-        self, Department, Invalid, TemplateKind, cli::check_in_mattermost, is_available,
-    },
+    domain::presence::RouteStatus,
     http::extract::ClientIp,
-    mattermost::{
-        format::{self, ChatTemplates},
-        presence::RouteStatus,
-    },
-    state::AppState,
+    http::state::AppState,
+    mattermost::format::{self, ChatTemplates},
     storage::{
         audit::NewAudit,
         chats::ChatRow,
@@ -169,7 +166,7 @@ fn sample_chat() -> ChatRow {
 /// The preview: the widget texts and what parley would write into Mattermost for a sample
 /// visitor (Markdown shown as written).
 fn preview(state: &AppState, row: &DepartmentRow) -> Markup {
-    let department = Department::from_row(row.clone());
+    let department = departments::from_row(row.clone());
     let chat = sample_chat();
     let public = base(&state.settings.public_url);
     let t = ChatTemplates {
@@ -503,7 +500,7 @@ pub async fn edit_page(
 ) -> Result<Response, PageError> {
     let row = load(&state, id).await?;
     let form = DepartmentForm::of(&row);
-    let department = Department::from_row(row.clone());
+    let department = departments::from_row(row.clone());
     let body = html! {
         @if q.done == "created" { p.notice role="status" { "Department created." } }
         @if q.done == "saved" { p.notice role="status" { "Department saved." } }

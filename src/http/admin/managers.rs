@@ -15,13 +15,10 @@ use super::{
     views::{PageError, csrf_field, layout, maybe_time, message_page, page},
 };
 use crate::{
-    backoffice::{
-        Role,
-        accounts::{InviteError, invite, reset_link},
-    },
+    app::accounts::{InviteError, Role, invite, reset_link},
     config::base,
     http::extract::ClientIp,
-    state::AppState,
+    http::state::AppState,
     storage::{audit::NewAudit, now_ms},
 };
 

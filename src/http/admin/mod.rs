@@ -21,7 +21,7 @@ use axum::{
 };
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// Every back-office route.
 pub fn router(state: &AppState) -> Router<AppState> {

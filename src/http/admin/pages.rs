@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     http::extract::ClientIp,
-    state::AppState,
+    http::state::AppState,
     storage::{audit::NewAudit, history::ChatFilter, now_ms},
 };
 
@@ -89,7 +89,7 @@ pub async fn dashboard(
         .0;
     let errors = state.store.list_bridge_errors(10).await?;
     let (connection, dot) = connection_state(&state);
-    let departments = crate::departments::list(&state).await?;
+    let departments = crate::app::departments::list(&state).await?;
     let body = html! {
         div.tiles {
             a.tile href="/admin/chats?status=pending" { strong { (counts.pending) } span { "waiting" } }

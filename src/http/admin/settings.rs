@@ -18,12 +18,12 @@ use super::{
     views::{PageError, csrf_field, layout, page},
 };
 use crate::{
-    backoffice::settings::{
+    app::settings::{
         self as office, FieldMode, Invalid, SettingsForm, Source, WidgetSettings, keys,
     },
-    doctor::{self, Report, Verdict},
+    cli::doctor::{self, Report, Verdict},
     http::extract::ClientIp,
-    state::AppState,
+    http::state::AppState,
     storage::{audit::NewAudit, now_ms},
 };
 
@@ -121,7 +121,7 @@ fn render(
             .map(|p| p.message.clone())
     };
     let delay_source = office::source("delete_after_hours");
-    let saved_connection = crate::backoffice::connection::origin_is_back_office(state)
+    let saved_connection = crate::app::connection::origin_is_back_office(state)
         .then(|| state.bridge().map(|b| b.settings().clone()))
         .flatten();
     let body = html! {

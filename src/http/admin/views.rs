@@ -8,7 +8,7 @@ use axum::{
 use maud::{DOCTYPE, Markup, html};
 
 use super::auth::Signed;
-use crate::{backoffice::Role, storage::StoreError};
+use crate::{app::accounts::Role, storage::StoreError};
 
 const STYLESHEET: &str = include_str!("../../../assets/admin.css");
 

@@ -6,8 +6,8 @@
 use std::{collections::HashMap, sync::Mutex};
 
 use parley::{
-    backoffice::{Role, accounts},
-    departments,
+    app::accounts::{self, Role},
+    app::departments,
     storage::departments::DepartmentRow,
 };
 use reqwest::{StatusCode, header};

@@ -12,8 +12,8 @@ use std::{future::Future, time::Duration};
 use mattermost_sim::{MattermostSim, SimConfig, SimUser};
 use parley::{
     config::{DatabaseUrl, MattermostSettings, Settings},
+    http::state::AppState,
     startup::Application,
-    state::AppState,
 };
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};

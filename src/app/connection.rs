@@ -12,11 +12,11 @@ use url::Url;
 
 use super::settings::{Source, source};
 use crate::{
+    app::App,
     cluster::Note,
     config::{MattermostSettings, Settings, base},
     mattermost::Bridge,
     metrics::Metrics,
-    state::AppState,
     storage::{Store, StoreError, audit::NewAudit, now_ms},
 };
 
@@ -65,7 +65,7 @@ pub fn fixed_by_deployment(settings: &Settings) -> Option<Source> {
 }
 
 /// Where the connection in force comes from.
-pub fn origin(state: &AppState) -> Origin {
+pub fn origin(state: &App) -> Origin {
     match fixed_by_deployment(&state.settings) {
         Some(s) => Origin::Deployment(s),
         None if state.bridge().is_some() => Origin::BackOffice,
@@ -94,7 +94,7 @@ pub fn log_in_force(origin: Origin, mm: Option<&MattermostSettings>) {
 }
 
 /// Whether the connection in force was set in the back office.
-pub fn origin_is_back_office(state: &AppState) -> bool {
+pub fn origin_is_back_office(state: &App) -> bool {
     origin(state) == Origin::BackOffice
 }
 
@@ -177,7 +177,7 @@ pub fn bridge_for(mm: MattermostSettings, metrics: &Metrics) -> Arc<Bridge> {
 
 /// Puts a connection in force on this instance: the running bridge is replaced (the event
 /// stream reconnects, the jobs take the new one on their next pass).
-pub fn apply(state: &AppState, mm: Option<MattermostSettings>) {
+pub fn apply(state: &App, mm: Option<MattermostSettings>) {
     let origin = match (&mm, fixed_by_deployment(&state.settings)) {
         (_, Some(source)) => Origin::Deployment(source),
         (Some(_), None) => Origin::BackOffice,
@@ -190,7 +190,7 @@ pub fn apply(state: &AppState, mm: Option<MattermostSettings>) {
 
 /// Reads the saved connection again and puts it in force if it differs from the one here
 /// (another instance saved a change). Nothing happens while the deployment settings set it.
-pub async fn reload(state: &AppState) {
+pub async fn reload(state: &App) {
     if fixed_by_deployment(&state.settings).is_some() {
         return;
     }
@@ -215,7 +215,7 @@ pub async fn reload(state: &AppState) {
 /// Saves a connection checked by the caller, records who changed what (never the token), and
 /// puts it in force here and on the other instances.
 pub async fn save(
-    state: &AppState,
+    state: &App,
     new: MattermostSettings,
     actor: &str,
     ip: &str,

@@ -6,217 +6,82 @@
 //! Departments are read from the database when needed (the CLI and, later, the back office
 //! change them while the server runs); each is validated when saved (`validate`).
 
-pub mod cli;
-
 use jiff::{Timestamp, tz::TimeZone};
 use serde::Serialize;
 
+pub use crate::domain::department::*;
 use crate::{
-    config::{MattermostSettings, PresenceSettings},
+    app::App,
+    config::PresenceSettings,
     domain::{
         hours::{OnlineHours, parse_zone},
-        template::{self, Target},
+        presence::RouteStatus,
+        template,
     },
-    mattermost::presence::RouteStatus,
-    state::AppState,
     storage::{StoreError, departments::DepartmentRow},
 };
 
-/// Longest department name.
-pub const MAX_NAME_CHARS: usize = 64;
-/// Longest widget text (title, greeting, offline text).
-pub const MAX_TEXT_CHARS: usize = 500;
-
-/// The four templates, each with its default (the look parley has without a department) and
-/// its limit when saved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TemplateKind {
-    Request,
-    ChannelDisplayName,
-    ChannelHeader,
-    FirstPost,
-}
-
-impl TemplateKind {
-    pub const ALL: [TemplateKind; 4] = [
-        Self::Request,
-        Self::ChannelDisplayName,
-        Self::ChannelHeader,
-        Self::FirstPost,
-    ];
-
-    /// The default: today's texts. The first post is empty by default (nothing is posted;
-    /// the header carries the visitor's details and the conversation follows).
-    pub fn default_template(self) -> &'static str {
-        match self {
-            Self::Request => "**New chat request** from {nick}",
-            Self::ChannelDisplayName => "Chat: {nick}",
-            Self::ChannelHeader => {
-                "**{nick}**{#email} · {email}{/email}{#page_url} · page: {page_url}{/page_url} · type `!close` to end the chat"
-            }
-            Self::FirstPost => "",
-        }
+/// Reads a stored department. Stored values were validated when saved; should one be
+/// broken anyway (edited by hand), it is logged and its default used rather than failing
+/// visitors.
+pub fn from_row(row: DepartmentRow) -> Department {
+    let zone = parse_zone(&row.timezone).unwrap_or_else(|e| {
+        tracing::error!(department = %row.name, problem = %e, "a department's time zone is invalid; using UTC");
+        TimeZone::UTC
+    });
+    let hours = row.hours.as_deref().and_then(|h| {
+        OnlineHours::parse(h, &row.timezone)
+            .map_err(|e| {
+                tracing::error!(department = %row.name, problem = %e, "a department's online hours are invalid; ignoring them");
+            })
+            .ok()
+    });
+    Department {
+        id: row.id,
+        name: row.name,
+        team: row.team,
+        channel: row.channel,
+        hours,
+        zone,
+        texts: Texts {
+            title: row.text_title,
+            greeting: row.text_greeting,
+            offline: row.text_offline,
+        },
+        templates: [
+            row.template_request,
+            row.template_channel_display_name,
+            row.template_channel_header,
+            row.template_first_post,
+        ],
     }
-
-    /// Longest template accepted when saved.
-    pub fn max_chars(self) -> usize {
-        match self {
-            Self::Request => 2000,
-            Self::ChannelDisplayName => 200,
-            Self::ChannelHeader => 1024,
-            Self::FirstPost => 4000,
-        }
-    }
-
-    pub fn target(self) -> Target {
-        match self {
-            Self::ChannelDisplayName => Target::Plain,
-            _ => Target::Markdown,
-        }
-    }
-
-    /// How the CLI and errors name it.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Request => "request template",
-            Self::ChannelDisplayName => "channel display name template",
-            Self::ChannelHeader => "channel header template",
-            Self::FirstPost => "first post template",
-        }
-    }
-}
-
-/// A department as parley uses it.
-#[derive(Debug, Clone)]
-pub struct Department {
-    pub id: i64,
-    pub name: String,
-    pub team: String,
-    pub channel: String,
-    pub hours: Option<OnlineHours>,
-    pub zone: TimeZone,
-    pub texts: Texts,
-    pub templates: [Option<String>; 4],
-}
-
-/// What the widget shows for a department; `None` = the widget's own (translated) text.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Texts {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub greeting: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offline: Option<String>,
-}
-
-impl Department {
-    /// Reads a stored department. Stored values were validated when saved; should one be
-    /// broken anyway (edited by hand), it is logged and its default used rather than failing
-    /// visitors.
-    pub fn from_row(row: DepartmentRow) -> Self {
-        let zone = parse_zone(&row.timezone).unwrap_or_else(|e| {
-            tracing::error!(department = %row.name, problem = %e, "a department's time zone is invalid; using UTC");
-            TimeZone::UTC
-        });
-        let hours = row.hours.as_deref().and_then(|h| {
-            OnlineHours::parse(h, &row.timezone)
-                .map_err(|e| {
-                    tracing::error!(department = %row.name, problem = %e, "a department's online hours are invalid; ignoring them");
-                })
-                .ok()
-        });
-        Self {
-            id: row.id,
-            name: row.name,
-            team: row.team,
-            channel: row.channel,
-            hours,
-            zone,
-            texts: Texts {
-                title: row.text_title,
-                greeting: row.text_greeting,
-                offline: row.text_offline,
-            },
-            templates: [
-                row.template_request,
-                row.template_channel_display_name,
-                row.template_channel_header,
-                row.template_first_post,
-            ],
-        }
-    }
-
-    /// The template of `kind`: the department's own, or the default.
-    pub fn template(&self, kind: TemplateKind) -> &str {
-        let i = TemplateKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .expect("every kind is listed");
-        self.templates[i]
-            .as_deref()
-            .unwrap_or(kind.default_template())
-    }
-
-    pub fn route(&self) -> Route {
-        Route {
-            team: self.team.clone(),
-            channel: self.channel.clone(),
-        }
-    }
-}
-
-/// Where a department's requests go: team and requests channel names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct Route {
-    pub team: String,
-    pub channel: String,
-}
-
-impl Route {
-    /// The configured team and channel: the default department.
-    pub fn default_for(settings: &MattermostSettings) -> Self {
-        Self {
-            team: settings.team.clone(),
-            channel: settings.channel.clone(),
-        }
-    }
-}
-
-/// The template of `kind` for a chat of `department` (`None` = the default department).
-pub fn template_for(department: Option<&Department>, kind: TemplateKind) -> &str {
-    department.map_or(kind.default_template(), |d| d.template(kind))
 }
 
 /// Every department, in the widget's order.
-pub async fn list(state: &AppState) -> Result<Vec<Department>, StoreError> {
+pub async fn list(state: &App) -> Result<Vec<Department>, StoreError> {
     Ok(state
         .store
         .list_departments()
         .await?
         .into_iter()
-        .map(Department::from_row)
+        .map(from_row)
         .collect())
 }
 
 /// The department of a stored chat or offline message (`None`: the default one, also when
 /// its department was removed since).
-pub async fn get(state: &AppState, id: Option<i64>) -> Result<Option<Department>, StoreError> {
+pub async fn get(state: &App, id: Option<i64>) -> Result<Option<Department>, StoreError> {
     match id {
-        Some(id) => Ok(state
-            .store
-            .get_department(id)
-            .await?
-            .map(Department::from_row)),
+        Some(id) => Ok(state.store.get_department(id).await?.map(from_row)),
         None => Ok(None),
     }
 }
 
 /// Where requests of `department` go; `None` without Mattermost.
-pub fn route_of(state: &AppState, department: Option<&Department>) -> Option<Route> {
+pub fn route_of(state: &App, department: Option<&Department>) -> Option<Route> {
     match department {
         Some(d) => Some(d.route()),
-        None => state.bridge().map(|b| Route::default_for(b.settings())),
+        None => state.bridge().map(|b| b.settings().default_route()),
     }
 }
 
@@ -225,7 +90,7 @@ pub fn route_of(state: &AppState, department: Option<&Department>) -> Option<Rou
 /// online status: operators' replies need the event stream; a new chat only needs Mattermost
 /// to have been reached (it waits in the outbox during a short outage).
 pub fn is_available(
-    state: &AppState,
+    state: &App,
     department: Option<&Department>,
     at: Timestamp,
     stream_required: bool,
@@ -277,10 +142,7 @@ pub struct DepartmentView {
 
 /// The departments with their online state now (empty without departments), and whether any
 /// can be reached.
-pub async fn status(
-    state: &AppState,
-    at: Timestamp,
-) -> Result<(bool, Vec<DepartmentView>), StoreError> {
+pub async fn status(state: &App, at: Timestamp) -> Result<(bool, Vec<DepartmentView>), StoreError> {
     let departments = list(state).await?;
     if departments.is_empty() {
         return Ok((is_available(state, None, at, true), Vec::new()));

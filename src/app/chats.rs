@@ -5,15 +5,15 @@
 use serde_json::Value;
 
 use crate::{
-    attachments::{self, Upload},
+    app::App,
+    app::attachments::{self, Upload},
     domain::{ChatStatus, ClosedBy, Sender, markdown, system_event},
-    events::LiveEvent,
+    live::LiveEvent,
     mattermost::{
         Bridge, MmError, answers, format,
         wire::{Post, Reaction, User},
     },
     security,
-    state::AppState,
     storage::{
         StoreError,
         chats::{AcceptOutcome, ChatRow, Closing, NewChat, Operator, Transfer},
@@ -38,7 +38,7 @@ pub struct StartChat {
 
 /// Creates a chat; returns it with the visitor's token (shown once, stored only hashed).
 pub async fn start(
-    state: &AppState,
+    state: &App,
     req: StartChat,
 ) -> Result<(ChatRow, String, MessageRow), StoreError> {
     let token = security::random_token();
@@ -69,7 +69,7 @@ pub async fn start(
 /// Stores a visitor message with its files (and its delivery task) and shows it on the chat's
 /// sockets. Files are kept only if the message is stored.
 pub async fn post_visitor_message(
-    state: &AppState,
+    state: &App,
     chat: &ChatRow,
     text: &str,
     uploads: Vec<Upload>,
@@ -103,7 +103,7 @@ pub async fn post_visitor_message(
 }
 
 /// The visitor ends the chat. Returns the chat as it is afterwards.
-pub async fn close_by_visitor(state: &AppState, chat: &ChatRow) -> Result<ChatRow, StoreError> {
+pub async fn close_by_visitor(state: &App, chat: &ChatRow) -> Result<ChatRow, StoreError> {
     let name = format::visitor_name(chat);
     let notice = format!("{name} ended the chat.");
     let closing = Closing {
@@ -125,7 +125,7 @@ const LEFT_BEFORE_ACCEPT: &str = "the visitor left before anyone accepted";
 /// accepted, by settling the request post. Does nothing if the visitor came back meanwhile,
 /// even at this very moment; returns the ended chat otherwise.
 pub async fn close_visitor_left(
-    state: &AppState,
+    state: &App,
     chat_id: &str,
     unseen_since: i64,
 ) -> Result<Option<ChatRow>, StoreError> {
@@ -159,7 +159,7 @@ pub async fn close_visitor_left(
 
 /// How the request post reads once a chat ended before anyone accepted, by who ended it
 /// (`closed_by` as stored).
-pub fn left_unaccepted(state: &AppState, closed_by: &str) -> String {
+pub fn left_unaccepted(state: &App, closed_by: &str) -> String {
     if closed_by == ClosedBy::Visitor.as_str() {
         LEFT_BEFORE_ACCEPT.to_owned()
     } else if closed_by == ClosedBy::VisitorLeft.as_str() {
@@ -176,11 +176,7 @@ pub fn left_unaccepted(state: &AppState, closed_by: &str) -> String {
 /// tells the visitor they are still in the queue, with the offer to leave a message instead.
 /// Once per chat, however many instances try; only for a request started before
 /// `created_before`. Returns whether this call reminded.
-pub async fn remind(
-    state: &AppState,
-    chat_id: &str,
-    created_before: i64,
-) -> Result<bool, StoreError> {
+pub async fn remind(state: &App, chat_id: &str, created_before: i64) -> Result<bool, StoreError> {
     let now = now_ms();
     let notice = NewMessage {
         sender: Sender::System,
@@ -208,7 +204,7 @@ pub async fn remind(
 
 /// An operator ends the chat from Mattermost.
 pub async fn close_by_operator(
-    state: &AppState,
+    state: &App,
     chat: &ChatRow,
     operator_name: &str,
     operator_username: &str,
@@ -226,7 +222,7 @@ pub async fn close_by_operator(
     close(state, &chat.id, &closing).await
 }
 
-async fn close(state: &AppState, id: &str, closing: &Closing<'_>) -> Result<ChatRow, StoreError> {
+async fn close(state: &App, id: &str, closing: &Closing<'_>) -> Result<ChatRow, StoreError> {
     match state.store.close_chat(id, closing, now_ms()).await? {
         Some((chat, notice)) => {
             state.hub.message(&notice);
@@ -240,7 +236,7 @@ async fn close(state: &AppState, id: &str, closing: &Closing<'_>) -> Result<Chat
 
 /// An operator clicked Accept: exactly one click wins.
 pub async fn accept(
-    state: &AppState,
+    state: &App,
     chat_id: &str,
     operator: &Operator,
 ) -> Result<AcceptOutcome, StoreError> {
@@ -260,7 +256,7 @@ pub async fn accept(
 /// Applies one post seen in Mattermost (live or caught up): an operator message for the
 /// visitor, or a command. Posts by parley itself, system posts and posts outside chat
 /// channels are ignored; each post is applied at most once.
-pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError> {
+pub async fn apply_post(state: &App, post: &Post) -> Result<(), ApplyError> {
     let Some(bridge) = &state.bridge() else {
         return Ok(());
     };
@@ -359,7 +355,7 @@ pub async fn apply_post(state: &AppState, post: &Post) -> Result<(), ApplyError>
 /// Carries out an operator command (the text after `!`) and answers in the channel. Answers
 /// are built by `mattermost::answers`, which makes every piece of echoed text inert.
 async fn run_command(
-    state: &AppState,
+    state: &App,
     bridge: &Bridge,
     chat: &ChatRow,
     command: &str,
@@ -393,7 +389,7 @@ async fn run_command(
 /// `!note <text>`: kept in the transcript, never sent to the visitor (no live event, no
 /// outbox task; the visitor API leaves notes out).
 async fn note(
-    state: &AppState,
+    state: &App,
     chat: &ChatRow,
     text: &str,
     post: &Post,
@@ -419,7 +415,7 @@ async fn note(
 /// `!transfer @user`: adds them to the channel, makes them the chat's operator and tells the
 /// visitor. Returns the answer when nothing changed (the handover queues its own).
 async fn transfer(
-    state: &AppState,
+    state: &App,
     bridge: &Bridge,
     chat: &ChatRow,
     argument: &str,
@@ -485,7 +481,7 @@ async fn invite(bridge: &Bridge, chat: &ChatRow, argument: &str) -> String {
 }
 
 /// `!info`: the visitor's details and their earlier chats by e-mail.
-async fn info(state: &AppState, chat: &ChatRow) -> Result<String, ApplyError> {
+async fn info(state: &App, chat: &ChatRow) -> Result<String, ApplyError> {
     let (total, earlier) = match &chat.visitor_email {
         Some(email) => {
             state
@@ -552,7 +548,7 @@ fn refusal(e: &MmError) -> String {
 /// An operator edited a post in a chat channel: the stored message takes the new text and the
 /// visitor sees it marked edited. Posts by parley itself, notes and unchanged text (a pin, a
 /// reaction) change nothing.
-pub async fn apply_post_edited(state: &AppState, post: &Post) -> Result<(), ApplyError> {
+pub async fn apply_post_edited(state: &App, post: &Post) -> Result<(), ApplyError> {
     let Some(bridge) = state.bridge() else {
         return Ok(());
     };
@@ -583,7 +579,7 @@ pub async fn apply_post_edited(state: &AppState, post: &Post) -> Result<(), Appl
 
 /// An operator deleted a post in a chat channel: its message is marked deleted (kept for the
 /// back office) and leaves the visitor's view.
-pub async fn apply_post_deleted(state: &AppState, post: &Post) -> Result<(), ApplyError> {
+pub async fn apply_post_deleted(state: &App, post: &Post) -> Result<(), ApplyError> {
     let Some(bridge) = state.bridge() else {
         return Ok(());
     };
@@ -609,7 +605,7 @@ pub async fn apply_post_deleted(state: &AppState, post: &Post) -> Result<(), App
 /// Someone types in a channel (Mattermost's `typing` event): if it is an operator in an
 /// active chat's channel, the visitor's widget says so. Nothing is stored.
 pub async fn operator_typing(
-    state: &AppState,
+    state: &App,
     channel_id: &str,
     user_id: &str,
 ) -> Result<(), ApplyError> {
@@ -642,7 +638,7 @@ pub const ACCEPT_EMOJI: &str = "white_check_mark";
 /// A reaction was added somewhere: `:white_check_mark:` on a pending chat's request post by a
 /// person accepts the chat, through the same exactly-one-winner path as the button. The
 /// request post is then rewritten as after a click.
-pub async fn apply_reaction(state: &AppState, reaction: &Reaction) -> Result<(), ApplyError> {
+pub async fn apply_reaction(state: &App, reaction: &Reaction) -> Result<(), ApplyError> {
     let Some(bridge) = state.bridge() else {
         return Ok(());
     };
@@ -685,7 +681,7 @@ pub async fn apply_reaction(state: &AppState, reaction: &Reaction) -> Result<(),
 }
 
 /// Catches up every active chat with posts made while parley was not listening.
-pub async fn catch_up(state: &AppState) -> Result<usize, ApplyError> {
+pub async fn catch_up(state: &App) -> Result<usize, ApplyError> {
     let Some(bridge) = state.bridge() else {
         return Ok(0);
     };
@@ -738,7 +734,7 @@ pub async fn catch_up(state: &AppState) -> Result<usize, ApplyError> {
 }
 
 /// Applies a post from a catch-up list, which holds new, edited and deleted posts alike.
-async fn apply_post_change(state: &AppState, post: &Post) -> Result<(), ApplyError> {
+async fn apply_post_change(state: &App, post: &Post) -> Result<(), ApplyError> {
     if !post.original_id.is_empty() {
         // The old version an edit left behind (soft-deleted): the edited post itself is listed
         // too and carries the change.

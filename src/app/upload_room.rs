@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::{state::AppState, storage::StoreError};
+use crate::{app::App, storage::StoreError};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -23,7 +23,7 @@ pub enum NoRoom {
 /// Checks that `incoming` more bytes fit. Called before an upload is read (with 0: refuse at
 /// once when already full) and once its files are received, before anything is kept.
 /// Concurrent uploads may each pass and overshoot a quota by at most one request each.
-pub async fn check(state: &AppState, incoming: u64) -> Result<Result<(), NoRoom>, StoreError> {
+pub async fn check(state: &App, incoming: u64) -> Result<Result<(), NoRoom>, StoreError> {
     let limits = &state.settings.files;
     if limits.min_free_disk_bytes > 0
         && free_bytes(&state.settings.data_dir)

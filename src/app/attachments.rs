@@ -6,9 +6,9 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use crate::{
+    app::App,
     domain::files::{detect, display_name},
     mattermost::{Bridge, MmError},
-    state::AppState,
     storage::{
         blobs::{Blobs, TempBlob},
         files::NewFile,
@@ -101,7 +101,7 @@ pub struct Skipped {
 /// Mattermost no longer has (or refuses) is skipped with a warning. Only errors worth a retry
 /// fail the whole post.
 pub async fn copy_from_mattermost(
-    state: &AppState,
+    state: &App,
     bridge: &Bridge,
     file_ids: &[String],
 ) -> Result<(Vec<Upload>, Vec<Skipped>), MmError> {
@@ -127,7 +127,7 @@ enum Copied {
     Gone,
 }
 
-async fn copy_one(state: &AppState, bridge: &Bridge, id: &str) -> Result<Copied, MmError> {
+async fn copy_one(state: &App, bridge: &Bridge, id: &str) -> Result<Copied, MmError> {
     let max = state.settings.files.max_bytes;
     let info = bridge.client.file_info(id).await?;
     let too_large = || {

@@ -1,5 +1,6 @@
-//! What a visitor sees of a chat (the JSON views shared by the API and the live socket), and
-//! the in-process hub that pushes those views to every open socket of a chat.
+//! The in-process hub that pushes a chat's events to every open socket of that chat, on this
+//! instance. With several instances, a [`Relay`] takes published events to all of them; the hub
+//! knows nothing of how.
 
 use std::{
     collections::HashMap,
@@ -7,121 +8,18 @@ use std::{
 };
 
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
+use super::views::{ChatView, MessageView};
 use crate::{
-    cluster::Note,
-    domain::{ChatStatus, Sender, files::is_inline_image},
     security::FileLinks,
-    storage::{chats::ChatRow, files::FileRow, messages::MessageRow, rfc3339},
+    storage::{chats::ChatRow, messages::MessageRow},
 };
 
-/// A chat as the visitor API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChatView {
-    pub id: String,
-    pub status: ChatStatus,
-    pub operator: Option<OperatorView>,
-    pub created_at: String,
-    pub closed_at: Option<String>,
-    /// What the visitor gave when starting the chat (to prefill a "leave a message" form).
-    pub visitor: VisitorView,
-}
-
-/// The visitor's own details, as they gave them.
-#[derive(Debug, Clone, Serialize)]
-pub struct VisitorView {
-    pub name: Option<String>,
-    pub email: Option<String>,
-}
-
-/// The operator as the visitor sees them.
-#[derive(Debug, Clone, Serialize)]
-pub struct OperatorView {
-    pub name: String,
-}
-
-impl From<&ChatRow> for ChatView {
-    fn from(c: &ChatRow) -> Self {
-        Self {
-            id: c.id.clone(),
-            status: c.status(),
-            operator: c.operator_name.clone().map(|name| OperatorView { name }),
-            created_at: rfc3339(c.created_at),
-            closed_at: c.closed_at.map(rfc3339),
-            visitor: VisitorView {
-                name: c.visitor_name.clone(),
-                email: c.visitor_email.clone(),
-            },
-        }
-    }
-}
-
-/// A message as the visitor API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct MessageView {
-    pub id: i64,
-    pub sender: Sender,
-    pub author: Option<String>,
-    pub text: String,
-    /// Sanitised HTML for operator messages (rendered Markdown), escaped text otherwise.
-    pub html: Option<String>,
-    /// For system messages: what happened, for translation (`accepted`, `closed_by_visitor`,
-    /// `closed_by_operator`, `transferred`, `visitor_left`, `still_waiting`).
-    pub event: Option<String>,
-    pub created_at: String,
-    /// When the operator last edited the message in Mattermost, if ever.
-    pub edited_at: Option<String>,
-    pub files: Vec<FileView>,
-}
-
-impl MessageView {
-    /// The view of a stored message, with fresh download links for its files.
-    pub fn new(m: &MessageRow, links: &FileLinks) -> Self {
-        let now_s = crate::storage::now_ms() / 1000;
-        Self {
-            id: m.id,
-            sender: m.sender(),
-            author: m.author.clone(),
-            text: m.body.clone(),
-            html: m.html.clone(),
-            event: m.event.clone(),
-            created_at: rfc3339(m.created_at),
-            edited_at: m.edited_at.map(rfc3339),
-            files: m
-                .files
-                .iter()
-                .map(|f| FileView::new(f, links, now_s))
-                .collect(),
-        }
-    }
-}
-
-/// An attached file as the visitor API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct FileView {
-    pub id: String,
-    /// The sender's name for it (sanitised; for display only).
-    pub name: String,
-    pub size: i64,
-    pub content_type: String,
-    /// Whether it may be shown inline (PNG, JPEG, GIF, WebP).
-    pub image: bool,
-    /// A signed download link, valid for about an hour.
-    pub url: String,
-}
-
-impl FileView {
-    fn new(f: &FileRow, links: &FileLinks, now_s: i64) -> Self {
-        Self {
-            id: f.id.clone(),
-            name: f.name.clone(),
-            size: f.size,
-            content_type: f.content_type.clone(),
-            image: is_inline_image(&f.content_type),
-            url: links.url(&f.id, now_s),
-        }
-    }
+/// Takes a published event to every instance, each of which delivers it to its own sockets
+/// ([`Hub::deliver`]). The cluster implements it.
+pub trait Relay: Send + Sync + std::fmt::Debug {
+    fn relay(&self, chat_id: &str, event: &LiveEvent);
 }
 
 /// An event pushed to a chat's live sockets.
@@ -155,12 +53,12 @@ pub enum LiveEvent {
 /// Fan-out of live events per chat. Senders exist only while someone listens.
 ///
 /// With several instances (PostgreSQL), published events are not delivered here directly:
-/// they go to every instance as a `cluster::Note`, and each delivers them to its own sockets.
+/// they go to every instance through the [`Relay`], and each delivers them to its own sockets.
 #[derive(Clone, Debug)]
 pub struct Hub {
     chats: Arc<Mutex<HashMap<String, broadcast::Sender<LiveEvent>>>>,
     links: FileLinks,
-    relay: Option<mpsc::UnboundedSender<Note>>,
+    relay: Option<Arc<dyn Relay>>,
 }
 
 /// How many events a slow socket may fall behind before it is told to catch up by id. Every
@@ -179,7 +77,7 @@ impl Hub {
     }
 
     /// A hub that publishes through the other instances (see `cluster`).
-    pub fn relayed(links: FileLinks, relay: mpsc::UnboundedSender<Note>) -> Self {
+    pub fn relayed(links: FileLinks, relay: Arc<dyn Relay>) -> Self {
         Self {
             relay: Some(relay),
             ..Self::new(links)
@@ -214,9 +112,7 @@ impl Hub {
     /// Sends an event to every listener of the chat (none is fine), on every instance.
     pub fn publish(&self, chat_id: &str, event: LiveEvent) {
         if let Some(relay) = &self.relay {
-            if let Some(note) = Note::of_event(chat_id, &event) {
-                let _ = relay.send(note);
-            }
+            relay.relay(chat_id, &event);
             return;
         }
         self.deliver(chat_id, event);

@@ -4,7 +4,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{Invalid, validate};
+use crate::app::departments::{Invalid, validate};
 use crate::{
     config::{Settings, base},
     mattermost::{Client, MmError},
@@ -101,7 +101,7 @@ pub enum CliError {
 
 /// Runs a department command; returns what to print.
 pub async fn run(command: DepartmentCommand, settings: &Settings) -> Result<String, CliError> {
-    let store = crate::commands::open_existing_store(settings)
+    let store = crate::cli::open_existing_store(settings)
         .await
         .map_err(CliError::Open)?;
     match command {

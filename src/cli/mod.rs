@@ -2,6 +2,9 @@
 //! uses and never create one (a command run in the wrong directory would otherwise leave a
 //! new, empty database there and report on it as if it were the server's).
 
+pub mod departments;
+pub mod doctor;
+
 use crate::{
     config::{DatabaseUrl, Settings},
     storage::Store,

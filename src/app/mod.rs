@@ -1,0 +1,79 @@
+//! The application core: what parley does, apart from how it is reached. The use cases take
+//! [`App`], a set of narrow handles (storage, the bridge slot, the live hub, the outbox, the
+//! cluster); the HTTP layer, the jobs and the event stream call them. Nothing here knows of
+//! axum or of the jobs' loops (`docs/architecture.md`, "What may import what").
+
+pub mod accounts;
+pub mod attachments;
+pub mod chats;
+pub mod connection;
+pub mod departments;
+pub mod settings;
+pub mod upload_room;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::{
+    cluster::{Cluster, Note},
+    config::Settings,
+    jobs::outbox::HandOffs,
+    live::Hub,
+    mattermost::{Bridge, BridgeSlot},
+    metrics::Metrics,
+    security::ActionSigner,
+    storage::{Store, blobs::Blobs},
+};
+
+/// The application's handles. Cheap to clone; everything inside is shared.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub hub: Hub,
+    /// The Mattermost bridge in force (none: parley runs offline), replaced when the
+    /// connection is changed in the back office. Read it with [`App::bridge`].
+    pub connection: BridgeSlot,
+    pub signer: ActionSigner,
+    /// Where attached files are kept.
+    pub blobs: Blobs,
+    /// Wakes the outbox worker when a task is added.
+    pub outbox_wakeup: Arc<Notify>,
+    /// Gives a visitor message's delivery task straight to the outbox worker, when it runs
+    /// in this process.
+    pub outbox_handoffs: HandOffs,
+    /// This process's Prometheus metrics (`/metrics`).
+    pub metrics: Metrics,
+    /// With PostgreSQL: this instance among others (events, leadership); `None` on SQLite.
+    pub cluster: Option<Cluster>,
+}
+
+impl App {
+    /// The Mattermost bridge in force now; `None` when Mattermost is not configured. Take it
+    /// once per unit of work (a request, a pass of a job): the connection may be replaced
+    /// meanwhile, and a unit of work should not mix two.
+    pub fn bridge(&self) -> Option<Arc<Bridge>> {
+        self.connection.get()
+    }
+
+    /// Whether Mattermost is connected, the precondition for offering a live chat; each
+    /// department's hours and operators' presence decide the rest (`app::departments::status`).
+    pub fn online(&self) -> bool {
+        self.bridge().is_some_and(|b| b.is_online())
+    }
+
+    /// Whether a new chat can be taken: Mattermost is configured and was reached. A chat taken
+    /// during a short outage waits in the outbox.
+    pub fn accepting_chats(&self) -> bool {
+        self.bridge().is_some_and(|b| b.is_resolved())
+    }
+
+    /// Tells the outbox worker there is work (the leader's, with several instances).
+    pub fn wake_outbox(&self) {
+        self.outbox_wakeup.notify_one();
+        if let Some(cluster) = self.cluster.as_ref().filter(|c| !c.is_leader()) {
+            cluster.send(Note::Wake);
+        }
+    }
+}
