@@ -128,6 +128,20 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// The database as a person can find it (a SQLite file as an absolute path, a PostgreSQL
+    /// URL without its password).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(path) => std::path::absolute(path)
+                .unwrap_or_else(|_| path.clone())
+                .display()
+                .to_string(),
+            Self::Postgres(url) => url.redacted(),
+        }
+    }
+}
+
+impl DatabaseUrl {
     /// Reads `PARLEY_DATABASE_URL`: `sqlite://path` or `postgres://…`.
     pub fn parse(u: &str) -> Result<Self, ConfigError> {
         if let Some(rest) = u.strip_prefix("sqlite:") {

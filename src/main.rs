@@ -240,7 +240,7 @@ async fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let report = parley::cli::doctor::run_with(settings, signer.as_ref()).await;
+    let report = parley::app::doctor::run_with(settings, signer.as_ref()).await;
     println!("{report}");
     Ok(if report.passed() {
         ExitCode::SUCCESS

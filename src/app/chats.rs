@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::{
     app::App,
     app::attachments::{self, Upload},
+    cluster::Note,
     domain::{ChatStatus, ClosedBy, Sender, markdown, system_event},
     live::LiveEvent,
     mattermost::{
@@ -155,6 +156,35 @@ pub async fn close_visitor_left(
         state.wake_outbox();
         chat
     }))
+}
+
+/// Shows the visitor as typing in the chat's channel, if the chat is active. Dropped while
+/// Mattermost's event stream is down: typing is never queued.
+pub async fn visitor_typing(state: &App, chat_id: &str) {
+    let Some(bridge) = state.bridge() else {
+        return;
+    };
+    let chat = match state.store.get_chat(chat_id).await {
+        Ok(Some(chat)) => chat,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read the chat for typing");
+            return;
+        }
+    };
+    if chat.status() == ChatStatus::Active
+        && let Some(channel_id) = &chat.channel_id
+    {
+        match &state.cluster {
+            // The leader holds the event stream that sends it.
+            Some(cluster) if !cluster.is_leader() => cluster.send(Note::VisitorTyping {
+                channel: channel_id.clone(),
+            }),
+            _ => {
+                bridge.visitor_typing(channel_id);
+            }
+        }
+    }
 }
 
 /// How the request post reads once a chat ended before anyone accepted, by who ended it

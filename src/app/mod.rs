@@ -8,6 +8,7 @@ pub mod attachments;
 pub mod chats;
 pub mod connection;
 pub mod departments;
+pub mod doctor;
 pub mod settings;
 pub mod upload_room;
 

@@ -3,12 +3,8 @@
 //! new, empty database there and report on it as if it were the server's).
 
 pub mod departments;
-pub mod doctor;
 
-use crate::{
-    config::{DatabaseUrl, Settings},
-    storage::Store,
-};
+use crate::{config::Settings, storage::Store};
 
 /// Why a command found no database.
 #[derive(Debug, thiserror::Error)]
@@ -23,20 +19,8 @@ pub async fn open_existing_store(settings: &Settings) -> anyhow::Result<Store> {
         Ok(None) => Err(NoDatabase(missing_database(settings)).into()),
         Err(e) => Err(anyhow::Error::new(e).context(format!(
             "could not open the database {}",
-            describe_database(settings)
+            settings.database.describe()
         ))),
-    }
-}
-
-/// The database these settings name, as a person can find it (a SQLite file as an absolute
-/// path, a PostgreSQL URL without its password).
-pub fn describe_database(settings: &Settings) -> String {
-    match &settings.database {
-        DatabaseUrl::Sqlite(path) => std::path::absolute(path)
-            .unwrap_or_else(|_| path.clone())
-            .display()
-            .to_string(),
-        DatabaseUrl::Postgres(url) => url.redacted(),
     }
 }
 
@@ -49,7 +33,7 @@ fn missing_database(settings: &Settings) -> String {
          server runs, with the same settings: PARLEY_DATA_DIR=/path/to/parley/data, \
          PARLEY_DATABASE_URL=…, or PARLEY_CONFIG=/path/to/parley.toml (the file the server \
          reads). On a new installation, `parley migrate` creates the database.",
-        describe_database(settings),
+        settings.database.describe(),
         data_dir.display(),
     )
 }

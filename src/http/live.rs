@@ -19,8 +19,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    cluster::Note,
-    domain::ChatStatus,
+    app::chats,
     http::state::AppState,
     http::{
         error::ApiError,
@@ -240,7 +239,7 @@ async fn stream(
                         && last_typing.is_none_or(|t| t.elapsed() >= TYPING_EVERY)
                     {
                         last_typing = Some(Instant::now());
-                        visitor_typing(state, &chat.id).await;
+                        chats::visitor_typing(&state, &chat.id).await;
                     }
                 }
                 // Pongs included.
@@ -297,33 +296,4 @@ async fn send_backlog(
 fn is_typing(text: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(text)
         .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("typing"))
-}
-
-/// Shows the visitor as typing in the chat's channel, if the chat is active. Dropped while
-/// Mattermost's event stream is down: typing is never queued.
-async fn visitor_typing(state: &AppState, chat_id: &str) {
-    let Some(bridge) = state.bridge() else {
-        return;
-    };
-    let chat = match state.store.get_chat(chat_id).await {
-        Ok(Some(chat)) => chat,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::debug!(error = %e, "could not read the chat for typing");
-            return;
-        }
-    };
-    if chat.status() == ChatStatus::Active
-        && let Some(channel_id) = &chat.channel_id
-    {
-        match &state.cluster {
-            // The leader holds the event stream that sends it.
-            Some(cluster) if !cluster.is_leader() => cluster.send(Note::VisitorTyping {
-                channel: channel_id.clone(),
-            }),
-            _ => {
-                bridge.visitor_typing(channel_id);
-            }
-        }
-    }
 }

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     app::connection::{self, DRAFT_LIFETIME, Origin},
-    cli::doctor::{self, Report},
+    app::doctor::{self, Report},
     config::{MattermostSettings, base},
     http::extract::ClientIp,
     http::state::AppState,

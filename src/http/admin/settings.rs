@@ -18,10 +18,10 @@ use super::{
     views::{PageError, csrf_field, layout, page},
 };
 use crate::{
+    app::doctor::{self, Report, Verdict},
     app::settings::{
         self as office, FieldMode, Invalid, SettingsForm, Source, WidgetSettings, keys,
     },
-    cli::doctor::{self, Report, Verdict},
     http::extract::ClientIp,
     http::state::AppState,
     storage::{audit::NewAudit, now_ms},

@@ -648,7 +648,7 @@ async fn check_callbacks(
         None => {
             let why = format!(
                 "it needs the server's database, and there is none at {}",
-                crate::cli::describe_database(settings)
+                settings.database.describe()
             );
             let (found, advice) = not_checked(&why);
             (Verdict::Skipped, found, advice)
