@@ -4,7 +4,7 @@
 use mattermost_sim::{MattermostSim, SimConfig, SimUser};
 use parley::{
     app::accounts::Role,
-    cli::doctor::{self, Verdict},
+    app::doctor::{self, Verdict},
     config::{MattermostSettings, Settings},
 };
 use serde_json::Value;

@@ -9,6 +9,7 @@ mod admin_doctor;
 mod admin_managers;
 mod admin_settings;
 mod admin_sign_in;
+mod architecture;
 mod bridge;
 mod browser;
 mod browser_launch;

@@ -291,9 +291,9 @@ async fn the_connection_form_sends_the_token_to_no_redirect_and_no_other_server(
         team: "support".into(),
         channel: "requests".into(),
     });
-    let report = parley::cli::doctor::run(&settings).await;
+    let report = parley::app::doctor::run(&settings).await;
     let reachable = report.get("reachable").unwrap();
-    assert_eq!(reachable.verdict, parley::cli::doctor::Verdict::Failed);
+    assert_eq!(reachable.verdict, parley::app::doctor::Verdict::Failed);
     assert!(reachable.found.contains("redirect"), "{report}");
     assert!(
         redirecting_seen
@@ -550,12 +550,12 @@ async fn doctor_and_back_office_say_which_websites_are_allowed() {
         let listed = origins.clone();
         let app = spawn_app_with(move |s| s.allowed_origins = listed).await;
         let own = app.url.clone();
-        let report = parley::cli::doctor::run(&app.state.settings).await;
+        let report = parley::app::doctor::run(&app.state.settings).await;
         let check = report.get("origins").expect("doctor checks the origins");
         let expected = if any {
-            parley::cli::doctor::Verdict::Warning
+            parley::app::doctor::Verdict::Warning
         } else {
-            parley::cli::doctor::Verdict::Ok
+            parley::app::doctor::Verdict::Ok
         };
         assert_eq!(check.verdict, expected, "{report}");
         assert!(report.passed(), "{report}");
