@@ -239,7 +239,7 @@ async fn stream(
                         && last_typing.is_none_or(|t| t.elapsed() >= TYPING_EVERY)
                     {
                         last_typing = Some(Instant::now());
-                        chats::visitor_typing(&state, &chat.id).await;
+                        chats::visitor_typing(state, &chat.id).await;
                     }
                 }
                 // Pongs included.
