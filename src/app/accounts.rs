@@ -177,6 +177,7 @@ pub enum InviteError {
 }
 
 /// Creates a manager without a password and returns a setup link for that person.
+#[tracing::instrument(skip_all, fields(role = role.as_str()))]
 pub async fn invite(
     store: &Store,
     public_base: &str,
@@ -194,6 +195,7 @@ pub async fn invite(
 }
 
 /// A new setup link for an existing manager (a password reset); earlier links stop working.
+#[tracing::instrument(skip_all, fields(manager_id))]
 pub async fn reset_link(
     store: &Store,
     public_base: &str,
@@ -214,6 +216,7 @@ pub async fn reset_link(
 
 /// Clears the sign-in lock of `manager` (every browser's budget) and audits it; whether
 /// there were failures to clear.
+#[tracing::instrument(skip_all, fields(manager_id = manager.id))]
 pub async fn unlock(store: &Store, manager: &ManagerRow) -> Result<bool, StoreError> {
     let cleared = store.unlock_sign_in(manager.id).await? > 0;
     store

@@ -64,6 +64,7 @@ pub fn describe(blob: TempBlob, raw_name: &str, mm_file_id: Option<String>) -> U
 }
 
 /// Moves received files beside their chat. On failure the ones already moved are removed.
+#[tracing::instrument(skip_all, fields(chat_id, files = uploads.len()))]
 pub async fn keep(
     blobs: &Blobs,
     chat_id: &str,
@@ -100,6 +101,7 @@ pub struct Skipped {
 /// is deleted. Files over the size limit are skipped (and reported), not half-copied; a file
 /// Mattermost no longer has (or refuses) is skipped with a warning. Only errors worth a retry
 /// fail the whole post.
+#[tracing::instrument(skip_all, fields(files = file_ids.len()))]
 pub async fn copy_from_mattermost(
     state: &App,
     bridge: &Bridge,

@@ -190,6 +190,7 @@ pub fn apply(state: &App, mm: Option<MattermostSettings>) {
 
 /// Reads the saved connection again and puts it in force if it differs from the one here
 /// (another instance saved a change). Nothing happens while the deployment settings set it.
+#[tracing::instrument(skip_all)]
 pub async fn reload(state: &App) {
     if fixed_by_deployment(&state.settings).is_some() {
         return;
@@ -214,6 +215,7 @@ pub async fn reload(state: &App) {
 
 /// Saves a connection checked by the caller, records who changed what (never the token), and
 /// puts it in force here and on the other instances.
+#[tracing::instrument(skip_all, fields(actor))]
 pub async fn save(
     state: &App,
     new: MattermostSettings,

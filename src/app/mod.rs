@@ -9,10 +9,13 @@ pub mod chats;
 pub mod connection;
 pub mod departments;
 pub mod doctor;
+pub mod error;
 pub mod settings;
 pub mod upload_room;
 
 use std::sync::Arc;
+
+pub use error::Error;
 
 use tokio::sync::Notify;
 
