@@ -17,7 +17,7 @@ use crate::{
     config::{DatabaseUrl, Settings},
     events::Hub,
     http::{self, live_sockets::LiveSockets, rate_limit::RateLimits},
-    jobs, mattermost,
+    jobs,
     metrics::Metrics,
     security::{ActionSigner, FileLinks, random_token},
     state::{AppState, BridgeSlot},
@@ -141,7 +141,7 @@ impl Application {
         match cluster {
             // Several instances: the leader runs the event stream and the scheduled jobs.
             Some(parts) => {
-                let leader_jobs = background.then_some(leader_jobs);
+                let leader_jobs = background.then_some(jobs::spawn_all);
                 jobs.spawn(cluster::run(
                     state.clone(),
                     parts,
@@ -149,7 +149,7 @@ impl Application {
                     leader_jobs,
                 ));
             }
-            None if background => led = leader_jobs(state.clone(), shutdown.clone()),
+            None if background => led = jobs::spawn_all(state.clone(), shutdown.clone()),
             None => {}
         }
         let store = state.store.clone();
@@ -171,32 +171,6 @@ impl Application {
         served?;
         Ok(())
     }
-}
-
-/// The Mattermost event stream and the scheduled jobs: on the one instance that leads (every
-/// instance on SQLite, which is one).
-fn leader_jobs(state: AppState, shutdown: CancellationToken) -> JoinSet<()> {
-    let mut jobs = JoinSet::new();
-    jobs.spawn(jobs::run_outbox(state.clone(), shutdown.clone()));
-    jobs.spawn(mattermost::stream::run(state.clone(), shutdown.clone()));
-    jobs.spawn(jobs::cleanup::run_scheduled(
-        state.clone(),
-        shutdown.clone(),
-    ));
-    jobs.spawn(jobs::presence::run_scheduled(
-        state.clone(),
-        shutdown.clone(),
-    ));
-    jobs.spawn(jobs::retention::run_scheduled(
-        state.clone(),
-        shutdown.clone(),
-    ));
-    jobs.spawn(mattermost::callback_check::run_scheduled(
-        state.clone(),
-        shutdown.clone(),
-    ));
-    jobs.spawn(jobs::lifecycle::run_scheduled(state, shutdown));
-    jobs
 }
 
 async fn forget_idle_rate_limits(state: AppState, shutdown: CancellationToken) {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     backoffice::{audit, location, offline_message, sales_department, signed_in},
-    spawn_app, spawn_app_with, wait_until,
+    poll_until, spawn_app, spawn_app_with, wait_until,
 };
 
 #[tokio::test]
@@ -146,17 +146,12 @@ async fn chats_can_be_found_and_their_transcript_read() {
             && html.contains("Tracking: 124")
             && html.contains("edited")
     };
-    if tokio::time::timeout(Duration::from_secs(5), async {
-        while !transcript_marked().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .is_err()
-    {
-        let (_, html) = agent.page(&format!("/admin/chats/{}", answered.id)).await;
-        panic!("notes, edits and deletions are marked: {html}");
-    }
+    poll_until(
+        "notes, edits and deletions are marked",
+        Duration::from_secs(5),
+        || async { transcript_marked().await.then_some(()) },
+    )
+    .await;
     let (_, html) = agent.page(&format!("/admin/chats/{}", waiting.id)).await;
     assert!(
         html.contains("&lt;b&gt;Anyone&lt;/b&gt; there?"),

@@ -244,8 +244,9 @@ async fn the_server_ends_left_chats_by_itself_but_not_one_whose_widget_is_connec
         stored_status(&app, &gone).await == "closed"
     })
     .await;
-    // Twice the timeout later, the connected one is still waiting for an operator.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // Judged twice the timeout later, the connected one is still waiting for an operator.
+    let report = app.run_lifecycle_once(now_ms() + 1600).await;
+    assert_eq!(report.ended, 0);
     assert_eq!(stored_status(&app, &here).await, "pending");
     drop(live);
 }

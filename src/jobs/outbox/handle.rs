@@ -1,11 +1,19 @@
-//! The outbox's front door: how a request hands a task it just stored to the worker, without
-//! the worker reading it back. Imports nothing from `jobs/`, so the application core can own it.
+//! The outbox's front door: how a request hands a task it just stored to the worker (without
+//! the worker reading it back), how to ask the worker to drain, and what to do when Mattermost
+//! is back. Imports nothing from `jobs/`, so the application core can own it.
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::storage::{chats::ChatRow, messages::MessageRow, outbox::{Enqueued, OutboxRow}};
+use crate::{
+    state::AppState,
+    storage::{
+        chats::ChatRow,
+        messages::MessageRow,
+        outbox::{Enqueued, OutboxRow},
+    },
+};
 
 /// Visitor messages' tasks waiting to be taken by the dispatcher at most (more are read from
 /// the database instead).
@@ -26,7 +34,17 @@ pub struct HandOff {
 /// The way from requests to the dispatcher: open while the outbox worker runs in this process
 /// (with several instances, only on the leader).
 #[derive(Clone, Debug, Default)]
-pub struct HandOffs(Arc<Mutex<Option<mpsc::Sender<HandOff>>>>);
+pub struct HandOffs(Arc<Mutex<Option<Open>>>);
+
+/// The ways into a running worker.
+#[derive(Debug)]
+struct Open {
+    tasks: mpsc::Sender<HandOff>,
+    drains: mpsc::UnboundedSender<Drained>,
+}
+
+/// Answered once a drain asked for is done.
+pub type Drained = oneshot::Sender<()>;
 
 impl HandOffs {
     /// Gives a task just stored to the dispatcher. `false` when it must be woken to read the
@@ -37,7 +55,7 @@ impl HandOffs {
             return false;
         };
         let open = self.lock();
-        let Some(sender) = open.as_ref() else {
+        let Some(Open { tasks: sender, .. }) = open.as_ref() else {
             return false;
         };
         // The chat as the request read it, with the channel as it was when the task was
@@ -54,11 +72,21 @@ impl HandOffs {
             .is_ok()
     }
 
-    /// Opens the way, for the worker that takes the tasks.
-    pub fn open(&self) -> mpsc::Receiver<HandOff> {
-        let (sender, receiver) = mpsc::channel(HANDOFF_CAPACITY);
-        *self.lock() = Some(sender);
-        receiver
+    /// Asks the worker to do all work due now and to say when it is done; `None` when the
+    /// worker does not run in this process.
+    pub fn drain(&self) -> Option<oneshot::Receiver<()>> {
+        let open = self.lock();
+        let (drained, done) = oneshot::channel();
+        open.as_ref()?.drains.send(drained).ok()?;
+        Some(done)
+    }
+
+    /// Opens the way, for the worker that takes the tasks and the drain requests.
+    pub fn open(&self) -> (mpsc::Receiver<HandOff>, mpsc::UnboundedReceiver<Drained>) {
+        let (tasks, handed) = mpsc::channel(HANDOFF_CAPACITY);
+        let (drains, drain_requests) = mpsc::unbounded_channel();
+        *self.lock() = Some(Open { tasks, drains });
+        (handed, drain_requests)
     }
 
     /// Closes the way when the worker stops: tasks are left in the database for its next run.
@@ -66,7 +94,22 @@ impl HandOffs {
         *self.lock() = None;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<HandOff>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Open>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Makes every delivery waiting out a backoff due now and wakes the worker: called when
+/// Mattermost answers again, so the queue drains at once instead of after its backoffs.
+pub async fn mattermost_is_back(state: &AppState) {
+    match state.store.retry_waiting_now().await {
+        Ok(0) => {}
+        Ok(_) => state.wake_outbox(),
+        Err(e) => tracing::warn!(error = %e, "could not reschedule waiting deliveries"),
+    }
+    match state.store.retry_offline_posts_now().await {
+        Ok(0) => {}
+        Ok(_) => state.wake_outbox(),
+        Err(e) => tracing::warn!(error = %e, "could not reschedule waiting offline messages"),
     }
 }

@@ -32,18 +32,18 @@ pub(super) const LANES: usize = 32;
 /// while others wait).
 const LANE_TASKS: usize = 16;
 
-/// Starts lanes for queued chats whose next task is due, oldest first, up to [`LANES`].
-/// Returns when the earliest task that is not due yet will be.
+/// Starts lanes for queued chats whose next task is due at `now` (Unix ms), oldest first, up
+/// to [`LANES`]. Returns when the earliest task that is not due yet will be.
 pub(super) async fn dispatch(
     state: &AppState,
     recorder: &Recorder,
     queue: &mut Queue,
     lanes: &mut Lanes,
+    now: i64,
 ) -> Result<Option<i64>, StoreError> {
     let Some(bridge) = state.bridge() else {
         return Ok(None);
     };
-    let now = now_ms();
     let mut next_due = None;
     let mut ready: Vec<(i64, &String)> = Vec::new();
     for (chat_id, tasks) in &queue.by_chat {
@@ -153,6 +153,7 @@ pub(super) async fn dispatch(
             chat_id: chat_id.clone(),
             tasks,
             claims: queue.claims.clone(),
+            due_by: now,
         };
         lanes.spawn(
             chat_id,
@@ -183,6 +184,10 @@ pub(super) struct Lanes {
 impl Lanes {
     pub(super) fn len(&self) -> usize {
         self.set.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.set.is_empty()
     }
 
     fn has(&self, chat_id: &str) -> bool {
@@ -217,6 +222,8 @@ struct Lane {
     tasks: Vec<(OutboxRow, Option<OutboxTask>)>,
     messages: HashMap<i64, MessageRow>,
     claims: Claims,
+    /// The time the dispatcher judged the tasks due by (a pass may look ahead).
+    due_by: i64,
 }
 
 /// How a lane ended.
@@ -298,7 +305,7 @@ impl Lane {
                 .await?;
             return Ok(Step::Next);
         };
-        if row.next_attempt_at > now_ms() {
+        if row.next_attempt_at > now_ms().max(self.due_by) {
             return Ok(Step::Stop);
         }
         let message = match &task {

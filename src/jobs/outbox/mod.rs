@@ -2,7 +2,7 @@
 //! failures, `Retry-After` on 429, and `pending_post_id` plus a `parley_key` prop so that no
 //! retry ever doubles a post.
 //!
-//! A dispatcher keeps up to [`LANES`] chats in delivery at once. A lane posts one chat's due
+//! A dispatcher keeps up to `lanes::LANES` chats in delivery at once. A lane posts one chat's due
 //! tasks one after another and ends at the first that must wait; the dispatcher refills free
 //! lanes from one query as they end, instead of waiting for the slowest of a batch. Chats and
 //! messages are read for a whole fill at once, and delivered tasks are recorded by one
@@ -23,11 +23,15 @@ mod recorder;
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{sync::Notify, time::Instant};
+use tokio::{
+    sync::{Notify, mpsc},
+    task::JoinHandle,
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
-pub use handle::{HandOff, HandOffs};
 pub(crate) use deliver::backoff;
+pub use handle::{Drained, HandOff, HandOffs, mattermost_is_back};
 pub(crate) use post::create_post_once;
 
 use self::{
@@ -36,7 +40,11 @@ use self::{
     queue::{Queue, Read, Taken},
     recorder::{Claims, Recorded, Recorder},
 };
-use crate::{state::AppState, storage::now_ms};
+use crate::{
+    jobs::{Outcome, offline_posts},
+    state::AppState,
+    storage::{StoreError, now_ms},
+};
 
 /// Without news, the dispatcher looks again after this long (a task may have become due).
 const IDLE_LOOK: Duration = Duration::from_secs(1);
@@ -46,21 +54,27 @@ const MIN_WHOLE_READ_GAP: Duration = Duration::from_millis(250);
 const AFTER_STORE_ERROR: Duration = Duration::from_secs(1);
 
 /// Runs the outbox until `shutdown`, then lets the lanes finish and records what they did.
-/// Every wake-up of the outbox is passed on to `also_wake`.
-pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<Notify>) {
-    let claims = Claims::default();
-    let recorded = Recorded::default();
-    let (recorder, recording) =
-        Recorder::start(state.store.clone(), claims.clone(), recorded.clone());
-    let mut queue = Queue::new(claims, recorded);
-    let mut lanes = Lanes::default();
-    let mut handed = state.outbox_handoffs.open();
+/// Every wake-up of the outbox is passed on to the offline posts (`next.wake`), and so is a
+/// drain request once the outbox itself is drained (`next.drains`).
+pub async fn run(state: AppState, shutdown: CancellationToken, next: Followers) {
+    let mut worker = Worker::start(&state);
+    let (mut handed, mut drains) = state.outbox_handoffs.open();
     let mut arrived = Vec::new();
     // What to read before the next dispatch: everything (at start, on the timer, after a lane
     // stopped early) or only tasks added since the last read (on a wake-up).
     let mut read = Some(Read::All);
     let mut look_at = Instant::now();
+    // Drain requests waiting until nothing due is left, and whether that is so: a whole read
+    // made while no lane ran, after which no lane started.
+    let mut draining: Vec<Drained> = Vec::new();
+    let mut settled = false;
     loop {
+        let Worker {
+            queue,
+            lanes,
+            recorder,
+            ..
+        } = &mut worker;
         if let Some(how) = read.take() {
             // A chat waiting out a backoff may be due now (Mattermost came back and the
             // database says so), or a task was committed after a higher id was read (see
@@ -73,13 +87,17 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
             } else {
                 how
             };
-            if let Err(e) = queue.read(&state.store, how).await {
-                tracing::error!(error = %e, "outbox worker could not read its tasks; retrying");
-                look_at = Instant::now() + AFTER_STORE_ERROR;
+            match queue.read(&state.store, how).await {
+                Ok(()) => settled |= how == Read::All && lanes.is_empty(),
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox worker could not read its tasks; retrying");
+                    look_at = Instant::now() + AFTER_STORE_ERROR;
+                    settled = false;
+                }
             }
         }
         if lanes.len() < LANES {
-            match dispatch(&state, &recorder, &mut queue, &mut lanes).await {
+            match dispatch(&state, recorder, queue, lanes, now_ms()).await {
                 Ok(next_due) => {
                     let wait = next_due
                         .map(|t| Duration::from_millis((t - now_ms()).clamp(0, 1000) as u64))
@@ -89,18 +107,35 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
                 Err(e) => {
                     tracing::error!(error = %e, "outbox worker could not read a chat; retrying");
                     look_at = Instant::now() + AFTER_STORE_ERROR;
+                    settled = false;
                 }
             }
+        }
+        if !lanes.is_empty() {
+            settled = false;
         }
         if read.is_none() && lanes.len() < LANES && queue.wants_more() {
             read = Some(Read::Next);
             continue;
         }
+        if settled && !draining.is_empty() {
+            // Nothing due is left: answered once what the lanes delivered is recorded, by the
+            // offline posts after their own pass.
+            for drained in draining.drain(..) {
+                let offline = next.drains.clone();
+                recorder.then(move || {
+                    // Without the offline posts' loop, answered here.
+                    if let Err(mpsc::error::SendError(drained)) = offline.send(drained) {
+                        let _ = drained.send(());
+                    }
+                });
+            }
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(ended) = lanes.join_next() => match ended {
                 Ok(end) => {
-                    if end.stopped_early {
+                    if end.stopped_early || !draining.is_empty() {
                         read = Some(Read::All);
                     }
                     if end.store_failed {
@@ -121,7 +156,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
             },
             _ = state.outbox_wakeup.notified() => {
                 read = Some(read.unwrap_or(Read::New));
-                also_wake.notify_one();
+                next.wake.notify_one();
             }
             _ = handed.recv_many(&mut arrived, HANDOFF_CAPACITY) => {
                 for task in arrived.drain(..) {
@@ -136,6 +171,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
                     }
                 }
             }
+            Some(drained) = drains.recv() => {
+                draining.push(drained);
+                settled = false;
+                read = Some(Read::All);
+            }
             _ = tokio::time::sleep_until(look_at) => {
                 read = Some(Read::All);
                 look_at = Instant::now() + IDLE_LOOK;
@@ -144,22 +184,124 @@ pub async fn run(state: AppState, shutdown: CancellationToken, also_wake: Arc<No
     }
     // Tasks still waiting to be taken are in the database for the next run.
     state.outbox_handoffs.close();
-    while lanes.join_next().await.is_some() {}
-    drop(recorder);
-    let _ = recording.await;
+    worker.finish().await;
 }
 
-/// Makes every delivery waiting out a backoff due now and wakes the worker: called when
-/// Mattermost answers again, so the queue drains at once instead of after its backoffs.
-pub async fn mattermost_is_back(state: &AppState) {
-    match state.store.retry_waiting_now().await {
-        Ok(0) => {}
-        Ok(_) => state.wake_outbox(),
-        Err(e) => tracing::warn!(error = %e, "could not reschedule waiting deliveries"),
+/// Where the outbox worker's news goes on to: the offline posts' loop.
+#[derive(Clone, Debug)]
+pub struct Followers {
+    /// Woken with the outbox.
+    pub wake: Arc<Notify>,
+    /// Drain requests, once the outbox has none of its own work due.
+    pub drains: mpsc::UnboundedSender<Drained>,
+}
+
+/// One pass, for a process where the worker's loop does not run: reads the whole outbox,
+/// delivers every chat's tasks that are due at `now` (Unix ms), in order, as lanes, and returns
+/// once they ended and what they delivered is recorded. Tasks that became runnable meanwhile
+/// (behind a channel just opened) wait for the next pass. Never call it while the loop runs
+/// (here or on another instance): [`drain_until_idle`] asks the loop instead.
+#[tracing::instrument(skip_all)]
+pub async fn run_once(state: &AppState, now: i64) -> Result<Outcome, StoreError> {
+    let mut worker = Worker::start(state);
+    let outcome = worker.pass(now).await;
+    worker.finish().await;
+    outcome
+}
+
+/// Does all outbox work that is due now, in order, then the offline messages' posts, and
+/// returns once it is done and recorded (tasks waiting out a backoff stay waiting). Through
+/// the worker's loop when it runs in this process; otherwise passes of [`run_once`] and of
+/// `offline_posts::run_once` until neither has anything due.
+pub async fn drain_until_idle(state: &AppState) {
+    if let Some(drained) = state.outbox_handoffs.drain() {
+        // The loop answers; if it stops first, there is nothing left to wait for.
+        let _ = drained.await;
+        return;
     }
-    match state.store.retry_offline_posts_now().await {
-        Ok(0) => {}
-        Ok(_) => state.wake_outbox(),
-        Err(e) => tracing::warn!(error = %e, "could not reschedule waiting offline messages"),
+    loop {
+        match run_once(state, now_ms()).await {
+            Ok(Outcome::Worked(_)) => continue,
+            Ok(Outcome::Idle { .. }) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "draining the outbox failed");
+                return;
+            }
+        }
+    }
+    while let Ok(Outcome::Worked(_)) = offline_posts::run_once(state, now_ms()).await {}
+}
+
+/// The dispatcher's parts: the queue, the running lanes and the recorder.
+struct Worker {
+    state: AppState,
+    queue: Queue,
+    lanes: Lanes,
+    recorder: Recorder,
+    recording: JoinHandle<()>,
+}
+
+impl Worker {
+    fn start(state: &AppState) -> Self {
+        let claims = Claims::default();
+        let recorded = Recorded::default();
+        let (recorder, recording) =
+            Recorder::start(state.store.clone(), claims.clone(), recorded.clone());
+        Self {
+            state: state.clone(),
+            queue: Queue::new(claims, recorded),
+            lanes: Lanes::default(),
+            recorder,
+            recording,
+        }
+    }
+
+    /// See [`run_once`].
+    async fn pass(&mut self, now: i64) -> Result<Outcome, StoreError> {
+        let store = &self.state.store;
+        self.queue.read(store, Read::All).await?;
+        let mut started = 0;
+        let mut next_due = None;
+        // Whether to start no more lanes: one left tasks behind (a retry, a channel just
+        // opened), so the queue may be out of order until the next whole read.
+        let mut stop = false;
+        loop {
+            if !stop {
+                let before = self.lanes.len();
+                next_due = dispatch(
+                    &self.state,
+                    &self.recorder,
+                    &mut self.queue,
+                    &mut self.lanes,
+                    now,
+                )
+                .await?;
+                started += self.lanes.len() - before;
+                if self.lanes.is_empty() && self.queue.wants_more() {
+                    self.queue.read(store, Read::Next).await?;
+                    continue;
+                }
+            }
+            match self.lanes.join_next().await {
+                None => break,
+                Some(Ok(end)) => stop |= end.stopped_early || end.store_failed,
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "an outbox lane stopped unexpectedly");
+                    stop = true;
+                }
+            }
+        }
+        self.recorder.flushed().await;
+        Ok(match started {
+            0 => Outcome::Idle { next_due },
+            n => Outcome::Worked(n),
+        })
+    }
+
+    /// Lets the lanes finish and records what they did.
+    async fn finish(mut self) {
+        while self.lanes.join_next().await.is_some() {}
+        drop(self.recorder);
+        let _ = self.recording.await;
     }
 }

@@ -256,5 +256,4 @@ mod tests {
         assert!(queued(&queue, "d").is_empty());
         assert!(queue.handed.is_empty());
     }
-
 }

@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::queue::QUEUE_CAP;
 use crate::storage::{Store, outbox::Delivered};
@@ -46,7 +46,15 @@ impl Drop for Held {
 /// return the posts it already has.
 #[derive(Clone)]
 pub(super) struct Recorder {
-    tx: mpsc::UnboundedSender<Delivered>,
+    tx: mpsc::UnboundedSender<Record>,
+}
+
+/// What the recorder is given, in order.
+enum Record {
+    /// A delivered task.
+    Done(Delivered),
+    /// Something to do once everything given before is recorded (a drain's answer).
+    Then(Box<dyn FnOnce() + Send>),
 }
 
 impl Recorder {
@@ -62,29 +70,61 @@ impl Recorder {
 
     /// Queues a delivered task (its claim is held until it is recorded).
     pub(super) fn record(&self, done: Delivered) {
-        let _ = self.tx.send(done);
+        let _ = self.tx.send(Record::Done(done));
+    }
+
+    /// Runs `then` once every task given before is recorded (or failed to be).
+    pub(super) fn then(&self, then: impl FnOnce() + Send + 'static) {
+        if let Err(mpsc::error::SendError(Record::Then(then))) =
+            self.tx.send(Record::Then(Box::new(then)))
+        {
+            then();
+        }
+    }
+
+    /// Returns once every task given before is recorded (or failed to be).
+    pub(super) async fn flushed(&self) {
+        let (done, recorded) = oneshot::channel();
+        self.then(move || {
+            let _ = done.send(());
+        });
+        let _ = recorded.await;
     }
 }
 
 async fn record_batches(
     store: Store,
-    mut rx: mpsc::UnboundedReceiver<Delivered>,
+    mut rx: mpsc::UnboundedReceiver<Record>,
     claims: Claims,
     recorded: Recorded,
 ) {
+    let mut received = Vec::new();
     let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        match store.record_deliveries(&batch).await {
-            Ok(()) => recorded
-                .lock()
-                .extend(batch.iter().map(|done| done.outbox_id)),
-            Err(e) => {
-                tracing::error!(error = %e, tasks = batch.len(), "could not record deliveries to Mattermost")
+    let mut after = Vec::new();
+    while rx.recv_many(&mut received, RECORD_BATCH).await > 0 {
+        for record in received.drain(..) {
+            match record {
+                Record::Done(done) => batch.push(done),
+                Record::Then(then) => after.push(then),
+            }
+        }
+        if !batch.is_empty() {
+            match store.record_deliveries(&batch).await {
+                Ok(()) => recorded
+                    .lock()
+                    .extend(batch.iter().map(|done| done.outbox_id)),
+                Err(e) => {
+                    tracing::error!(error = %e, tasks = batch.len(), "could not record deliveries to Mattermost")
+                }
             }
         }
         let mut claimed = claims.lock();
         for done in batch.drain(..) {
             claimed.remove(&done.outbox_id);
+        }
+        drop(claimed);
+        for then in after.drain(..) {
+            then();
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod backoffice;
 pub mod binary;
+pub mod jobs;
 pub mod live;
 
 use std::{future::Future, time::Duration};
