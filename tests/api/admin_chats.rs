@@ -46,14 +46,14 @@ async fn the_dashboard_shows_chats_the_connection_and_bridge_errors() {
 
     // Operators online now, from the presence poll; per department when there are some.
     app.sim.set_status(&app.bob.id, "away");
-    parley::jobs::presence::run_once(&app.state).await.unwrap();
+    app.poll_presence().await;
     let (_, html) = agent.page("/admin").await;
     assert!(
         html.contains("1 online, 1 away, 0 do not disturb, of 2 operator(s)"),
         "{html}"
     );
     sales_department(&app).await;
-    parley::jobs::presence::run_once(&app.state).await.unwrap();
+    app.poll_presence().await;
     let (_, html) = agent.page("/admin").await;
     assert!(
         html.contains("Sales</a>: 1 online, 1 away"),

@@ -5,7 +5,7 @@
 use std::{process::Output, time::Duration};
 
 use mattermost_sim::{SimConfig, SimUser};
-use parley::{departments, jobs::presence, storage::departments::DepartmentRow};
+use parley::{departments, storage::departments::DepartmentRow};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -26,7 +26,7 @@ async fn status(app: &TestApp) -> Value {
 
 /// Polls presence now (the server does it every 30 s) and returns `/status`.
 async fn poll_and_status(app: &TestApp) -> Value {
-    presence::run_once(&app.state).await.expect("presence poll");
+    app.poll_presence().await;
     status(app).await
 }
 

@@ -26,6 +26,13 @@ impl TestApp {
             .expect("a lifecycle pass")
     }
 
+    /// One poll of the operators' presence (it also resolves the Mattermost connection).
+    pub async fn poll_presence(&self) {
+        jobs::presence::run_once(&self.state)
+            .await
+            .expect("a presence poll");
+    }
+
     /// Waits until the outbox has tried a delivery that failed (it waits for its retry):
     /// the worker ran during an outage.
     pub async fn wait_for_failed_delivery(&self) {
