@@ -21,7 +21,7 @@ use crate::{
     },
     jobs,
     live::Hub,
-    mattermost::{self, BridgeSlot},
+    mattermost::BridgeSlot,
     metrics::Metrics,
     security::{ActionSigner, FileLinks, random_token},
     storage::{Store, blobs::Blobs},
@@ -149,7 +149,7 @@ impl Application {
         match cluster {
             // Several instances: the leader runs the event stream and the scheduled jobs.
             Some(parts) => {
-                let leader_jobs = background.then_some(leader_jobs);
+                let leader_jobs = background.then_some(jobs::spawn_all);
                 jobs.spawn(jobs::cluster::run(
                     state.app.clone(),
                     parts,
@@ -157,7 +157,7 @@ impl Application {
                     leader_jobs,
                 ));
             }
-            None if background => led = leader_jobs(state.app.clone(), shutdown.clone()),
+            None if background => led = jobs::spawn_all(state.app.clone(), shutdown.clone()),
             None => {}
         }
         let store = state.store.clone();
@@ -179,32 +179,6 @@ impl Application {
         served?;
         Ok(())
     }
-}
-
-/// The Mattermost event stream and the scheduled jobs: on the one instance that leads (every
-/// instance on SQLite, which is one).
-fn leader_jobs(state: App, shutdown: CancellationToken) -> JoinSet<()> {
-    let mut jobs = JoinSet::new();
-    jobs.spawn(jobs::run_outbox(state.clone(), shutdown.clone()));
-    jobs.spawn(mattermost::stream::run(state.clone(), shutdown.clone()));
-    jobs.spawn(jobs::cleanup::run_scheduled(
-        state.clone(),
-        shutdown.clone(),
-    ));
-    jobs.spawn(jobs::presence::run_scheduled(
-        state.clone(),
-        shutdown.clone(),
-    ));
-    jobs.spawn(jobs::retention::run_scheduled(
-        state.clone(),
-        shutdown.clone(),
-    ));
-    jobs.spawn(jobs::callback_check::run_scheduled(
-        state.clone(),
-        shutdown.clone(),
-    ));
-    jobs.spawn(jobs::lifecycle::run_scheduled(state, shutdown));
-    jobs
 }
 
 async fn forget_idle_limits(state: AppState, shutdown: CancellationToken) {

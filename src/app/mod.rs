@@ -10,19 +10,20 @@ pub mod connection;
 pub mod departments;
 pub mod doctor;
 pub mod error;
+pub mod outbox;
 pub mod settings;
 pub mod upload_room;
 
 use std::sync::Arc;
 
 pub use error::Error;
+use outbox::HandOffs;
 
 use tokio::sync::Notify;
 
 use crate::{
     cluster::{Cluster, Note},
     config::Settings,
-    jobs::outbox::HandOffs,
     live::Hub,
     mattermost::{Bridge, BridgeSlot},
     metrics::Metrics,

@@ -29,6 +29,9 @@ const ZWSP: char = '\u{200B}';
 ///   that could mislead an operator), and so is every backslash, so an escape cannot be undone.
 pub fn escape_for_mattermost(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
+    // Markdown ends a line at CR LF, a lone CR or LF: each is a line here, so that no line's
+    // leading spaces survive (four of them after a blank line would make a code block).
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
     for (i, line) in text.split('\n').enumerate() {
         if i > 0 {
             out.push('\n');

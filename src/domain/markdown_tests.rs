@@ -725,3 +725,18 @@ fn bidirectional_controls_cannot_reorder_what_an_operator_reads() {
     // Right-to-left text itself is kept as written.
     assert_eq!(escape_for_mattermost("שלום عليكم"), "שלום عليكم");
 }
+
+#[test]
+fn a_carriage_return_ends_a_line_like_a_line_feed() {
+    // Found by the property test: leading spaces after a lone CR made a code block.
+    for input in ["@\r\r    @", "a\r\n\r\n    @b", "x\r    - y"] {
+        let escaped = escape_for_mattermost(input);
+        assert!(!escaped.contains('\r'), "{escaped:?}");
+        assert!(!escaped.contains("\n    "), "{escaped:?}");
+        assert_eq!(
+            words(&visible_text(&escaped)),
+            words(input),
+            "escaped: {escaped:?}"
+        );
+    }
+}

@@ -6,31 +6,24 @@
 //! once and a Mattermost outage delays it, never loses or doubles it.
 
 use crate::{
-    app::App,
-    app::departments,
-    jobs::outbox::{backoff, create_post_once},
+    app::{App, departments},
+    jobs::{
+        Outcome,
+        outbox::{backoff, create_post_once},
+    },
     mattermost::{Bridge, MmError, format},
     storage::{StoreError, now_ms, offline::OfflineMessageRow},
 };
 
-/// What one pass did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Some messages were tried (posted, failed or rescheduled).
-    Worked(usize),
-    /// Nothing is due; the earliest message waits until this time (ms), if any.
-    Idle { next_due: Option<i64> },
-}
-
 /// Offline messages looked at per pass.
 const BATCH: i64 = 50;
 
-/// One pass: tries every due offline message once, oldest first.
-pub async fn run_once(state: &App) -> Result<Outcome, StoreError> {
+/// One pass: tries every offline message due at `now` (Unix ms) once, oldest first. What it
+/// records (retry times) carries the real time.
+pub async fn run_once(state: &App, now: i64) -> Result<Outcome, StoreError> {
     let Some(bridge) = &state.bridge() else {
         return Ok(Outcome::Idle { next_due: None });
     };
-    let now = now_ms();
     let rows = state.store.list_offline_to_post(BATCH).await?;
     let next_due = rows
         .iter()

@@ -22,8 +22,13 @@ pub struct Report {
     pub failure_windows: u64,
 }
 
+/// One run at `now` (Unix ms), with the configured retention.
+pub async fn run_once(state: &App, now: i64) -> Result<Report, StoreError> {
+    delete_expired(&state.store, state.settings.audit_retention, now).await
+}
+
 /// Deletes what is past its time at `now` (tests pass a time in the future).
-pub async fn run_once(
+pub async fn delete_expired(
     store: &Store,
     retention: Option<Duration>,
     now: i64,
@@ -52,7 +57,7 @@ pub async fn run_scheduled(state: App, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {
-                match run_once(&state.store, state.settings.audit_retention, now_ms()).await {
+                match run_once(&state, now_ms()).await {
                     Ok(report) if report.audit_lines > 0 => tracing::info!(
                         deleted = report.audit_lines,
                         "deleted audit-log lines older than the retention"

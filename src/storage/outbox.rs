@@ -342,7 +342,7 @@ impl Store {
         Ok(())
     }
 
-    /// Makes every task waiting out a backoff due now (see `jobs::outbox::mattermost_is_back`).
+    /// Makes every task waiting out a backoff due now (see `app::outbox::mattermost_is_back`).
     /// Returns how many were waiting.
     pub async fn retry_waiting_now(&self) -> Result<u64, StoreError> {
         let now = now_ms();

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     backoffice::{audit, location, offline_message, sales_department, signed_in},
-    spawn_app, spawn_app_with, wait_until,
+    poll_until, spawn_app, spawn_app_with, wait_until,
 };
 
 #[tokio::test]
@@ -46,14 +46,14 @@ async fn the_dashboard_shows_chats_the_connection_and_bridge_errors() {
 
     // Operators online now, from the presence poll; per department when there are some.
     app.sim.set_status(&app.bob.id, "away");
-    parley::jobs::presence::run_once(&app.state).await.unwrap();
+    app.poll_presence().await;
     let (_, html) = agent.page("/admin").await;
     assert!(
         html.contains("1 online, 1 away, 0 do not disturb, of 2 operator(s)"),
         "{html}"
     );
     sales_department(&app).await;
-    parley::jobs::presence::run_once(&app.state).await.unwrap();
+    app.poll_presence().await;
     let (_, html) = agent.page("/admin").await;
     assert!(
         html.contains("Sales</a>: 1 online, 1 away"),
@@ -146,17 +146,12 @@ async fn chats_can_be_found_and_their_transcript_read() {
             && html.contains("Tracking: 124")
             && html.contains("edited")
     };
-    if tokio::time::timeout(Duration::from_secs(5), async {
-        while !transcript_marked().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .is_err()
-    {
-        let (_, html) = agent.page(&format!("/admin/chats/{}", answered.id)).await;
-        panic!("notes, edits and deletions are marked: {html}");
-    }
+    poll_until(
+        "notes, edits and deletions are marked",
+        Duration::from_secs(5),
+        || async { transcript_marked().await.then_some(()) },
+    )
+    .await;
     let (_, html) = agent.page(&format!("/admin/chats/{}", waiting.id)).await;
     assert!(
         html.contains("&lt;b&gt;Anyone&lt;/b&gt; there?"),

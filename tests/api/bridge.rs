@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::helpers::{
     TestApp, VisitorChat,
     live::{next_matching, open_live},
-    spawn_app, wait_until,
+    poll_until, spawn_app, wait_until,
 };
 
 const ZWSP: char = '\u{200B}';
@@ -464,7 +464,8 @@ async fn mattermost_down_for_a_while_loses_and_doubles_nothing() {
             "acknowledged while Mattermost is down"
         );
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The worker tried during the outage, and nothing went through.
+    app.wait_for_failed_delivery().await;
     assert!(relayed_texts(&app, &channel_id, "msg-").is_empty());
     app.sim.set_down(false);
 
@@ -478,15 +479,12 @@ async fn mattermost_down_for_a_while_loses_and_doubles_nothing() {
         app.send(&chat, &format!("msg-{i}")).await;
     }
     let expected: Vec<String> = (0..10).map(|i| format!("msg-{i}")).collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while relayed_texts(&app, &channel_id, "msg-").len() < 10 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "delivered: {:?}",
-            relayed_texts(&app, &channel_id, "msg-")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until(
+        "all ten messages are relayed",
+        Duration::from_secs(30),
+        || async { (relayed_texts(&app, &channel_id, "msg-").len() >= 10).then_some(()) },
+    )
+    .await;
     wait_until("the outbox drains", || app.outbox_empty()).await;
     assert_eq!(
         relayed_texts(&app, &channel_id, "msg-"),
@@ -588,7 +586,7 @@ async fn operator_messages_survive_a_dropped_event_stream() {
 
     // Down long enough that the stream must start afresh: caught up over REST.
     app.sim.set_down(true);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_offline().await;
     app.sim.set_down(false);
     app.sim
         .post_as(&app.alice, &channel_id, "written right after the outage")

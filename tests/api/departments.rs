@@ -5,12 +5,12 @@
 use std::{process::Output, time::Duration};
 
 use mattermost_sim::{SimConfig, SimUser};
-use parley::{app::departments, jobs::presence, storage::departments::DepartmentRow};
+use parley::{app::departments, storage::departments::DepartmentRow};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, backoffice::department, binary, spawn_app, spawn_app_with, wait_until,
+    TestApp, backoffice::department, binary, poll_until, spawn_app, spawn_app_with, wait_until,
 };
 
 const ZWSP: char = '\u{200B}';
@@ -26,7 +26,7 @@ async fn status(app: &TestApp) -> Value {
 
 /// Polls presence now (the server does it every 30 s) and returns `/status`.
 async fn poll_and_status(app: &TestApp) -> Value {
-    presence::run_once(&app.state).await.expect("presence poll");
+    app.poll_presence().await;
     status(app).await
 }
 
@@ -213,14 +213,12 @@ async fn operators_presence_decides_online_and_away_and_dnd_follow_the_settings(
 async fn presence_reaches_the_status_by_itself_and_statuses_switched_off_do_not_hide_the_widget() {
     let app = spawn_app_with(|s| s.presence.poll_every = Duration::from_secs(5)).await;
     app.sim.set_status(&app.alice.id, "offline");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while status(&app).await["online"] != false {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the poller noticed nobody is there"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll_until(
+        "the poller notices nobody is there",
+        Duration::from_secs(15),
+        || async { (status(&app).await["online"] == false).then_some(()) },
+    )
+    .await;
 
     app.sim
         .set_config(|c: &mut SimConfig| c.enable_user_statuses = false);
@@ -498,7 +496,7 @@ async fn offline_messages_are_posted_to_the_requests_channel_once_even_after_an_
     // Mattermost is down: the message waits, and is posted once when it is back.
     app.sim.set_down(true);
     leave("Second message during the outage").await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    app.wait_for_failed_offline_post().await;
     app.sim.set_down(false);
     wait_until("the second message is posted after the outage", || async {
         !posts_with(
@@ -509,7 +507,8 @@ async fn offline_messages_are_posted_to_the_requests_channel_once_even_after_an_
         .is_empty()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing due is left that could post either one again.
+    app.drain_outbox().await;
     assert_eq!(
         posts_with(&app, &app.requests_channel_id, "Please call me back").len(),
         1

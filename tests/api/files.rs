@@ -342,7 +342,8 @@ async fn an_outage_during_file_delivery_delays_it_but_never_loses_or_doubles_it(
     app.sim.set_down(true);
     let (status, _) = upload(&app, &chat, Some("first"), &[("one.png", PNG)]).await;
     assert_eq!(status, 201, "the visitor is not kept waiting by Mattermost");
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // The worker tried during the outage, and nothing went through.
+    app.wait_for_failed_delivery().await;
     assert!(posts_with_files(&app, &channel_id).is_empty());
     app.sim.set_down(false);
     // Flaky afterwards: failures between the upload and the post.

@@ -25,9 +25,7 @@ const REMIND_AFTER: i64 = 3 * MINUTE;
 
 /// One pass of the job, `ahead` ms from now.
 async fn run_job_in(app: &TestApp, ahead: i64) -> lifecycle::Report {
-    lifecycle::run_once(&app.state, now_ms() + ahead)
-        .await
-        .unwrap()
+    app.run_lifecycle_once(now_ms() + ahead).await
 }
 
 /// The chat's status as stored (asking the API would count as the visitor being here).
@@ -188,9 +186,7 @@ async fn a_connected_widget_is_never_timed_out_and_the_timeout_counts_from_its_g
     next_matching(&mut live, |v| v["type"] == "ready").await;
 
     // However long the widget stays quiet, the instance holding its socket says it is here.
-    let report = lifecycle::run_once(&app.state, now_ms() + 6 * TIMEOUT)
-        .await
-        .unwrap();
+    let report = app.run_lifecycle_once(now_ms() + 6 * TIMEOUT).await;
     assert_eq!(report.ended, 0);
     assert!(report.present >= 1, "{report:?}");
     assert_eq!(stored_status(&app, &chat).await, "active");
@@ -208,13 +204,9 @@ async fn a_connected_widget_is_never_timed_out_and_the_timeout_counts_from_its_g
     })
     .await;
     let seen = app.state.store.visitor_seen_at(&other.id).await.unwrap();
-    lifecycle::run_once(&app.state, seen + TIMEOUT - 1_000)
-        .await
-        .unwrap();
+    app.run_lifecycle_once(seen + TIMEOUT - 1_000).await;
     assert_eq!(stored_status(&app, &other).await, "active");
-    lifecycle::run_once(&app.state, seen + TIMEOUT + 1_000)
-        .await
-        .unwrap();
+    app.run_lifecycle_once(seen + TIMEOUT + 1_000).await;
     assert_eq!(stored_status(&app, &other).await, "closed");
     app.wait_for_bot_post(&other_channel, "The visitor left")
         .await;
@@ -244,8 +236,9 @@ async fn the_server_ends_left_chats_by_itself_but_not_one_whose_widget_is_connec
         stored_status(&app, &gone).await == "closed"
     })
     .await;
-    // Twice the timeout later, the connected one is still waiting for an operator.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // Judged twice the timeout later, the connected one is still waiting for an operator.
+    let report = app.run_lifecycle_once(now_ms() + 1600).await;
+    assert_eq!(report.ended, 0);
     assert_eq!(stored_status(&app, &here).await, "pending");
     drop(live);
 }
@@ -306,8 +299,7 @@ async fn visitors_reconnecting_while_the_job_runs_keep_their_chat_or_see_it_end(
         let ready = next_matching(&mut ws, |v| v["type"] == "ready").await;
         (ws, ready)
     }));
-    let (sockets, report) = tokio::join!(reconnecting, lifecycle::run_once(&app.state, now));
-    let report = report.unwrap();
+    let (sockets, report) = tokio::join!(reconnecting, app.run_lifecycle_once(now));
 
     // Each chat is either kept (its visitor was seen in time) or ended, and then the widget
     // shows it ended: never a widget believing in a chat that is over.
@@ -327,7 +319,7 @@ async fn visitors_reconnecting_while_the_job_runs_keep_their_chat_or_see_it_end(
         }
     }
     assert_eq!(ended, report.ended);
-    let again = lifecycle::run_once(&app.state, now).await.unwrap();
+    let again = app.run_lifecycle_once(now).await;
     assert_eq!(again.ended, 0, "the chats kept stay open");
 }
 

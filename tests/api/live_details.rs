@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
-    helpers::live::{next_matching, open_live},
+    helpers::live::{handled, next_matching, open_live},
     helpers::{TestApp, VisitorChat, spawn_app, wait_until},
 };
 
@@ -482,7 +482,8 @@ async fn a_visitor_typing_shows_in_mattermost_and_is_never_queued() {
     let mut during = open_live(&app, &chat, 0).await;
     next_matching(&mut during, |v| v["type"] == "ready").await;
     send_typing(&mut during).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Handled (and dropped) before the stream is back.
+    handled(&mut during).await;
     app.sim.set_websockets_down(false);
     wait_until("parley is back", || async { app.state.online() }).await;
     let mut after = open_live(&app, &chat, 0).await;

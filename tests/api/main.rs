@@ -25,6 +25,7 @@ mod lifecycle;
 mod live_caps;
 mod live_details;
 mod operations;
+mod outbox_steps;
 mod races;
 mod signin_attacks;
 mod sim_fidelity;

@@ -412,17 +412,17 @@ async fn the_retention_deletes_old_audit_lines_and_ended_failure_windows() {
 
     // Act + Assert: nothing is old enough yet; a year and a day later everything is, unless
     // the retention is off.
-    let soon = retention::run_once(store, keep, now_ms() + 364 * day)
+    let soon = retention::delete_expired(store, keep, now_ms() + 364 * day)
         .await
         .unwrap();
     assert_eq!(soon.audit_lines, 0);
     assert_eq!(soon.failure_windows, 1, "the failure window ended long ago");
     assert_eq!(count().await, lines);
-    let forever = retention::run_once(store, None, now_ms() + 1000 * day)
+    let forever = retention::delete_expired(store, None, now_ms() + 1000 * day)
         .await
         .unwrap();
     assert_eq!(forever.audit_lines, 0);
-    let later = retention::run_once(store, keep, now_ms() + 366 * day)
+    let later = retention::delete_expired(store, keep, now_ms() + 366 * day)
         .await
         .unwrap();
     assert_eq!(later.audit_lines as i64, lines);

@@ -66,9 +66,7 @@ async fn parley_answers_the_keep_alive_pings_and_keeps_its_socket() {
 
 /// `/api/v1/status` after a presence poll.
 async fn polled_status(app: &crate::helpers::TestApp) -> serde_json::Value {
-    parley::jobs::presence::run_once(&app.state)
-        .await
-        .expect("presence poll");
+    app.poll_presence().await;
     app.get_json(&app.api("/status")).await
 }
 

@@ -10,7 +10,7 @@
 mod mattermost;
 
 use mattermost::{Keywords, mentions};
-use parley::{jobs::lifecycle, storage::now_ms};
+use parley::storage::now_ms;
 use pulldown_cmark::{Event, Parser, Tag};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -126,9 +126,7 @@ async fn hostile_visitor_text_mentions_nobody_and_brings_no_links_anywhere_in_ma
         }))
         .await;
     app.request_post(&chat).await;
-    let report = lifecycle::run_once(&app.state, now_ms() + 3 * 60_000 + 1_000)
-        .await
-        .unwrap();
+    let report = app.run_lifecycle_once(now_ms() + 3 * 60_000 + 1_000).await;
     assert_eq!(report.reminded, 1);
     wait_until("the reminder is posted", || async {
         any_post_contains(&app, "has been waiting")

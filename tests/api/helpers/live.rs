@@ -45,3 +45,23 @@ where
     .await
     .expect("the expected live event arrives")
 }
+
+/// Returns once the server has handled every frame sent on `ws` before: it reads a socket's
+/// frames one after another, so its answer to a ping sent now comes after them. Text frames
+/// read meanwhile are skipped.
+pub async fn handled(ws: &mut LiveSocket) {
+    let payload = uuid::Uuid::new_v4().as_bytes().to_vec();
+    ws.send(Message::Ping(payload.clone().into()))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let frame = ws.next().await.expect("socket open").expect("frame");
+            if matches!(&frame, Message::Pong(p) if p.as_ref() == payload.as_slice()) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the server answers the ping")
+}

@@ -5,6 +5,7 @@
 
 pub mod backoffice;
 pub mod binary;
+pub mod jobs;
 pub mod live;
 
 use std::{future::Future, time::Duration};
@@ -114,21 +115,20 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         _dir: dir,
         _database: database,
     };
-    if test.state.bridge().is_some() {
+    // Without the background jobs nothing connects (the event stream is one of them).
+    if test.state.bridge().is_some() && test.state.settings.run_background_jobs {
         wait_until("parley connects to Mattermost", || async {
             test.state.online()
         })
         .await;
         // The start-up check of the Accept button makes calls of its own: done before a test
         // injects failures or counts calls.
-        if test.state.settings.run_background_jobs {
-            wait_until("parley checks that Mattermost can call it back", || async {
-                test.state
-                    .bridge()
-                    .is_some_and(|b| b.callback_check().is_some())
-            })
-            .await;
-        }
+        wait_until("parley checks that Mattermost can call it back", || async {
+            test.state
+                .bridge()
+                .is_some_and(|b| b.callback_check().is_some())
+        })
+        .await;
     }
     test
 }
