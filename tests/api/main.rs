@@ -17,6 +17,7 @@ mod cleanup;
 mod client_address;
 mod connection;
 mod departments;
+mod error_contract;
 mod files;
 mod helpers;
 mod instances;
