@@ -71,7 +71,36 @@ pub fn current() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use axum::response::IntoResponse;
+
     use super::*;
+    use crate::http::{admin::views::PageError, error::ApiError};
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn error_bodies_and_the_back_office_error_page_name_the_current_id() {
+        let (api, page) = CURRENT
+            .scope(HeaderValue::from_static("req-42"), async {
+                (
+                    ApiError::not_found("chat").into_response(),
+                    PageError::Internal.into_response(),
+                )
+            })
+            .await;
+        let api: serde_json::Value = serde_json::from_str(&body(api).await).unwrap();
+        assert_eq!(api["error"]["request_id"], "req-42");
+        assert!(body(page).await.contains("request id req-42"));
+        // Outside a request there is no id to name.
+        let api: serde_json::Value =
+            serde_json::from_str(&body(ApiError::not_found("chat").into_response()).await).unwrap();
+        assert!(api["error"].get("request_id").is_none());
+    }
 
     #[test]
     fn only_short_visible_ascii_ids_are_kept() {
