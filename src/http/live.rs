@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use axum::{
     extract::{
         Path, State,
-        ws::rejection::WebSocketUpgradeRejection,
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
+        ws::{
+            CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
+            rejection::WebSocketUpgradeRejection,
+        },
     },
     http::{HeaderMap, header},
     response::{IntoResponse, Response},

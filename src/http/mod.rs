@@ -100,7 +100,12 @@ pub fn router(state: AppState) -> Router {
                     |req: &axum::http::Request<_>| {
                         let path = loggable_path(req.uri().path());
                         let id = request_id::of(req).unwrap_or_default();
-                        tracing::info_span!("http", method = %req.method(), path = ?path, request_id = %id)
+                        tracing::info_span!(
+                            "http",
+                            method = %req.method(),
+                            path = ?path,
+                            request_id = %id
+                        )
                     },
                 )
                 .on_failure(log_failure),
