@@ -3,14 +3,17 @@
 //! which Mattermost never shows to clients (mattermost-api.md §4), and the callback must name
 //! the chat's stored request post. Values from the call are logged with `?` (escaped).
 
-use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use axum::{Json, extract::State, response::IntoResponse};
 use serde_json::Value;
 
 use crate::{
     app::chats,
     domain::ChatStatus,
     http::state::AppState,
-    http::{error::ApiError, extract::ApiJson},
+    http::{
+        error::{ApiError, ErrorCode},
+        extract::ApiJson,
+    },
     mattermost::{
         callback_check::CHECK_ACTION,
         format,
@@ -45,15 +48,13 @@ pub async fn handle_action(
     if action != format::ACCEPT_ACTION || !state.signer.verify(action, chat_id, signature) {
         tracing::warn!(user_id = ?call.user_id, "refused an unsigned or forged button callback");
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "this callback is not signed by parley",
         ));
     }
     let Some(bridge) = state.bridge() else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "offline",
+            ErrorCode::Offline,
             "Mattermost is not configured",
         ));
     };
@@ -89,8 +90,7 @@ pub async fn handle_action(
             "refused a button callback for another post"
         );
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "this button does not belong to that post",
         ));
     }
@@ -108,8 +108,7 @@ pub async fn handle_action(
     };
     if user.is_bot {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "bots cannot accept chats",
         ));
     }

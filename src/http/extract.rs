@@ -13,7 +13,10 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     http::state::AppState,
-    http::{client_addr::client_addr, error::ApiError},
+    http::{
+        client_addr::client_addr,
+        error::{ApiError, ErrorCode},
+    },
     security::token_hash,
     storage::{chats::ChatRow, now_ms},
 };
@@ -35,28 +38,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 fn json_error(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the body as JSON with Content-Type: application/json",
         ),
-        JsonRejection::JsonDataError(e) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_fields",
-            field_problem(&e),
-        ),
+        JsonRejection::JsonDataError(e) => {
+            ApiError::new(ErrorCode::InvalidFields, field_problem(&e))
+        }
         JsonRejection::JsonSyntaxError(_) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "the body is not valid JSON (or not valid UTF-8)",
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            )
+            ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
         }
-        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", other.body_text()),
+        other => ApiError::new(ErrorCode::InvalidBody, other.body_text()),
     }
 }
 

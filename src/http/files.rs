@@ -23,7 +23,7 @@ use crate::{
     domain::{ChatStatus, files::is_inline_image, input},
     http::state::AppState,
     http::{
-        error::ApiError,
+        error::{ApiError, ErrorCode},
         extract::{ClientIp, VisitorChat},
     },
     storage::{files::FileRow, messages::VisitorMessageOutcome, now_ms},
@@ -49,8 +49,7 @@ pub async fn upload(
     }
     let mut multipart = multipart.map_err(|_| {
         ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "multipart_required",
+            ErrorCode::MultipartRequired,
             "send the files as multipart/form-data with parts named `file` (and optionally `text`)",
         )
     })?;
@@ -67,8 +66,7 @@ pub async fn upload(
             "file" => {
                 if uploads.len() == limits.max_per_message {
                     return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "too_many_files",
+                        ErrorCode::TooManyFiles,
                         format!(
                             "at most {} files can be sent at once",
                             limits.max_per_message
@@ -82,8 +80,7 @@ pub async fn upload(
             other => {
                 let other: String = other.chars().take(40).collect();
                 return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown_part",
+                    ErrorCode::UnknownPart,
                     format!("unexpected part `{other}`; send `file` and optionally `text`"),
                 ));
             }
@@ -91,8 +88,7 @@ pub async fn upload(
     }
     if uploads.is_empty() {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "file_required",
+            ErrorCode::FileRequired,
             "attach at least one file in a part named `file`",
         ));
     }
@@ -130,29 +126,24 @@ async fn room_for(state: &AppState, incoming: u64) -> Result<(), ApiError> {
                 data_dir = %state.settings.data_dir.display(),
                 "uploads refused: the data directory's disk is below PARLEY_MIN_FREE_DISK_MB"
             );
-            ("storage_full", FULL)
+            (ErrorCode::StorageFull, FULL)
         }
         Err(NoRoom::StoredQuota) => {
             tracing::warn!("uploads refused: the files kept reached PARLEY_MAX_STORED_FILES_MB");
-            ("storage_full", FULL)
+            (ErrorCode::StorageFull, FULL)
         }
         Err(NoRoom::DailyQuota) => (
-            "daily_upload_limit",
+            ErrorCode::DailyUploadLimit,
             "files cannot be received right now (today's limit for all visitors is reached); please try again later",
         ),
     };
-    Err(ApiError::new(
-        StatusCode::INSUFFICIENT_STORAGE,
-        code,
-        message,
-    ))
+    Err(ApiError::new(code, message))
 }
 
 /// The chat's files would pass `PARLEY_MAX_CHAT_FILES_MB`.
 pub fn over_allowance(state: &AppState) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "chat_files_limit",
+        ErrorCode::ChatFilesLimit,
         format!(
             "this chat has reached its limit of {} of files",
             attachments::human_size(state.settings.files.max_chat_bytes as i64)
@@ -167,21 +158,16 @@ async fn read_text(
     let mut bytes = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         if bytes.len() + chunk.len() > max_bytes {
-            return Err(ApiError::from(input::FieldError {
-                field: "text",
-                code: "message_too_long",
-                message: "`text` is too long".into(),
-            }));
+            return Err(ApiError::field(
+                ErrorCode::MessageTooLong,
+                "text",
+                "`text` is too long",
+            ));
         }
         bytes.extend_from_slice(&chunk);
     }
-    String::from_utf8(bytes).map_err(|_| {
-        ApiError::from(input::FieldError {
-            field: "text",
-            code: "invalid_encoding",
-            message: "`text` must be UTF-8".into(),
-        })
-    })
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::field(ErrorCode::InvalidEncoding, "text", "`text` must be UTF-8"))
 }
 
 /// Streams one file part to disk and checks it: size, not empty, an allowed type.
@@ -196,8 +182,7 @@ async fn receive_file(
         Ok(blob) => blob,
         Err(ReceiveError::TooLarge(max)) => {
             return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "file_too_large",
+                ErrorCode::FileTooLarge,
                 format!(
                     "`{name}` is larger than the limit of {}",
                     attachments::human_size(max as i64)
@@ -212,16 +197,14 @@ async fn receive_file(
     };
     if blob.is_empty() {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "file_empty",
+            ErrorCode::FileEmpty,
             format!("`{name}` is empty"),
         ));
     }
     let upload = attachments::describe(blob, raw_name, None);
     if !limits.types.contains(&upload.file.content_type) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "file_type_not_allowed",
+            ErrorCode::FileTypeNotAllowed,
             format!(
                 "`{name}` is not a kind of file that can be sent here (its content is {})",
                 upload.file.content_type
@@ -234,8 +217,7 @@ async fn receive_file(
 fn multipart_error(e: MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
+            ErrorCode::RequestTooLarge,
             "the upload is larger than allowed in all",
         )
     } else {
@@ -247,8 +229,7 @@ fn multipart_error(e: MultipartError) -> ApiError {
 
 fn invalid_multipart() -> ApiError {
     ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_multipart",
+        ErrorCode::InvalidMultipart,
         "the multipart body could not be read",
     )
 }
@@ -267,8 +248,7 @@ pub async fn download_signed(
 ) -> Result<Response, ApiError> {
     let link_error = || {
         ApiError::new(
-            StatusCode::FORBIDDEN,
-            "invalid_link",
+            ErrorCode::InvalidLink,
             "this download link is invalid or has expired; reload the chat for a fresh one",
         )
     };

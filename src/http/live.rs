@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use axum::{
     extract::{
         Path, State,
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
+        ws::{
+            CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
+            rejection::WebSocketUpgradeRejection,
+        },
     },
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -22,7 +25,7 @@ use crate::{
     app::chats,
     http::state::AppState,
     http::{
-        error::ApiError,
+        error::{ApiError, ErrorCode},
         extract::{ClientIp, authenticate},
         live_sockets::Admitted,
     },
@@ -61,14 +64,20 @@ pub async fn live(
     Path(id): Path<String>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let Ok(ws) = ws else {
+        return ApiError::new(
+            ErrorCode::WebsocketRequired,
+            "this is a WebSocket: connect with an upgrade request",
+        )
+        .into_response();
+    };
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
         && !state.settings.origin_allowed(origin)
     {
         return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
+            ErrorCode::OriginNotAllowed,
             "this website may not use the chat (PARLEY_ALLOWED_ORIGINS)",
         )
         .into_response();
@@ -88,16 +97,16 @@ async fn send_json(socket: &mut WebSocket, value: &impl serde::Serialize) -> boo
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 
-async fn refuse(mut socket: WebSocket, code: &str, message: &str, close_code: u16) {
+async fn refuse(mut socket: WebSocket, code: ErrorCode, message: &str, close_code: u16) {
     let _ = send_json(
         &mut socket,
-        &json!({"type": "error", "code": code, "message": message}),
+        &json!({"type": "error", "code": code.as_str(), "message": message}),
     )
     .await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code: close_code,
-            reason: Utf8Bytes::from(code.to_owned()),
+            reason: Utf8Bytes::from_static(code.as_str()),
         })))
         .await;
 }
@@ -112,7 +121,7 @@ async fn serve(state: AppState, chat_id: String, mut socket: WebSocket, mut admi
     let Some(auth) = auth.filter(|a| a.kind == "auth") else {
         return refuse(
             socket,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "send {\"type\":\"auth\",\"token\":…} first",
             4401,
         )
@@ -121,7 +130,11 @@ async fn serve(state: AppState, chat_id: String, mut socket: WebSocket, mut admi
     let chat = match authenticate(&state, &chat_id, &auth.token).await {
         Ok(chat) => chat,
         Err(e) => {
-            let close = if e.code == "not_found" { 4404 } else { 4401 };
+            let close = if e.code == ErrorCode::NotFound {
+                4404
+            } else {
+                4401
+            };
             return refuse(socket, e.code, &e.message, close).await;
         }
     };
@@ -166,10 +179,10 @@ async fn stream(
     // before coming back) is shown ended, not as the token check saw it.
     let chat = match state.store.get_chat(chat_id).await {
         Ok(Some(chat)) => chat,
-        Ok(None) => return refuse(socket, "not_found", "no such chat", 4404).await,
+        Ok(None) => return refuse(socket, ErrorCode::NotFound, "no such chat", 4404).await,
         Err(e) => {
             tracing::error!(error = %e, "could not read the chat");
-            return refuse(socket, "internal", "please reconnect", 1011).await;
+            return refuse(socket, ErrorCode::Internal, "please reconnect", 1011).await;
         }
     };
     if !send_json(
@@ -183,7 +196,7 @@ async fn stream(
     match send_backlog(state, &chat.id, &mut last_sent, &mut socket).await {
         Ok(true) => {}
         Ok(false) => return,
-        Err(()) => return refuse(socket, "internal", "please reconnect", 1011).await,
+        Err(()) => return refuse(socket, ErrorCode::Internal, "please reconnect", 1011).await,
     }
 
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -197,7 +210,7 @@ async fn stream(
                 // the cap do not take the socket from each other forever.
                 return refuse(
                     socket,
-                    "replaced",
+                    ErrorCode::Replaced,
                     "this chat is open in too many tabs; the newest ones stay connected",
                     4409,
                 )
@@ -217,7 +230,7 @@ async fn stream(
                     match send_backlog(state, &chat.id, &mut last_sent, &mut socket).await {
                         Ok(true) => {}
                         Ok(false) => return,
-                        Err(()) => return refuse(socket, "internal", "please reconnect", 1011).await,
+                        Err(()) => return refuse(socket, ErrorCode::Internal, "please reconnect", 1011).await,
                     }
                 }
                 Ok(other) => {
@@ -227,7 +240,7 @@ async fn stream(
                 }
                 Err(RecvError::Lagged(_)) => {
                     // Too far behind: the client reconnects and catches up by id.
-                    return refuse(socket, "lagged", "please reconnect", 4408).await;
+                    return refuse(socket, ErrorCode::Lagged, "please reconnect", 4408).await;
                 }
                 Err(RecvError::Closed) => return,
             },

@@ -8,11 +8,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use axum::http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::LiveLimits, http::error::ApiError};
+use crate::{
+    config::LiveLimits,
+    http::error::{ApiError, ErrorCode},
+};
 
 /// The live sockets of one process.
 #[derive(Debug)]
@@ -126,8 +128,7 @@ impl LiveSockets {
             let n = inner.per_address.entry(key).or_default();
             if *n >= self.limits.per_address {
                 return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_sockets",
+                    ErrorCode::TooManySockets,
                     "too many live connections from this address; close some tabs",
                 ));
             }
@@ -139,8 +140,7 @@ impl LiveSockets {
         };
         let pending = self.pending.clone().try_acquire_owned().map_err(|_| {
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_pending",
+                ErrorCode::TooManyPending,
                 "the server is busy; please reconnect in a moment",
             )
         })?;
@@ -186,7 +186,7 @@ mod tests {
         let _b = s.admit(ip("192.0.2.1")).unwrap();
         assert_eq!(
             s.admit(ip("192.0.2.1")).unwrap_err().code,
-            "too_many_sockets"
+            ErrorCode::TooManySockets
         );
         assert!(s.admit(ip("192.0.2.2")).is_ok(), "another address");
         drop(a);
@@ -206,7 +206,7 @@ mod tests {
         let s = sockets(8, 100, 1);
         let mut a = s.admit(ip("192.0.2.1")).unwrap();
         let refused = s.admit(ip("192.0.2.2")).unwrap_err();
-        assert_eq!(refused.code, "too_many_pending");
+        assert_eq!(refused.code, ErrorCode::TooManyPending);
         a.authenticated();
         assert!(s.admit(ip("192.0.2.2")).is_ok());
         // The refused socket did not keep its address place either.

@@ -13,6 +13,7 @@ pub mod live_sockets;
 pub mod password_work;
 pub mod probes;
 pub mod rate_limit;
+pub mod request_id;
 pub mod sign_in_limits;
 pub mod state;
 pub mod visitor;
@@ -28,6 +29,7 @@ use axum::{
 };
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
@@ -36,7 +38,7 @@ use crate::{
     config::{AllowedOrigins, Settings},
     http::state::AppState,
 };
-use error::ApiError;
+use error::{ApiError, ErrorCode};
 
 /// Largest JSON body accepted (a 4000-character message is at most 16 KiB of UTF-8).
 const MAX_JSON_BODY: usize = 64 * 1024;
@@ -91,18 +93,30 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("referrer-policy"),
             HeaderValue::from_static("strict-origin-when-cross-origin"),
         ))
+        .layer(axum::middleware::from_fn(request_id::scope))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(
                     // Path only, without secrets: no query strings or headers (tokens) in
-                    // logs, and a setup link's token is cut out of its path.
+                    // logs, and a setup link's token is cut out of its path. The request id
+                    // is in every line of the request.
                     |req: &axum::http::Request<_>| {
                         let path = loggable_path(req.uri().path());
-                        tracing::info_span!("http", method = %req.method(), path = ?path)
+                        let id = request_id::of(req).unwrap_or_default();
+                        tracing::info_span!(
+                            "http",
+                            method = %req.method(),
+                            path = ?path,
+                            request_id = %id
+                        )
                     },
                 )
                 .on_failure(log_failure),
         )
+        // Outermost: the id is settled before the span opens, and echoed on every answer.
+        .layer(PropagateRequestIdLayer::new(request_id::HEADER))
+        .layer(SetRequestIdLayer::new(request_id::HEADER, MakeRequestUuid))
+        .layer(axum::middleware::map_request(request_id::drop_unfit))
         .with_state(state)
 }
 
@@ -159,7 +173,7 @@ fn cors(settings: &Settings) -> CorsLayer {
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
-        .expose_headers([header::RETRY_AFTER])
+        .expose_headers([header::RETRY_AFTER, request_id::HEADER])
         .max_age(std::time::Duration::from_secs(600))
 }
 
@@ -183,8 +197,7 @@ async fn refuse_other_origins(
     };
     let shown = origin.to_str().unwrap_or("this website");
     let mut response = ApiError::new(
-        StatusCode::FORBIDDEN,
-        "origin_not_allowed",
+        ErrorCode::OriginNotAllowed,
         format!(
             "pages of {shown} may not use this chat: its origin is not in parley's \
              PARLEY_ALLOWED_ORIGINS"

@@ -16,7 +16,7 @@ use crate::{
     domain::{ChatStatus, input},
     http::state::AppState,
     http::{
-        error::ApiError,
+        error::{ApiError, ErrorCode},
         extract::{ApiJson, ClientIp, VisitorChat},
         files,
     },
@@ -70,12 +70,11 @@ async fn chosen_department(
             .find(|d| d.id == id)
             .map(Some)
             .ok_or_else(|| {
-                ApiError::from(input::FieldError {
-                    field: "department",
-                    code: "department_invalid",
-                    message: "`department` is not one of the departments listed by /api/v1/status"
-                        .into(),
-                })
+                ApiError::field(
+                    ErrorCode::DepartmentInvalid,
+                    "department",
+                    "`department` is not one of the departments listed by /api/v1/status",
+                )
             }),
         None => Ok(all.into_iter().next()),
     }
@@ -110,8 +109,7 @@ pub async fn create_chat(
         departments::is_available(&state, department.as_ref(), jiff::Timestamp::now(), false);
     if !state.accepting_chats() || !available {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "offline",
+            ErrorCode::Offline,
             "no operator can be reached right now; please leave a message instead",
         ));
     }
@@ -143,8 +141,7 @@ pub async fn list_messages(
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(query) = query.map_err(|_| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "`after` must be a message id (a whole number)",
         )
     })?;
@@ -213,11 +210,11 @@ pub async fn create_offline_message(
 ) -> Result<impl IntoResponse, ApiError> {
     let limits = &state.settings.limits;
     let email = input::optional_email("email", req.email.as_deref())?.ok_or_else(|| {
-        ApiError::from(input::FieldError {
-            field: "email",
-            code: "email_required",
-            message: "`email` is required so that we can answer".into(),
-        })
+        ApiError::field(
+            ErrorCode::EmailRequired,
+            "email",
+            "`email` is required so that we can answer",
+        )
     })?;
     let mut message = NewOfflineMessage {
         name: input::optional_line("name", req.name.as_deref(), limits.max_field_chars)?,

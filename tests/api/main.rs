@@ -18,6 +18,7 @@ mod cleanup;
 mod client_address;
 mod connection;
 mod departments;
+mod error_contract;
 mod files;
 mod helpers;
 mod instances;

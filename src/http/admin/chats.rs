@@ -438,7 +438,9 @@ pub async fn file(
         .ok_or(PageError::NotFound("file"))?;
     match crate::http::files::serve(&state, &file).await {
         Ok(response) => Ok(response),
-        Err(e) if e.status == StatusCode::NOT_FOUND => Err(PageError::NotFound("file")),
+        Err(e) if e.code == crate::http::error::ErrorCode::NotFound => {
+            Err(PageError::NotFound("file"))
+        }
         Err(_) => Err(PageError::Internal),
     }
 }

@@ -150,7 +150,16 @@ impl IntoResponse for PageError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
                 None,
-                "Something went wrong on our side; the log says what. Please try again.",
+                &match crate::http::request_id::current() {
+                    Some(id) => format!(
+                        "Something went wrong on our side; the log says what (request id {id}). \
+                         Please try again."
+                    ),
+                    None => {
+                        "Something went wrong on our side; the log says what. Please try again."
+                            .to_owned()
+                    }
+                },
             ),
         }
     }
