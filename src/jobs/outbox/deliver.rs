@@ -48,6 +48,15 @@ pub(super) async fn deliver(
     chat: &ChatRow,
     message: Option<&MessageRow>,
 ) -> Result<Option<(i64, String)>, DeliveryError> {
+    if matches!(task, OutboxTask::Reminder { .. }) {
+        // The lane's copy of the chat can predate an accept or a close (an outage held the
+        // reminder up while it was filled): read it again, and drop the reminder of a chat
+        // that no longer waits without asking Mattermost anything.
+        let current = state.store.get_chat(&chat.id).await?;
+        if current.is_none_or(|c| c.status() != ChatStatus::Pending) {
+            return Ok(None);
+        }
+    }
     let ctx = bridge.context().await?;
     let mut message_post = None;
     match task {
