@@ -4,7 +4,7 @@
 pub mod attachments;
 /// The back office's use cases: manager accounts and the settings managers change.
 pub mod backoffice;
-/// The chat use cases shared by the API, the callback and the event stream.
+/// The chat use cases shared by the API, the callback and what comes in from Mattermost.
 pub mod chats;
 /// Several instances on one PostgreSQL: events between them, leadership.
 pub mod cluster;
@@ -22,12 +22,17 @@ pub mod domain;
 pub mod events;
 /// The HTTP routes and their handlers.
 pub mod http;
+/// What comes in from Mattermost: one arm per `BridgeEvent` (posts, edits, deletes, typing,
+/// reactions, catch-up).
+pub mod inbound;
 /// Background jobs (the outbox worker, the cleanup of chat channels).
 pub mod jobs;
 /// The bridge to Mattermost (REST client, event stream, post formats).
 pub mod mattermost;
 /// Prometheus metrics.
 pub mod metrics;
+/// The operators' `!` commands: one table (name, help text, handler).
+pub mod operator_commands;
 /// Visitor tokens and button signatures.
 pub mod security;
 /// Building and running the server.

@@ -20,7 +20,7 @@ use crate::{
     jobs, mattermost,
     metrics::Metrics,
     security::{ActionSigner, FileLinks, random_token},
-    state::{AppState, BridgeSlot},
+    state::AppState,
     storage::{Store, blobs::Blobs},
 };
 
@@ -88,7 +88,7 @@ impl Application {
             settings: Arc::new(settings),
             store,
             hub,
-            connection: BridgeSlot::new(bridge),
+            connection: mattermost::BridgeSlot::new(bridge),
             signer,
             blobs,
             outbox_wakeup: Arc::new(Notify::new()),
@@ -178,7 +178,12 @@ impl Application {
 fn leader_jobs(state: AppState, shutdown: CancellationToken) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
     jobs.spawn(jobs::run_outbox(state.clone(), shutdown.clone()));
-    jobs.spawn(mattermost::stream::run(state.clone(), shutdown.clone()));
+    jobs.spawn(mattermost::stream::run(
+        state.connection.clone(),
+        state.clone(),
+        state.metrics.clone(),
+        shutdown.clone(),
+    ));
     jobs.spawn(jobs::cleanup::run_scheduled(
         state.clone(),
         shutdown.clone(),
@@ -192,7 +197,9 @@ fn leader_jobs(state: AppState, shutdown: CancellationToken) -> JoinSet<()> {
         shutdown.clone(),
     ));
     jobs.spawn(mattermost::callback_check::run_scheduled(
-        state.clone(),
+        state.connection.clone(),
+        state.settings.public_url.clone(),
+        state.signer.clone(),
         shutdown.clone(),
     ));
     jobs.spawn(jobs::lifecycle::run_scheduled(state, shutdown));

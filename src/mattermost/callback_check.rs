@@ -18,15 +18,10 @@ use url::Url;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Client, MmError,
+    BridgeSlot, Client, MmError, replaced,
     wire::{CreateChannel, NewPost},
 };
-use crate::{
-    config::base,
-    security::ActionSigner,
-    state::{AppState, replaced},
-    storage::now_ms,
-};
+use crate::{config::base, security::ActionSigner, storage::now_ms};
 
 /// How often the check runs again while all is well (a changed proxy or firewall).
 const RECHECK_EVERY: Duration = Duration::from_secs(3600);
@@ -196,24 +191,24 @@ pub async fn run(
 }
 
 /// The server's schedule: once the connection in force is resolved, then hourly (every five
-/// minutes while it fails), and anew for each new connection.
-pub async fn run_scheduled(state: AppState, shutdown: CancellationToken) {
-    let mut changes = state.connection.watch();
+/// minutes while it fails), and anew for each new connection (`connection`: the bridge in
+/// force).
+pub async fn run_scheduled(
+    connection: BridgeSlot,
+    public_url: Url,
+    signer: ActionSigner,
+    shutdown: CancellationToken,
+) {
+    let mut changes = connection.watch();
     loop {
         changes.borrow_and_update();
-        let wait = match state.bridge() {
+        let wait = match connection.get() {
             None => None,
             Some(bridge) => match bridge.context().await {
                 // The stream keeps trying and logs why; try again with it.
                 Err(_) => Some(Duration::from_secs(5)),
                 Ok(ctx) => {
-                    let outcome = run(
-                        &bridge.client,
-                        &ctx.team_id,
-                        &state.settings.public_url,
-                        &state.signer,
-                    )
-                    .await;
+                    let outcome = run(&bridge.client, &ctx.team_id, &public_url, &signer).await;
                     let failed = outcome.is_err();
                     bridge.set_callback_check(CallbackCheck {
                         at_ms: now_ms(),

@@ -18,9 +18,7 @@ use super::{
 };
 use crate::{
     config::base,
-    departments::{
-        self, Department, Invalid, TemplateKind, cli::check_in_mattermost, is_available,
-    },
+    departments::{self, Department, Invalid, TemplateKind, is_available},
     http::extract::ClientIp,
     mattermost::{
         format::{self, ChatTemplates},
@@ -126,7 +124,7 @@ async fn check(state: &AppState, row: &DepartmentRow, no_check: bool) -> Result<
     if no_check {
         return Ok("The team and channel were not checked in Mattermost.".into());
     }
-    match check_in_mattermost(&bridge.client, &row.team, &row.channel).await {
+    match bridge.check_in_mattermost(&row.team, &row.channel).await {
         Ok(()) => Ok(String::new()),
         Err(e) if e.is_transient() => Ok(format!(
             "Mattermost could not be asked ({e}); parley reports an unknown team or channel when it starts."
