@@ -10,6 +10,7 @@ mod admin_managers;
 mod admin_settings;
 mod admin_sign_in;
 mod bridge;
+mod bridge_events;
 mod browser;
 mod browser_launch;
 mod channel_removal;
