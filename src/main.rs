@@ -9,7 +9,7 @@ use parley::{
     cli::open_existing_store,
     config::Settings,
     jobs::cleanup,
-    mattermost::Client,
+    mattermost::Bridge,
     startup::Application,
     storage::{Store, now_ms},
     telemetry,
@@ -208,12 +208,9 @@ async fn archive(settings: &Settings) -> anyhow::Result<()> {
         return Ok(());
     };
     let store = open_existing_store(settings).await?;
-    let client = Client::new(
-        &parley::config::base(&mattermost.url),
-        mattermost.token.clone(),
-    );
+    let bridge = Bridge::new(mattermost.clone());
     let delete_after = parley::app::settings::delete_after(&store, settings).await;
-    let report = cleanup::run_once(&store, &client, delete_after, now_ms()).await?;
+    let report = cleanup::run_once(&store, &bridge, delete_after, now_ms()).await?;
     match delete_after.as_secs() / 3600 {
         0 => println!("Channels of ended chats: {report}"),
         hours => println!("Channels of chats that ended at least {hours} h ago: {report}"),

@@ -131,7 +131,7 @@ enum Copied {
 
 async fn copy_one(state: &App, bridge: &Bridge, id: &str) -> Result<Copied, MmError> {
     let max = state.settings.files.max_bytes;
-    let info = bridge.client.file_info(id).await?;
+    let info = bridge.file_info(id).await?;
     let too_large = || {
         Copied::TooLarge(Skipped {
             name: display_name(&info.name),
@@ -144,7 +144,7 @@ async fn copy_one(state: &App, bridge: &Bridge, id: &str) -> Result<Copied, MmEr
     if info.size as u64 > max {
         return Ok(too_large());
     }
-    let response = bridge.client.download_file(id).await?;
+    let response = bridge.download_file(id).await?;
     match receive(&state.blobs, response.bytes_stream(), max).await {
         Ok(blob) => Ok(Copied::Done(Box::new(describe(
             blob,

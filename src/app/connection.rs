@@ -1,7 +1,7 @@
 //! The Mattermost connection set in the back office: stored as four `settings` rows
 //! (`mattermost.url`, `.token`, `.team`, `.channel`), used when the deployment settings
 //! (`PARLEY_MATTERMOST_*` or `parley.toml`) set none, and put in force at once by replacing the
-//! running bridge (see `state::BridgeSlot`). With several instances a saved change is announced
+//! running bridge (see `mattermost::BridgeSlot`). With several instances a saved change is announced
 //! to the others (`cluster::Note::Connection`), which read it from the database.
 
 use std::{sync::Arc, time::Duration};

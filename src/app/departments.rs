@@ -176,7 +176,7 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> Invalid {
 
 /// Checks (and tidies) a department before it is saved: name, team and channel names,
 /// online hours and time zone, texts, templates. Mattermost itself is asked separately
-/// (`cli::check_in_mattermost`), since it may be unreachable.
+/// (`Client::check_in_mattermost`), since it may be unreachable.
 pub fn validate(row: &mut DepartmentRow) -> Result<(), Invalid> {
     row.name = row.name.trim().to_owned();
     if row.name.is_empty() {

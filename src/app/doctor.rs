@@ -320,7 +320,7 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
                 format!(
                     "team `{}` not found, or the bot is not a member of it ({})",
                     mm.team,
-                    short(&e)
+                    e.short()
                 ),
                 Some(format!(
                     "check PARLEY_MATTERMOST_TEAM (the team's name as in its URL) and add @{} to \
@@ -350,7 +350,7 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
                     "@{} is not a member of team `{}` ({})",
                     me.username,
                     team.name,
-                    short(&e)
+                    e.short()
                 ),
                 Some(format!(
                     "add @{} to the team: Main menu → View members → Add members, or `mmctl team \
@@ -386,7 +386,7 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
                 mm.channel,
                 team.name,
                 me.username,
-                short(&e)
+                e.short()
             ),
             Some(format!(
                 "check PARLEY_MATTERMOST_CHANNEL (the channel's name as in its URL, not its \
@@ -423,7 +423,7 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
                     "@{} may not create private channels in `{}` ({})",
                     me.username,
                     team.name,
-                    short(&e)
+                    e.short()
                 ),
                 Some(
                     "give team members (or the bot) the permission to create private channels: \
@@ -457,7 +457,7 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
             format!(
                 "@{} created a private channel but may not add members to it ({})",
                 me.username,
-                short(&e)
+                e.short()
             ),
             Some(
                 "give channel members the permission to manage private channel members: System \
@@ -506,7 +506,7 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
             format!(
                 "refused (EnableAPIChannelDeletion is off), and archiving the test channel \
                  `{name}` failed too ({}); delete it by hand",
-                short(&e)
+                e.short()
             ),
             Some(ENABLE_DELETION.into()),
         ),
@@ -517,7 +517,7 @@ async fn check_server(report: &mut Report, settings: &Settings, mm: &MattermostS
             Verdict::Warning,
             format!(
                 "the test channel `{name}` could not be deleted ({})",
-                short(&e)
+                e.short()
             ),
             Some(format!(
                 "delete `{name}` by hand, and let the bot delete the channels it creates (the \
@@ -533,7 +533,7 @@ async fn check_client_config(report: &mut Report, settings: &Settings, client: &
     let config = match client.client_config().await {
         Ok(c) => c,
         Err(e) => {
-            let why = format!("the client configuration could not be read ({})", short(&e));
+            let why = format!("the client configuration could not be read ({})", e.short());
             report.push(
                 "post_size",
                 T_POST_SIZE,
@@ -661,7 +661,7 @@ async fn check_callbacks(
             let client = Client::new(&base(&mm.url), mm.token.clone());
             let outcome = match client.team_by_name(&mm.team).await {
                 Ok(team) => callback_check::run(&client, &team.id, public_url, signer).await,
-                Err(e) => Err(format!("the team could not be read ({})", short(&e))),
+                Err(e) => Err(format!("the team could not be read ({})", e.short())),
             };
             match outcome {
                 Ok(()) => (
@@ -713,14 +713,6 @@ fn is_private(url: &Url) -> bool {
                 || (v6.segments()[0] & 0xfe00) == 0xfc00
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
         }
-    }
-}
-
-/// An error in a few words: Mattermost's id when it sent one.
-fn short(e: &MmError) -> String {
-    match e {
-        MmError::Api { status, id, .. } if !id.is_empty() => format!("{status} {id}"),
-        other => other.to_string(),
     }
 }
 

@@ -6,10 +6,12 @@
 pub mod accounts;
 pub mod attachments;
 pub mod chats;
+pub mod commands;
 pub mod connection;
 pub mod departments;
 pub mod doctor;
 pub mod error;
+pub mod inbound;
 pub mod outbox;
 pub mod settings;
 pub mod upload_room;

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use crate::app::departments::{Invalid, validate};
 use crate::{
     config::{Settings, base},
-    mattermost::{Client, MmError},
+    mattermost::Client,
     storage::{
         Store, StoreError,
         departments::{DepartmentRow, RemoveOutcome},
@@ -281,7 +281,7 @@ async fn check(
         return Ok(" (not checked in Mattermost)".into());
     }
     let client = Client::new(&base(&mm.url), mm.token.clone());
-    match check_in_mattermost(&client, &row.team, &row.channel).await {
+    match client.check_in_mattermost(&row.team, &row.channel).await {
         Ok(()) => Ok(String::new()),
         Err(e) if e.is_transient() => Ok(format!(
             " (Mattermost could not be asked: {e}; the server reports an unknown team or channel when it starts)"
@@ -290,46 +290,4 @@ async fn check(
             "{e}. Fix the names or add the bot, or save anyway with --no-check"
         ))),
     }
-}
-
-/// Whether the bot can use `channel` in `team`: the team and channel exist and the bot is a
-/// member of both (a private channel the bot is not in looks missing).
-pub async fn check_in_mattermost(
-    client: &Client,
-    team: &str,
-    channel: &str,
-) -> Result<(), MmError> {
-    let not_found = |what: String| MmError::Api {
-        status: 404,
-        id: String::new(),
-        message: what,
-    };
-    let t = client
-        .team_by_name(team)
-        .await
-        .map_err(|e| match e.status() {
-            Some(403 | 404) => not_found(format!(
-                "team `{team}` not found in Mattermost, or the bot is not a member of it"
-            )),
-            _ => e,
-        })?;
-    let c = client
-        .channel_by_name(&t.id, channel, false)
-        .await
-        .map_err(|e| match e.status() {
-            Some(403 | 404) => not_found(format!(
-                "channel `{channel}` not found in team `{team}`, or the bot cannot see it"
-            )),
-            _ => e,
-        })?;
-    client
-        .channel_member(&c.id, "me")
-        .await
-        .map_err(|e| match e.status() {
-            Some(403 | 404) => not_found(format!(
-                "the bot is not a member of channel `{channel}` (invite it with /invite)"
-            )),
-            _ => e,
-        })?;
-    Ok(())
 }

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     app::App,
     mattermost::{
-        Client, MmError,
-        channels::{PermanentDeletion, Removal, delete_or_archive_channel},
+        Bridge, MmError,
+        channels::{PermanentDeletion, Removal},
     },
     storage::{Store, StoreError, cleanup::ChannelRemoval, now_ms},
 };
@@ -164,7 +164,7 @@ pub fn ended_before(delete_after: Duration, now: i64) -> i64 {
 /// caller logs or prints the report); only database errors are errors.
 pub async fn run_once(
     store: &Store,
-    client: &Client,
+    bridge: &Bridge,
     delete_after: Duration,
     now: i64,
 ) -> Result<Report, StoreError> {
@@ -180,9 +180,9 @@ pub async fn run_once(
             continue;
         }
         let archived = candidate.removal() == Some(ChannelRemoval::Archived);
-        let removal =
-            delete_or_archive_channel(client, &candidate.channel_id, archived, &mut permanent)
-                .await;
+        let removal = bridge
+            .delete_or_archive_channel(&candidate.channel_id, archived, &mut permanent)
+            .await;
         let recorded = match removal {
             Ok(Removal::Deleted) => {
                 report.deleted += 1;
@@ -260,7 +260,7 @@ pub async fn run_every(state: App, shutdown: CancellationToken, first: Duration,
         };
         // The back office may change the delay (unless PARLEY_DELETE_AFTER_HOURS is set).
         let delete_after = crate::app::settings::delete_after(&state.store, &state.settings).await;
-        let run = run_once(&state.store, &bridge.client, delete_after, now_ms());
+        let run = run_once(&state.store, &bridge, delete_after, now_ms());
         tokio::select! {
             _ = shutdown.cancelled() => return,
             result = run => match result {

@@ -25,7 +25,12 @@ use crate::{app::App, mattermost::stream, storage::now_ms};
 pub fn spawn_all(state: App, shutdown: CancellationToken) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
     jobs.spawn(run_outbox(state.clone(), shutdown.clone()));
-    jobs.spawn(stream::run(state.clone(), shutdown.clone()));
+    jobs.spawn(stream::run(
+        state.connection.clone(),
+        state.clone(),
+        state.metrics.clone(),
+        shutdown.clone(),
+    ));
     jobs.spawn(cleanup::run_scheduled(state.clone(), shutdown.clone()));
     jobs.spawn(presence::run_scheduled(state.clone(), shutdown.clone()));
     jobs.spawn(retention::run_scheduled(state.clone(), shutdown.clone()));

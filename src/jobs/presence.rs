@@ -79,7 +79,7 @@ pub async fn run_once(state: &App) -> Result<usize, PollError> {
         .map(|id| (*id).clone())
         .collect();
     for chunk in unknown.chunks(CHUNK) {
-        bridge.cache_users(bridge.client.users_by_ids(chunk).await?);
+        bridge.cache_users(bridge.users_by_ids(chunk).await?);
     }
     let is_operator = |id: &String| {
         id != &ctx.bot_user_id
@@ -94,7 +94,7 @@ pub async fn run_once(state: &App) -> Result<usize, PollError> {
         .collect();
     let mut statuses: HashMap<String, String> = HashMap::new();
     for chunk in operators.chunks(CHUNK) {
-        for s in bridge.client.statuses_by_ids(chunk).await? {
+        for s in bridge.statuses_by_ids(chunk).await? {
             statuses.insert(s.user_id, s.status);
         }
     }
@@ -127,7 +127,6 @@ async fn channel_members(bridge: &Bridge, route: &Route) -> Result<Vec<String>, 
     let mut ids = Vec::new();
     for page in 0.. {
         let list = bridge
-            .client
             .channel_members(&target.channel_id, page, PER_PAGE)
             .await?;
         let last = list.len() < PER_PAGE;
@@ -176,7 +175,7 @@ pub async fn run_scheduled(state: App, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
             // A new connection: poll it at once rather than up to a poll interval later.
-            _ = crate::mattermost::slot::replaced(&mut changes) => {}
+            _ = crate::mattermost::replaced(&mut changes) => {}
         }
         if let Err(e) = run_once(&state).await {
             tracing::debug!(error = %e, "polling operators' presence failed; keeping the last known state");

@@ -14,17 +14,14 @@ use super::format;
 /// How answers start, so operators tell them from messages.
 const MARK: &str = ":information_source:";
 
-/// The commands, for `!help` and as the hint after a mistake.
-pub fn help() -> String {
-    format!(
-        "{MARK} **parley commands** (typed here, never shown to the visitor):\n\
-         `!close`: end the chat\n\
-         `!note <text>`: an internal note, kept in the transcript, never shown to the visitor\n\
-         `!transfer @user`: hand the chat to another operator (added to this channel; the visitor is told)\n\
-         `!invite @user`: add a colleague to this channel (the visitor is not told)\n\
-         `!info`: the visitor's details and earlier chats\n\
-         `!help`: this list"
-    )
+/// `!help`: the commands as `(usage, what it does)`, from the command table
+/// (`operator_commands`). Both are parley's own text, written as they are.
+pub fn help(commands: &[(String, &str)]) -> String {
+    let mut text = format!("{MARK} **parley commands** (typed here, never shown to the visitor):");
+    for (usage, what) in commands {
+        text.push_str(&format!("\n`{usage}`: {what}"));
+    }
+    text
 }
 
 /// An unknown `!word`.

@@ -1,7 +1,7 @@
 //! Removing a chat channel: delete it permanently, or archive it where the server refuses
 //! permanent deletion. The one copy of that rule (see docs/decisions.md "Cleanup of chat
 //! channels"), used by the cleanup job, the back office's chat deletion and `parley doctor`,
-//! with the Mattermost error ids it depends on.
+//! with the Mattermost error ids of channels (removal, and a taken name when creating one).
 
 use super::{Bridge, Client, MmError};
 
@@ -95,6 +95,16 @@ impl MmError {
         matches!(self, Self::Api { status: 404, id, .. } if id.contains("channel"))
     }
 
+    /// Creating a channel whose name is taken: both ids Mattermost has used (older servers
+    /// answer `previously` when the holder is archived).
+    pub fn is_channel_name_taken(&self) -> bool {
+        matches!(
+            self.id(),
+            Some("store.sql_channel.save_channel.exists.app_error")
+                | Some("store.sql_channel.save_channel.previously.app_error")
+        )
+    }
+
     /// Archiving a channel that is archived already
     /// (`api.channel.delete_channel.deleted.app_error`).
     pub fn is_channel_already_archived(&self) -> bool {
@@ -141,6 +151,18 @@ mod tests {
             !api(401, "api.context.session_expired.app_error").is_permanent_deletion_disabled()
         );
         assert!(!api(401, "").is_permanent_deletion_disabled());
+    }
+
+    #[test]
+    fn a_taken_name_is_recognised_under_both_ids() {
+        assert!(
+            api(400, "store.sql_channel.save_channel.exists.app_error").is_channel_name_taken()
+        );
+        assert!(
+            api(400, "store.sql_channel.save_channel.previously.app_error").is_channel_name_taken()
+        );
+        assert!(!api(400, "").is_channel_name_taken());
+        assert!(!api(403, "api.context.permissions.app_error").is_channel_name_taken());
     }
 
     #[test]

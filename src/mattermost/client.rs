@@ -70,6 +70,30 @@ impl MmError {
         }
     }
 
+    /// The error in a few words, for audit entries and reports: Mattermost's status and error
+    /// id when it sent one, else the whole message.
+    pub fn short(&self) -> String {
+        match self {
+            Self::Api { status, id, .. } if !id.is_empty() => format!("{status} {id}"),
+            other => other.to_string(),
+        }
+    }
+
+    /// Mattermost's error id in the text of an error as stored (this type's `Display`:
+    /// `Mattermost answered 403 <id>: …`), e.g. a failed delivery's last error.
+    pub fn id_in_text(text: &str) -> Option<&str> {
+        let rest = text.strip_prefix("Mattermost answered ")?;
+        let (_status, rest) = rest.split_once(' ')?;
+        let id = rest.split(':').next()?.trim();
+        (!id.is_empty()).then_some(id)
+    }
+
+    /// The user is not a member of the channel's team, so Mattermost will not add them to the
+    /// channel (`app.team.get_member.missing.app_error`).
+    pub fn is_not_team_member(&self) -> bool {
+        self.id() == Some("app.team.get_member.missing.app_error")
+    }
+
     /// The reason label of `parley_mattermost_request_errors_total`.
     fn metric_reason(&self) -> &'static str {
         match self {
@@ -489,6 +513,58 @@ pub(super) fn without_url(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn api(status: u16, id: &str) -> MmError {
+        MmError::Api {
+            status,
+            id: id.into(),
+            message: "You do not have the appropriate permissions.".into(),
+        }
+    }
+
+    #[test]
+    fn the_error_id_is_read_back_from_the_stored_text() {
+        let stored = api(403, "api.context.permissions.app_error").to_string();
+        assert_eq!(
+            MmError::id_in_text(&stored),
+            Some("api.context.permissions.app_error")
+        );
+        assert_eq!(
+            MmError::id_in_text(
+                "Mattermost answered 403 api.context.permissions.app_error: You do not …"
+            ),
+            Some("api.context.permissions.app_error")
+        );
+        assert_eq!(MmError::id_in_text(&api(502, "").to_string()), None);
+        assert_eq!(MmError::id_in_text("unreadable task"), None);
+        assert_eq!(
+            MmError::id_in_text(&MmError::Unreachable("timed out".into()).to_string()),
+            None
+        );
+    }
+
+    #[test]
+    fn short_names_the_id_when_there_is_one() {
+        assert_eq!(
+            api(404, "app.channel.get.existing.app_error").short(),
+            "404 app.channel.get.existing.app_error"
+        );
+        assert_eq!(
+            api(404, "").short(),
+            "Mattermost answered 404 : You do not have the appropriate permissions."
+        );
+        assert_eq!(
+            MmError::Unreachable("timed out".into()).short(),
+            "Mattermost is unreachable: timed out"
+        );
+    }
+
+    #[test]
+    fn not_a_team_member_is_recognised() {
+        assert!(api(400, "app.team.get_member.missing.app_error").is_not_team_member());
+        assert!(!api(403, "api.context.permissions.app_error").is_not_team_member());
+        assert!(!MmError::Unreachable("refused".into()).is_not_team_member());
+    }
 
     #[test]
     fn endpoints_are_templates_without_ids_or_names() {

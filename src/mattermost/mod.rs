@@ -1,21 +1,25 @@
 //! The Mattermost bridge: the one handle the rest of parley uses to reach Mattermost. It
 //! resolves the configured team and requests channel, caches users, and knows whether the
 //! server is reachable. The REST client, the event stream and the post formats live in the
-//! submodules.
+//! submodules. The bridge is closed: its client is private (the calls parley makes are
+//! [`Bridge`] methods, `calls.rs`), Mattermost's error ids are read only here (`MmError::is_*`),
+//! and what happens in Mattermost reaches the application only as [`BridgeEvent`]s through its
+//! [`Inbound`] implementation.
 
 pub mod answers;
 pub mod callback_check;
+mod calls;
 pub mod channels;
 pub mod client;
+pub mod events;
 pub mod files;
 pub mod format;
 pub mod presence;
 pub mod probe;
 pub mod slot;
 pub mod stream;
+mod translate;
 pub mod wire;
-
-pub use slot::BridgeSlot;
 
 use std::{
     collections::HashMap,
@@ -33,7 +37,9 @@ use crate::{
     domain::department::Route,
 };
 pub use client::{Client, MmError};
+pub use events::{BridgeEvent, Inbound};
 use presence::Presence;
+pub use slot::{BridgeSlot, replaced};
 use wire::User;
 
 /// A department's team and requests channel, resolved to ids.
@@ -59,7 +65,8 @@ pub struct Context {
 /// Shared handle to Mattermost.
 #[derive(Debug)]
 pub struct Bridge {
-    pub client: Client,
+    /// Private to the adapter: the rest of parley calls the [`Bridge`] methods.
+    client: Client,
     settings: MattermostSettings,
     context: RwLock<Option<Arc<Context>>>,
     /// Held while the context is resolved, so that the tasks asking for it at start (event
@@ -86,7 +93,7 @@ pub struct Bridge {
 
 /// "The visitor is typing" for a chat channel, as handed to the event stream.
 #[derive(Debug)]
-pub(crate) struct Typing {
+pub(super) struct Typing {
     pub channel_id: String,
     pub at: Instant,
 }
@@ -95,7 +102,7 @@ pub(crate) struct Typing {
 pub const CONNECTING_AT_MOST: Duration = Duration::from_secs(30);
 
 /// Typing older than this when the stream gets to it is dropped: it would be stale.
-pub(crate) const TYPING_FRESH: Duration = Duration::from_secs(2);
+pub(super) const TYPING_FRESH: Duration = Duration::from_secs(2);
 
 impl Bridge {
     pub fn new(settings: MattermostSettings) -> Self {
@@ -396,7 +403,7 @@ impl Bridge {
     }
 
     /// The receiving end of visitor typing, held by the one event stream task.
-    pub(crate) async fn typing_receiver(
+    pub(super) async fn typing_receiver(
         &self,
     ) -> tokio::sync::MutexGuard<'_, mpsc::Receiver<Typing>> {
         self.typing_rx.lock().await

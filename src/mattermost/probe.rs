@@ -1,5 +1,5 @@
-//! The few extra calls `parley doctor` and the back office's connection form make to check a
-//! server's setup, kept apart from the calls the bridge needs.
+//! The few extra calls `parley doctor`, the back office's connection and department forms make
+//! to check a server's setup, kept apart from the calls the bridge needs.
 
 use reqwest::Method;
 use serde::Deserialize;
@@ -80,5 +80,43 @@ impl Client {
             .json(&serde_json::json!({ "term": term }));
         let channels: Option<Vec<Channel>> = self.send(request).await?;
         Ok(channels.unwrap_or_default())
+    }
+
+    /// Whether the bot can use `channel` in `team`: the team and channel exist and the bot is a
+    /// member of both (a private channel the bot is not in looks missing). Asked when a
+    /// department is saved (back office, `parley department`).
+    pub async fn check_in_mattermost(&self, team: &str, channel: &str) -> Result<(), MmError> {
+        let not_found = |what: String| MmError::Api {
+            status: 404,
+            id: String::new(),
+            message: what,
+        };
+        let t = self
+            .team_by_name(team)
+            .await
+            .map_err(|e| match e.status() {
+                Some(403 | 404) => not_found(format!(
+                    "team `{team}` not found in Mattermost, or the bot is not a member of it"
+                )),
+                _ => e,
+            })?;
+        let c = self
+            .channel_by_name(&t.id, channel, false)
+            .await
+            .map_err(|e| match e.status() {
+                Some(403 | 404) => not_found(format!(
+                    "channel `{channel}` not found in team `{team}`, or the bot cannot see it"
+                )),
+                _ => e,
+            })?;
+        self.channel_member(&c.id, "me")
+            .await
+            .map_err(|e| match e.status() {
+                Some(403 | 404) => not_found(format!(
+                    "the bot is not a member of channel `{channel}` (invite it with /invite)"
+                )),
+                _ => e,
+            })?;
+        Ok(())
     }
 }

@@ -1,5 +1,6 @@
-//! Where the Mattermost bridge in force is kept, swapped as a whole when an admin changes the
-//! connection.
+//! Where the bridge in force is kept, so that the connection can be replaced (back office)
+//! while parley runs: the long-running users (the event stream, the presence poll, the
+//! callback check) watch it and let go of the old bridge.
 
 use std::sync::{Arc, RwLock};
 

@@ -1,9 +1,10 @@
 //! The Mattermost WebSocket event stream: authenticates with the bot token, resumes with
 //! `connection_id`/`sequence_number` after a drop, reconnects with backoff, and hands every
-//! event in order to `chats` (posts, edits and deletes, operators typing, reactions on request
-//! posts). When the server could not resume (a new `connection_id`), open chats are caught up
-//! over REST so nothing is missed. It also sends the visitor's typing to Mattermost as the
-//! bot's `user_typing` action.
+//! event, translated into a [`BridgeEvent`], in order to the [`Inbound`] it is given (posts,
+//! edits and deletes, typing, reactions). It says when it is connected again, and when the
+//! server could not resume (a new `connection_id`), so that the application catches up over
+//! REST and nothing is missed. It also sends the visitor's typing to Mattermost as the bot's
+//! `user_typing` action.
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,8 +14,10 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 use tokio_util::sync::CancellationToken;
 
-use super::{Bridge, TYPING_FRESH, wire::WsEvent};
-use crate::{app::App, app::chats, mattermost::slot::replaced};
+use super::{
+    Bridge, BridgeEvent, BridgeSlot, Inbound, TYPING_FRESH, replaced, translate, wire::WsEvent,
+};
+use crate::metrics::Metrics;
 
 /// The server pings every 60 s; hearing nothing for this long means the link is dead.
 const SILENCE_LIMIT: Duration = Duration::from_secs(100);
@@ -27,20 +30,26 @@ struct Resume {
     next_seq: i64,
 }
 
-/// Runs until `shutdown`: keeps one event stream open with the bridge in force and applies its
-/// events. When the connection is replaced (back office), the stream lets go of the old server
-/// and connects with the new bridge at once; while none is configured it waits for one.
-pub async fn run(state: App, shutdown: CancellationToken) {
-    let mut changes = state.connection.watch();
+/// Runs until `shutdown`: keeps one event stream open with the bridge in force (`connection`)
+/// and gives its events to `inbound`. When the connection is replaced (back office), the
+/// stream lets go of the old server and connects with the new bridge at once; while none is
+/// configured it waits for one.
+pub async fn run<I: Inbound>(
+    connection: BridgeSlot,
+    inbound: I,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let mut changes = connection.watch();
     loop {
         changes.borrow_and_update();
-        let Some(bridge) = state.bridge() else {
+        let Some(bridge) = connection.get() else {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = replaced(&mut changes) => continue,
             }
         };
-        let stopped = run_with(&state, &bridge, &shutdown, &mut changes).await;
+        let stopped = run_with(&inbound, &metrics, &bridge, &shutdown, &mut changes).await;
         bridge.set_stream_connected(false);
         if stopped {
             return;
@@ -50,8 +59,9 @@ pub async fn run(state: App, shutdown: CancellationToken) {
 }
 
 /// Keeps the stream of one bridge. Returns true on shutdown, false when the bridge was replaced.
-async fn run_with(
-    state: &App,
+async fn run_with<I: Inbound>(
+    inbound: &I,
+    metrics: &Metrics,
     bridge: &Arc<Bridge>,
     shutdown: &CancellationToken,
     changes: &mut watch::Receiver<u64>,
@@ -64,7 +74,7 @@ async fn run_with(
         }
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return true,
-            r = connect_once(state, bridge, &mut resume, changes) => r,
+            r = connect_once(inbound, bridge, &mut resume, changes) => r,
         };
         bridge.set_stream_connected(false);
         match outcome {
@@ -85,7 +95,7 @@ async fn run_with(
             _ = tokio::time::sleep(backoff + jitter) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        state.metrics.stream_reconnecting();
+        metrics.stream_reconnecting();
     }
 }
 
@@ -109,8 +119,8 @@ enum StreamError {
     Protocol(String),
 }
 
-async fn connect_once(
-    state: &App,
+async fn connect_once<I: Inbound>(
+    inbound: &I,
     bridge: &Bridge,
     resume: &mut Resume,
     changes: &mut watch::Receiver<u64>,
@@ -146,7 +156,13 @@ async fn connect_once(
         // A resumed stream sends no new `hello`, and maybe no event for a long while.
         bridge.set_stream_connected(true);
     }
-    crate::jobs::outbox::mattermost_is_back(state).await;
+    // Mattermost answers again: what waits for it may go now.
+    apply(
+        inbound,
+        BridgeEvent::Reconnected { catch_up: false },
+        resume,
+    )
+    .await?;
     // Typing handed over while no stream was up is stale: drop it.
     let mut typing = bridge.typing_receiver().await;
     while typing.try_recv().is_ok() {}
@@ -198,69 +214,76 @@ async fn connect_once(
         }
         // A resumed connection replays without a new hello; any event proves it is up.
         bridge.set_stream_connected(true);
-        match event.event.as_str() {
-            "hello" => {
-                let id = event
-                    .data
-                    .get("connection_id")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned);
-                let resumed = id.is_some() && id == resume.connection_id;
-                resume.connection_id = id;
-                if !resumed {
-                    // A fresh connection: whatever happened in between must be fetched.
-                    match chats::catch_up(state).await {
-                        Ok(n) => tracing::info!(posts = n, "caught up with Mattermost"),
-                        Err(e) => tracing::warn!(error = %e, "catching up with Mattermost failed"),
-                    }
-                }
+        if event.event == "hello" {
+            let id = event
+                .data
+                .get("connection_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
+            let resumed = id.is_some() && id == resume.connection_id;
+            resume.connection_id = id;
+            if !resumed {
+                // A fresh connection: whatever happened in between must be fetched.
+                apply(inbound, BridgeEvent::Reconnected { catch_up: true }, resume).await?;
             }
-            kind @ ("posted" | "post_edited" | "post_deleted") => {
-                let Some(post) = chats::post_from_event(&event.data) else {
-                    continue;
-                };
-                let applied = match kind {
-                    "posted" => chats::apply_post(state, &post).await,
-                    "post_edited" => chats::apply_post_edited(state, &post).await,
-                    _ => chats::apply_post_deleted(state, &post).await,
-                };
-                if let Err(e) = applied {
-                    // Start afresh without resuming: the new connection's catch-up
-                    // fetches this post again.
-                    resume.connection_id = None;
-                    return Err(StreamError::Protocol(format!(
-                        "could not apply {kind} of post {}: {e}",
-                        post.id
-                    )));
-                }
-            }
-            "typing" => {
-                let user_id = event
-                    .data
-                    .get("user_id")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default();
-                // Typing is fleeting: a failure is not worth a reconnect.
-                if let Err(e) =
-                    chats::operator_typing(state, &event.broadcast.channel_id, user_id).await
-                {
-                    tracing::debug!(error = %e, "could not pass on an operator's typing");
-                }
-            }
-            "reaction_added" => {
-                let Some(reaction) = chats::reaction_from_event(&event.data) else {
-                    continue;
-                };
-                if let Err(e) = chats::apply_reaction(state, &reaction).await {
-                    // The catch-up of a fresh connection looks at request posts' reactions.
-                    resume.connection_id = None;
-                    return Err(StreamError::Protocol(format!(
-                        "could not apply a reaction on post {}: {e}",
-                        reaction.post_id
-                    )));
-                }
-            }
-            _ => {}
+            continue;
+        }
+        if let Some(event) = translate::event(&event) {
+            apply(inbound, event, resume).await?;
         }
     }
+}
+
+/// Gives one event to the application, with today's rule for failures (docs/decisions.md "The
+/// two relay directions"): a post, edit, delete or reaction that could not be applied drops
+/// the resume point and ends the connection with an error, so the next connection starts
+/// afresh and its catch-up fetches the event again; typing is fleeting and a failed
+/// reconnection step is tried again by the next connection, so both are only logged.
+async fn apply<I: Inbound>(
+    inbound: &I,
+    event: BridgeEvent,
+    resume: &mut Resume,
+) -> Result<(), StreamError> {
+    let failed = match &event {
+        BridgeEvent::Posted(p) => {
+            Failure::Reconnect(format!("could not apply posted of post {}", p.id))
+        }
+        BridgeEvent::Edited(p) => {
+            Failure::Reconnect(format!("could not apply post_edited of post {}", p.id))
+        }
+        BridgeEvent::Deleted(p) => {
+            Failure::Reconnect(format!("could not apply post_deleted of post {}", p.id))
+        }
+        BridgeEvent::Reaction(r) => {
+            Failure::Reconnect(format!("could not apply a reaction on post {}", r.post_id))
+        }
+        BridgeEvent::Typing { .. } => Failure::Debug("could not pass on an operator's typing"),
+        BridgeEvent::Reconnected { catch_up: true } => {
+            Failure::Warn("catching up with Mattermost failed")
+        }
+        BridgeEvent::Reconnected { catch_up: false } => {
+            Failure::Warn("could not hand on that Mattermost is back")
+        }
+    };
+    let Err(e) = inbound.apply(event).await else {
+        return Ok(());
+    };
+    match failed {
+        Failure::Reconnect(what) => {
+            resume.connection_id = None;
+            return Err(StreamError::Protocol(format!("{what}: {e}")));
+        }
+        Failure::Debug(what) => tracing::debug!(error = %e, "{what}"),
+        Failure::Warn(what) => tracing::warn!(error = %e, "{what}"),
+    }
+    Ok(())
+}
+
+/// What a failure to apply an event leads to.
+enum Failure {
+    /// Start afresh without resuming (the message says what failed).
+    Reconnect(String),
+    /// Log and go on.
+    Debug(&'static str),
+    Warn(&'static str),
 }

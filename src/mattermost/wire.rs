@@ -1,5 +1,7 @@
 //! Serde shapes of the Mattermost REST and WebSocket JSON parley reads and writes. Only the
-//! fields parley uses; unknown fields are ignored so newer servers keep working.
+//! fields parley uses; unknown fields are ignored so newer servers keep working. Those only the
+//! adapter reads (error bodies, WebSocket envelopes, upload answers) are `pub(super)`; events
+//! leave the adapter as `events` types, never as these.
 
 use std::collections::HashMap;
 
@@ -163,7 +165,7 @@ pub struct PostList {
 /// Mattermost's error body (`AppError`); parley branches on `id`, never on the localised
 /// message.
 #[derive(Debug, Clone, Deserialize)]
-pub struct AppError {
+pub(super) struct AppError {
     #[serde(default)]
     pub id: String,
     #[serde(default)]
@@ -202,7 +204,7 @@ pub struct PostUpdate {
 
 /// A WebSocket event envelope.
 #[derive(Debug, Clone, Deserialize)]
-pub struct WsEvent {
+pub(super) struct WsEvent {
     #[serde(default)]
     pub event: String,
     #[serde(default)]
@@ -215,7 +217,7 @@ pub struct WsEvent {
 
 /// Who an event was sent to; parley reads the channel (`typing` names it only here).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct WsBroadcast {
+pub(super) struct WsBroadcast {
     #[serde(default)]
     pub channel_id: String,
 }
@@ -246,7 +248,7 @@ pub struct FileInfo {
 
 /// Answer of `POST /files`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct UploadedFiles {
+pub(super) struct UploadedFiles {
     #[serde(default)]
     pub file_infos: Vec<FileInfo>,
 }

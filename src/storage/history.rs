@@ -53,19 +53,9 @@ pub struct ChatCounts {
 pub struct BridgeErrorRow {
     pub chat_id: String,
     pub kind: String,
+    /// The error as recorded (the adapter's `MmError::id_in_text` reads Mattermost's id in it).
     pub last_error: Option<String>,
     pub done_at: Option<i64>,
-}
-
-impl BridgeErrorRow {
-    /// Mattermost's error id, read from the stored error (`Mattermost answered 403 <id>: …`).
-    pub fn error_id(&self) -> Option<&str> {
-        let text = self.last_error.as_deref()?;
-        let rest = text.strip_prefix("Mattermost answered ")?;
-        let (_status, rest) = rest.split_once(' ')?;
-        let id = rest.split(':').next()?.trim();
-        (!id.is_empty()).then_some(id)
-    }
 }
 
 /// An offline message.
@@ -260,26 +250,5 @@ impl Store {
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::BridgeErrorRow;
-
-    #[test]
-    fn the_error_id_is_read_from_the_stored_error() {
-        let row = |e: &str| BridgeErrorRow {
-            chat_id: "c".into(),
-            kind: "notice".into(),
-            last_error: Some(e.into()),
-            done_at: None,
-        };
-        assert_eq!(
-            row("Mattermost answered 403 api.context.permissions.app_error: You do not …")
-                .error_id(),
-            Some("api.context.permissions.app_error")
-        );
-        assert_eq!(row("unreadable task").error_id(), None);
     }
 }

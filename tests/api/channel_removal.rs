@@ -103,7 +103,7 @@ async fn the_back_office_says_what_became_of_the_channel() {
     let (chat, channel, closed_at) = ended_chat(&app).await;
     let report = cleanup::run_once(
         &app.state.store,
-        &app.state.bridge().unwrap().client,
+        &app.state.bridge().unwrap(),
         app.state.settings.delete_after,
         closed_at + app.state.settings.delete_after.as_millis() as i64,
     )
@@ -131,7 +131,7 @@ async fn the_cleanup_never_counts_a_bare_404_as_a_gone_channel() {
         let run = || async {
             cleanup::run_once(
                 &app.state.store,
-                &app.state.bridge().unwrap().client,
+                &app.state.bridge().unwrap(),
                 app.state.settings.delete_after,
                 now,
             )

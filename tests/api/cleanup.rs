@@ -38,10 +38,10 @@ async fn ended_chat(app: &TestApp, text: &str) -> EndedChat {
 
 /// One cleanup run as the server would do it at `now` (ms), with the app's delay (24 h).
 async fn run_at(app: &TestApp, now: i64) -> Report {
-    let client = &app.state.bridge().unwrap().client;
+    let bridge = app.state.bridge().unwrap();
     cleanup::run_once(
         &app.state.store,
-        client,
+        &bridge,
         app.state.settings.delete_after,
         now,
     )

@@ -425,6 +425,14 @@ async fn a_reminder_held_up_by_an_outage_is_dropped_if_the_chat_was_accepted_mea
     let app = spawn_app().await;
     let chat = app.start_simple_chat("hello?").await;
     app.request_post(&chat).await;
+    // The post is in Mattermost before parley has finished its task (it still reads the post's
+    // reactions and records the delivery): going down before that left the request task
+    // retrying ahead of the reminder, and the reminder was not reached in time. Left is the
+    // first message, which waits for the chat's channel.
+    wait_until("the request is delivered", || async {
+        app.state.store.outbox_depth().await.unwrap() == 1
+    })
+    .await;
     app.sim.set_down(true);
     assert_eq!(run_job_in(&app, REMIND_AFTER + 1_000).await.reminded, 1);
     let operator = Operator {

@@ -11,6 +11,7 @@ mod admin_settings;
 mod admin_sign_in;
 mod architecture;
 mod bridge;
+mod bridge_events;
 mod browser;
 mod browser_launch;
 mod channel_removal;

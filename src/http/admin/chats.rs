@@ -21,10 +21,7 @@ use super::{
 use crate::{
     http::extract::ClientIp,
     http::state::AppState,
-    mattermost::{
-        MmError,
-        channels::{PermanentDeletion, Removal},
-    },
+    mattermost::channels::{PermanentDeletion, Removal},
     storage::{
         audit::NewAudit, chats::ChatRow, cleanup::ChannelRemoval, history::ChatFilter,
         messages::MessageRow, now_ms, rfc3339,
@@ -513,9 +510,9 @@ async fn remove_from_mattermost(state: &AppState, chat: &ChatRow) -> String {
     };
     let mut said = Vec::new();
     if let Some(post) = &chat.request_post_id {
-        said.push(match bridge.client.delete_post(post).await {
+        said.push(match bridge.delete_post(post).await {
             Ok(()) => "request post deleted".to_owned(),
-            Err(e) => format!("request post not deleted ({})", short(&e)),
+            Err(e) => format!("request post not deleted ({})", e.short()),
         });
     }
     let removal = state.store.channel_removal(&chat.id).await.ok().flatten();
@@ -538,7 +535,7 @@ async fn remove_from_mattermost(state: &AppState, chat: &ChatRow) -> String {
                     "channel was archived already (permanent deletion is off)".to_owned()
                 }
                 Ok(Removal::AlreadyGone) => "channel was gone already".to_owned(),
-                Err(e) => format!("channel not removed ({})", short(&e)),
+                Err(e) => format!("channel not removed ({})", e.short()),
             },
         );
     }
@@ -546,12 +543,5 @@ async fn remove_from_mattermost(state: &AppState, chat: &ChatRow) -> String {
         "nothing to remove".into()
     } else {
         said.join(", ")
-    }
-}
-
-fn short(e: &MmError) -> String {
-    match e {
-        MmError::Api { status, id, .. } if !id.is_empty() => format!("{status} {id}"),
-        other => other.to_string(),
     }
 }

@@ -18,7 +18,6 @@ use super::{
 };
 use crate::{
     app::departments::{self, Department, Invalid, TemplateKind, is_available},
-    cli::departments::check_in_mattermost,
     config::base,
     domain::presence::RouteStatus,
     http::extract::ClientIp,
@@ -123,7 +122,7 @@ async fn check(state: &AppState, row: &DepartmentRow, no_check: bool) -> Result<
     if no_check {
         return Ok("The team and channel were not checked in Mattermost.".into());
     }
-    match check_in_mattermost(&bridge.client, &row.team, &row.channel).await {
+    match bridge.check_in_mattermost(&row.team, &row.channel).await {
         Ok(()) => Ok(String::new()),
         Err(e) if e.is_transient() => Ok(format!(
             "Mattermost could not be asked ({e}); parley reports an unknown team or channel when it starts."

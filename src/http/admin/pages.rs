@@ -17,6 +17,7 @@ use super::{
 use crate::{
     http::extract::ClientIp,
     http::state::AppState,
+    mattermost::MmError,
     storage::{audit::NewAudit, history::ChatFilter, now_ms},
 };
 
@@ -136,7 +137,7 @@ pub async fn dashboard(
                             td { (e.done_at.map(time).unwrap_or_default()) }
                             td { a href={ "/admin/chats/" (e.chat_id) } { (e.chat_id.get(..8).unwrap_or(&e.chat_id)) } }
                             td { (e.kind) }
-                            td { code { (e.error_id().unwrap_or("—")) } }
+                            td { code { (e.last_error.as_deref().and_then(MmError::id_in_text).unwrap_or("—")) } }
                         }
                     } }
                 }

@@ -8,8 +8,8 @@ use serde_json::json;
 use super::post::{PostTarget, post_once};
 use crate::{
     app::App,
-    app::chats,
     app::departments::{self, Department},
+    app::{chats, inbound},
     domain::ChatStatus,
     mattermost::{
         Bridge, Context, MmError, Target, format,
@@ -162,7 +162,7 @@ pub(super) async fn deliver(
                     message: &message,
                     props,
                 };
-                bridge.client.patch_post(post_id, &patch).await?;
+                bridge.patch_post(post_id, &patch).await?;
             }
         }
         OutboxTask::Reminder { key } => {
@@ -201,7 +201,7 @@ async fn accept_by_early_reactions(
     bridge: &Bridge,
     post_id: &str,
 ) -> Result<(), DeliveryError> {
-    let reactions = match bridge.client.reactions(post_id).await {
+    let reactions = match bridge.reactions(post_id).await {
         Ok(list) => list,
         // Delivered again later: the create gives back the same post, then this read again.
         Err(e) if e.is_transient() => return Err(e.into()),
@@ -212,14 +212,14 @@ async fn accept_by_early_reactions(
     };
     let mut reactions: Vec<_> = reactions
         .into_iter()
-        .filter(|r| r.emoji_name == chats::ACCEPT_EMOJI)
+        .filter(|r| r.emoji_name == inbound::ACCEPT_EMOJI)
         .collect();
     reactions.sort_by_key(|r| r.create_at);
     for reaction in &reactions {
-        match chats::apply_reaction(state, reaction).await {
+        match inbound::apply_reaction(state, reaction).await {
             Ok(()) => {}
-            Err(chats::ApplyError::Store(e)) => return Err(e.into()),
-            Err(chats::ApplyError::Mattermost(e)) => return Err(e.into()),
+            Err(inbound::ApplyError::Store(e)) => return Err(e.into()),
+            Err(inbound::ApplyError::Mattermost(e)) => return Err(e.into()),
         }
     }
     Ok(())
@@ -251,7 +251,6 @@ async fn upload_files(
             }
         };
         let uploaded = bridge
-            .client
             .upload_file(channel_id, &file.name, bytes, file.size.max(0) as u64)
             .await;
         match uploaded {
@@ -317,10 +316,7 @@ async fn open_channel(
             id
         }
     };
-    bridge
-        .client
-        .add_channel_member(&channel_id, operator)
-        .await?;
+    bridge.add_channel_member(&channel_id, operator).await?;
     if let Some(message) = format::first_post(&templates, ctx.max_post_size) {
         // One key per chat: a retried task never posts it twice.
         let key: String = format!("parley-{}", chat.id.replace('-', ""))
@@ -360,10 +356,10 @@ async fn create_channel(
             purpose: &purpose,
             header: &header,
         };
-        match bridge.client.create_channel(&body).await {
+        match bridge.create_channel(&body).await {
             Ok(channel) => return Ok(channel.id),
-            Err(e) if is_name_taken(&e) => {
-                let existing = bridge.client.channel_by_name(team_id, &name, true).await?;
+            Err(e) if e.is_channel_name_taken() => {
+                let existing = bridge.channel_by_name(team_id, &name, true).await?;
                 if existing.delete_at == 0 && existing.purpose == purpose {
                     // Created by an earlier attempt whose answer was lost.
                     return Ok(existing.id);
@@ -375,14 +371,4 @@ async fn create_channel(
         }
     }
     Err(MmError::Protocol("could not find a free channel name".into()).into())
-}
-
-/// Both error ids Mattermost has used for a taken name (older servers: `previously` when the
-/// holder is archived).
-fn is_name_taken(e: &MmError) -> bool {
-    matches!(
-        e.id(),
-        Some("store.sql_channel.save_channel.exists.app_error")
-            | Some("store.sql_channel.save_channel.previously.app_error")
-    )
 }

@@ -63,7 +63,7 @@ pub(crate) async fn create_post_once(
     if let Some(first) = first_attempt_at
         && now - first > DEDUP_WINDOW_MS
     {
-        let mut list = bridge.client.posts_since(channel_id, first - 5_000).await?;
+        let mut list = bridge.posts_since(channel_id, first - 5_000).await?;
         if let Some(post) = made_with_key(&list.posts, key).and_then(|id| list.posts.remove(&id)) {
             return Ok(post);
         }
@@ -76,7 +76,7 @@ pub(crate) async fn create_post_once(
         props,
         file_ids,
     };
-    bridge.client.create_post(&post).await
+    bridge.create_post(&post).await
 }
 
 /// The live post made with `key`, among posts listed by `posts?since`. The list also holds
