@@ -34,6 +34,7 @@ pub struct StartChat {
 }
 
 /// Creates a chat; returns it with the visitor's token (shown once, stored only hashed).
+#[tracing::instrument(skip_all)]
 pub async fn start(
     state: &App,
     req: StartChat,
@@ -65,6 +66,7 @@ pub async fn start(
 
 /// Stores a visitor message with its files (and its delivery task) and shows it on the chat's
 /// sockets. Files are kept only if the message is stored.
+#[tracing::instrument(skip_all, fields(chat_id = %chat.id))]
 pub async fn post_visitor_message(
     state: &App,
     chat: &ChatRow,
@@ -100,6 +102,7 @@ pub async fn post_visitor_message(
 }
 
 /// The visitor ends the chat. Returns the chat as it is afterwards.
+#[tracing::instrument(skip_all, fields(chat_id = %chat.id))]
 pub async fn close_by_visitor(state: &App, chat: &ChatRow) -> Result<ChatRow, StoreError> {
     let name = format::visitor_name(chat);
     let notice = format!("{name} ended the chat.");
@@ -121,6 +124,7 @@ const LEFT_BEFORE_ACCEPT: &str = "the visitor left before anyone accepted";
 /// visitor timeout ago). Ends the chat with a notice in its channel, or, before anyone
 /// accepted, by settling the request post. Does nothing if the visitor came back meanwhile,
 /// even at this very moment; returns the ended chat otherwise.
+#[tracing::instrument(skip_all, fields(chat_id))]
 pub async fn close_visitor_left(
     state: &App,
     chat_id: &str,
@@ -202,6 +206,7 @@ pub fn left_unaccepted(state: &App, closed_by: &str) -> String {
 /// tells the visitor they are still in the queue, with the offer to leave a message instead.
 /// Once per chat, however many instances try; only for a request started before
 /// `created_before`. Returns whether this call reminded.
+#[tracing::instrument(skip_all, fields(chat_id))]
 pub async fn remind(state: &App, chat_id: &str, created_before: i64) -> Result<bool, StoreError> {
     let now = now_ms();
     let notice = NewMessage {
@@ -229,6 +234,7 @@ pub async fn remind(state: &App, chat_id: &str, created_before: i64) -> Result<b
 }
 
 /// An operator ends the chat from Mattermost.
+#[tracing::instrument(skip_all, fields(chat_id = %chat.id))]
 pub async fn close_by_operator(
     state: &App,
     chat: &ChatRow,
@@ -261,6 +267,7 @@ async fn close(state: &App, id: &str, closing: &Closing<'_>) -> Result<ChatRow, 
 }
 
 /// An operator clicked Accept: exactly one click wins.
+#[tracing::instrument(skip_all, fields(chat_id, operator = %operator.username))]
 pub async fn accept(
     state: &App,
     chat_id: &str,

@@ -8,8 +8,8 @@ use futures_util::future::BoxFuture;
 
 use crate::{
     app::App,
+    app::Error,
     app::chats,
-    app::inbound::ApplyError,
     domain::ChatStatus,
     mattermost::{Bridge, MmError, answers, events::Post, wire::User},
     storage::{
@@ -33,7 +33,7 @@ pub struct Command {
 }
 
 /// Carries out a command; returns the answer to post in the channel, if any.
-type Handler = for<'a> fn(&'a Call<'a>) -> BoxFuture<'a, Result<Option<String>, ApplyError>>;
+type Handler = for<'a> fn(&'a Call<'a>) -> BoxFuture<'a, Result<Option<String>, Error>>;
 
 /// What a handler is given: the command's post, its author and the text after the name.
 pub struct Call<'a> {
@@ -114,6 +114,7 @@ pub fn help() -> String {
 
 /// Carries out an operator command (`command`: the text after `!`) and answers in the channel.
 /// The post is already claimed, so a command runs once however often it is seen.
+#[tracing::instrument(skip_all, fields(chat_id = %chat.id))]
 pub async fn run(
     state: &App,
     bridge: &Bridge,
@@ -121,7 +122,7 @@ pub async fn run(
     command: &str,
     post: &Post,
     user: &User,
-) -> Result<(), ApplyError> {
+) -> Result<(), Error> {
     let mut parts = command.trim_start().splitn(2, char::is_whitespace);
     let word = parts.next().unwrap_or_default();
     let argument = parts.next().unwrap_or_default().trim();
@@ -150,7 +151,7 @@ pub async fn run(
 }
 
 /// `!close`: ends the chat (the closing notice is the answer).
-async fn close(call: &Call<'_>) -> Result<Option<String>, ApplyError> {
+async fn close(call: &Call<'_>) -> Result<Option<String>, Error> {
     let user = call.user;
     chats::close_by_operator(call.state, call.chat, &user.display_name(), &user.username).await?;
     Ok(None)
@@ -158,7 +159,7 @@ async fn close(call: &Call<'_>) -> Result<Option<String>, ApplyError> {
 
 /// `!note <text>`: kept in the transcript, never sent to the visitor (no live event, no
 /// outbox task; the visitor API leaves notes out).
-async fn note(call: &Call<'_>) -> Result<Option<String>, ApplyError> {
+async fn note(call: &Call<'_>) -> Result<Option<String>, Error> {
     let text = call.argument;
     if text.is_empty() {
         return Ok(Some(answers::note_needs_text()));
@@ -179,7 +180,7 @@ async fn note(call: &Call<'_>) -> Result<Option<String>, ApplyError> {
 
 /// `!transfer @user`: adds them to the channel, makes them the chat's operator and tells the
 /// visitor. Returns the answer when nothing changed (the handover queues its own).
-async fn transfer(call: &Call<'_>) -> Result<Option<String>, ApplyError> {
+async fn transfer(call: &Call<'_>) -> Result<Option<String>, Error> {
     let (state, bridge, chat) = (call.state, call.bridge, call.chat);
     let target = match operator_named(bridge, "transfer", call.argument).await {
         Ok(user) => user,
@@ -224,7 +225,7 @@ async fn transfer(call: &Call<'_>) -> Result<Option<String>, ApplyError> {
 
 /// `!invite @user`: adds a colleague to the channel. The visitor is not told (they see the
 /// colleague's name once they write).
-async fn invite(call: &Call<'_>) -> Result<Option<String>, ApplyError> {
+async fn invite(call: &Call<'_>) -> Result<Option<String>, Error> {
     let (bridge, chat) = (call.bridge, call.chat);
     let target = match operator_named(bridge, "invite", call.argument).await {
         Ok(user) => user,
@@ -245,7 +246,7 @@ async fn invite(call: &Call<'_>) -> Result<Option<String>, ApplyError> {
 }
 
 /// `!info`: the visitor's details and their earlier chats by e-mail.
-async fn info(call: &Call<'_>) -> Result<Option<String>, ApplyError> {
+async fn info(call: &Call<'_>) -> Result<Option<String>, Error> {
     let chat = call.chat;
     let (total, earlier) = match &chat.visitor_email {
         Some(email) => {

@@ -9,13 +9,14 @@
 
 use futures_util::future::BoxFuture;
 
+use crate::app::Error;
 use crate::{
     app::{App, commands, outbox::mattermost_is_back},
     app::{attachments, chats},
     domain::{ChatStatus, Sender, markdown},
     live::LiveEvent,
     mattermost::{
-        BridgeEvent, Inbound, MmError,
+        BridgeEvent, Inbound,
         events::{Post, Reaction},
     },
     storage::{
@@ -27,16 +28,16 @@ use crate::{
 };
 
 impl Inbound for App {
-    type Error = ApplyError;
+    type Error = Error;
 
-    fn apply(&self, event: BridgeEvent) -> impl Future<Output = Result<(), ApplyError>> + Send {
+    fn apply(&self, event: BridgeEvent) -> impl Future<Output = Result<(), Error>> + Send {
         apply(self, event)
     }
 }
 
 /// The one match: what each event does. Boxed because the catch-up applies the events it
 /// fetches through it (an async fn cannot contain itself).
-fn apply(state: &App, event: BridgeEvent) -> BoxFuture<'_, Result<(), ApplyError>> {
+fn apply(state: &App, event: BridgeEvent) -> BoxFuture<'_, Result<(), Error>> {
     Box::pin(async move {
         match event {
             BridgeEvent::Posted(post) => apply_post(state, &post).await,
@@ -60,19 +61,11 @@ fn apply(state: &App, event: BridgeEvent) -> BoxFuture<'_, Result<(), ApplyError
     })
 }
 
-/// Why an event could not be applied.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Mattermost(#[from] MmError),
-}
-
 /// Applies one post seen in Mattermost (live or caught up): an operator message for the
 /// visitor, or a command. Posts by parley itself, system posts and posts outside chat
 /// channels are ignored; each post is applied at most once.
-async fn apply_post(state: &App, post: &Post) -> Result<(), ApplyError> {
+#[tracing::instrument(skip_all, fields(post_id = %post.id, channel_id = %post.channel_id))]
+async fn apply_post(state: &App, post: &Post) -> Result<(), Error> {
     let Some(bridge) = &state.bridge() else {
         return Ok(());
     };
@@ -171,7 +164,8 @@ async fn apply_post(state: &App, post: &Post) -> Result<(), ApplyError> {
 /// An operator edited a post in a chat channel: the stored message takes the new text and the
 /// visitor sees it marked edited. Posts by parley itself, notes and unchanged text (a pin, a
 /// reaction) change nothing.
-async fn apply_post_edited(state: &App, post: &Post) -> Result<(), ApplyError> {
+#[tracing::instrument(skip_all, fields(post_id = %post.id))]
+async fn apply_post_edited(state: &App, post: &Post) -> Result<(), Error> {
     let Some(bridge) = state.bridge() else {
         return Ok(());
     };
@@ -198,7 +192,8 @@ async fn apply_post_edited(state: &App, post: &Post) -> Result<(), ApplyError> {
 
 /// An operator deleted a post in a chat channel: its message is marked deleted (kept for the
 /// back office) and leaves the visitor's view.
-async fn apply_post_deleted(state: &App, post: &Post) -> Result<(), ApplyError> {
+#[tracing::instrument(skip_all, fields(post_id = %post.id))]
+async fn apply_post_deleted(state: &App, post: &Post) -> Result<(), Error> {
     let Some(bridge) = state.bridge() else {
         return Ok(());
     };
@@ -223,7 +218,7 @@ async fn apply_post_deleted(state: &App, post: &Post) -> Result<(), ApplyError> 
 
 /// Someone types in a channel (Mattermost's `typing` event): if it is an operator in an
 /// active chat's channel, the visitor's widget says so. Nothing is stored.
-async fn operator_typing(state: &App, channel_id: &str, user_id: &str) -> Result<(), ApplyError> {
+async fn operator_typing(state: &App, channel_id: &str, user_id: &str) -> Result<(), Error> {
     let Some(bridge) = state.bridge() else {
         return Ok(());
     };
@@ -254,7 +249,8 @@ pub const ACCEPT_EMOJI: &str = "white_check_mark";
 /// person accepts the chat, through the same exactly-one-winner path as the button. The
 /// request post is then rewritten as after a click. Also used by the outbox for reactions
 /// put before parley recorded the request post.
-pub async fn apply_reaction(state: &App, reaction: &Reaction) -> Result<(), ApplyError> {
+#[tracing::instrument(skip_all, fields(post_id = %reaction.post_id))]
+pub async fn apply_reaction(state: &App, reaction: &Reaction) -> Result<(), Error> {
     let Some(bridge) = state.bridge() else {
         return Ok(());
     };
@@ -298,7 +294,8 @@ pub async fn apply_reaction(state: &App, reaction: &Reaction) -> Result<(), Appl
 
 /// Catches up every active chat with posts made while parley was not listening, and every
 /// pending request with the reactions put meanwhile. Returns the posts applied.
-async fn catch_up(state: &App) -> Result<usize, ApplyError> {
+#[tracing::instrument(skip_all)]
+async fn catch_up(state: &App) -> Result<usize, Error> {
     let Some(bridge) = state.bridge() else {
         return Ok(0);
     };

@@ -162,6 +162,7 @@ pub fn ended_before(delete_after: Duration, now: i64) -> i64 {
 /// One run: removes the channels of chats that ended at least `delete_after` before `now`.
 /// Mattermost's refusals and outages end up in the report (each failed channel is logged; the
 /// caller logs or prints the report); only database errors are errors.
+#[tracing::instrument(skip_all)]
 pub async fn run_once(
     store: &Store,
     bridge: &Bridge,

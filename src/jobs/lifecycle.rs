@@ -51,6 +51,7 @@ pub struct Report {
 /// One pass, judging the chats as of `now` (Unix ms; tests look ahead). What it records
 /// (closing times, messages, deliveries) carries the real time, except presence: the chats
 /// with a socket here are marked as seen at `now`.
+#[tracing::instrument(skip_all)]
 pub async fn run_once(state: &App, now: i64) -> Result<Report, StoreError> {
     let settings = &state.settings;
     let mut report = Report {

@@ -5,6 +5,7 @@
 //! with the outbox's backoff. Run by the outbox worker's loop, so a new message is posted at
 //! once and a Mattermost outage delays it, never loses or doubles it.
 
+use crate::app::Error;
 use crate::{
     app::{App, departments},
     jobs::{
@@ -20,6 +21,7 @@ const BATCH: i64 = 50;
 
 /// One pass: tries every offline message due at `now` (Unix ms) once, oldest first. What it
 /// records (retry times) carries the real time.
+#[tracing::instrument(skip_all)]
 pub async fn run_once(state: &App, now: i64) -> Result<Outcome, StoreError> {
     let Some(bridge) = &state.bridge() else {
         return Ok(Outcome::Idle { next_due: None });
@@ -42,8 +44,8 @@ pub async fn run_once(state: &App, now: i64) -> Result<Outcome, StoreError> {
         let started = now_ms();
         match post(state, bridge, &row).await {
             Ok(post_id) => state.store.mark_offline_posted(row.id, &post_id).await?,
-            Err(PostError::Store(e)) => return Err(e),
-            Err(PostError::Mattermost(e)) if e.is_transient() => {
+            Err(Error::Store(e)) => return Err(e),
+            Err(Error::Mattermost(e)) if e.is_transient() => {
                 let wait = match &e {
                     MmError::RateLimited { retry_after } => *retry_after,
                     _ => backoff(row.post_attempts),
@@ -58,7 +60,7 @@ pub async fn run_once(state: &App, now: i64) -> Result<Outcome, StoreError> {
                     .reschedule_offline_post(row.id, at, started, &e.to_string())
                     .await?;
             }
-            Err(PostError::Mattermost(e)) => {
+            Err(Error::Mattermost(e)) => {
                 tracing::error!(
                     offline_message_id = row.id, error = %e, mattermost_error_id = ?e.id(),
                     "Mattermost refused an offline message; it stays stored in parley"
@@ -73,15 +75,7 @@ pub async fn run_once(state: &App, now: i64) -> Result<Outcome, StoreError> {
     Ok(Outcome::Worked(count))
 }
 
-#[derive(Debug, thiserror::Error)]
-enum PostError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Mattermost(#[from] MmError),
-}
-
-async fn post(state: &App, bridge: &Bridge, row: &OfflineMessageRow) -> Result<String, PostError> {
+async fn post(state: &App, bridge: &Bridge, row: &OfflineMessageRow) -> Result<String, Error> {
     bridge.context().await?;
     let department = departments::get(state, row.department_id).await?;
     let route = departments::route_of(state, department.as_ref())

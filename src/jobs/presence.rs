@@ -9,12 +9,12 @@ use std::collections::{HashMap, HashSet};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::app::Error;
 use crate::{
     app::App,
     app::departments::{self, Route},
     domain::presence::{Counts, RouteStatus},
     mattermost::{Bridge, MmError},
-    storage::StoreError,
 };
 
 /// Members fetched per page (Mattermost's maximum).
@@ -25,17 +25,9 @@ const CHUNK: usize = 200;
 /// square; beyond this, presence is judged on the first ones.
 const MAX_MEMBERS: usize = 2000;
 
-/// Why a poll failed as a whole.
-#[derive(Debug, thiserror::Error)]
-pub enum PollError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Mattermost(#[from] MmError),
-}
-
 /// One poll of every route. Returns the routes polled.
-pub async fn run_once(state: &App) -> Result<usize, PollError> {
+#[tracing::instrument(skip_all)]
+pub async fn run_once(state: &App) -> Result<usize, Error> {
     let Some(bridge) = &state.bridge() else {
         return Ok(0);
     };

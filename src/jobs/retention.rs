@@ -23,6 +23,7 @@ pub struct Report {
 }
 
 /// One run at `now` (Unix ms), with the configured retention.
+#[tracing::instrument(skip_all)]
 pub async fn run_once(state: &App, now: i64) -> Result<Report, StoreError> {
     delete_expired(&state.store, state.settings.audit_retention, now).await
 }

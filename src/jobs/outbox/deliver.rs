@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::post::{PostTarget, post_once};
+use crate::app::Error;
 use crate::{
     app::App,
     app::departments::{self, Department},
@@ -31,15 +32,8 @@ pub(crate) fn backoff(attempts: i64) -> Duration {
     Duration::from_millis(base + rand::random_range(0..=base / 4))
 }
 
-#[derive(Debug, thiserror::Error)]
-pub(super) enum DeliveryError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Mattermost(#[from] MmError),
-}
-
 /// Carries out one task. Returns the relayed message and its post, for a relayed message.
+#[tracing::instrument(skip_all, fields(task_id = row.id, chat_id = %chat.id))]
 pub(super) async fn deliver(
     state: &App,
     bridge: &Bridge,
@@ -47,7 +41,7 @@ pub(super) async fn deliver(
     task: &OutboxTask,
     chat: &ChatRow,
     message: Option<&MessageRow>,
-) -> Result<Option<(i64, String)>, DeliveryError> {
+) -> Result<Option<(i64, String)>, Error> {
     if matches!(task, OutboxTask::Reminder { .. }) {
         // The lane's copy of the chat can predate an accept or a close (an outage held the
         // reminder up while it was filled): read it again, and drop the reminder of a chat
@@ -200,7 +194,7 @@ async fn accept_by_early_reactions(
     state: &App,
     bridge: &Bridge,
     post_id: &str,
-) -> Result<(), DeliveryError> {
+) -> Result<(), Error> {
     let reactions = match bridge.reactions(post_id).await {
         Ok(list) => list,
         // Delivered again later: the create gives back the same post, then this read again.
@@ -216,11 +210,7 @@ async fn accept_by_early_reactions(
         .collect();
     reactions.sort_by_key(|r| r.create_at);
     for reaction in &reactions {
-        match inbound::apply_reaction(state, reaction).await {
-            Ok(()) => {}
-            Err(inbound::ApplyError::Store(e)) => return Err(e.into()),
-            Err(inbound::ApplyError::Mattermost(e)) => return Err(e.into()),
-        }
+        inbound::apply_reaction(state, reaction).await?;
     }
     Ok(())
 }
@@ -234,7 +224,7 @@ async fn upload_files(
     bridge: &Bridge,
     channel_id: &str,
     message: &MessageRow,
-) -> Result<(Vec<String>, Vec<String>), DeliveryError> {
+) -> Result<(Vec<String>, Vec<String>), Error> {
     let mut ids = Vec::with_capacity(message.files.len());
     let mut refused = Vec::new();
     for file in &message.files {
@@ -277,7 +267,7 @@ async fn department_target(
     state: &App,
     bridge: &Bridge,
     department: Option<&Department>,
-) -> Result<std::sync::Arc<Target>, DeliveryError> {
+) -> Result<std::sync::Arc<Target>, Error> {
     let route = departments::route_of(state, department)
         .ok_or_else(|| MmError::Protocol("Mattermost is not configured".into()))?;
     Ok(bridge.target(&route).await?)
@@ -292,7 +282,7 @@ async fn open_channel(
     ctx: &Context,
     row: &OutboxRow,
     chat: &ChatRow,
-) -> Result<(), DeliveryError> {
+) -> Result<(), Error> {
     let operator = chat
         .operator_user_id
         .as_deref()
@@ -338,7 +328,7 @@ async fn create_channel(
     bridge: &Bridge,
     team_id: &str,
     templates: &format::ChatTemplates<'_>,
-) -> Result<String, DeliveryError> {
+) -> Result<String, Error> {
     let chat = templates.chat;
     let purpose = format::channel_purpose(&chat.id);
     let display_name = format::channel_display_name(templates);

@@ -9,10 +9,11 @@ use std::{
 use tokio::task::JoinSet;
 
 use super::{
-    deliver::{DeliveryError, backoff, deliver},
+    deliver::{backoff, deliver},
     queue::Queue,
     recorder::{Claims, Held, Recorder},
 };
+use crate::app::Error;
 use crate::{
     app::App,
     mattermost::{Bridge, MmError},
@@ -348,8 +349,8 @@ impl Lane {
                     }
                 })
             }
-            Err(DeliveryError::Store(e)) => Err(e),
-            Err(DeliveryError::Mattermost(e)) if e.is_transient() => {
+            Err(Error::Store(e)) => Err(e),
+            Err(Error::Mattermost(e)) if e.is_transient() => {
                 let wait = match &e {
                     MmError::RateLimited { retry_after } => *retry_after,
                     _ => backoff(row.attempts),
@@ -365,7 +366,7 @@ impl Lane {
                     .await?;
                 Ok(Step::Stop)
             }
-            Err(DeliveryError::Mattermost(e)) => {
+            Err(Error::Mattermost(e)) => {
                 tracing::error!(
                     outbox_id = row.id, chat_id = %row.chat_id, error = %e, mattermost_error_id = ?e.id(),
                     "Mattermost refused a delivery; it will not be retried"

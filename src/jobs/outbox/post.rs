@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::deliver::DeliveryError;
+use crate::app::Error;
 use crate::{
     mattermost::{
         Bridge, MmError, format,
@@ -34,7 +34,7 @@ pub(super) async fn post_once(
     message: &str,
     props: Value,
     file_ids: Vec<String>,
-) -> Result<Post, DeliveryError> {
+) -> Result<Post, Error> {
     let PostTarget { channel_id, key } = *target;
     Ok(create_post_once(
         bridge,
