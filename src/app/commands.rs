@@ -182,15 +182,9 @@ async fn note(call: &Call<'_>) -> Result<Option<String>, Error> {
 /// visitor. Returns the answer when nothing changed (the handover queues its own).
 async fn transfer(call: &Call<'_>) -> Result<Option<String>, Error> {
     let (state, bridge, chat) = (call.state, call.bridge, call.chat);
-    let target = match operator_named(bridge, "transfer", call.argument).await {
-        Ok(user) => user,
+    let (target, channel_id) = match colleague(call, "transfer").await {
+        Ok(found) => found,
         Err(answer) => return Ok(Some(answer)),
-    };
-    if chat.operator_user_id.as_deref() == Some(target.id.as_str()) {
-        return Ok(Some(answers::already_operator(&target.username)));
-    }
-    let Some(channel_id) = chat.channel_id.as_deref() else {
-        return Ok(Some(answers::try_again()));
     };
     if let Err(answer) = add_to_channel(bridge, channel_id, &target).await {
         return Ok(Some(answer));
@@ -226,23 +220,31 @@ async fn transfer(call: &Call<'_>) -> Result<Option<String>, Error> {
 /// `!invite @user`: adds a colleague to the channel. The visitor is not told (they see the
 /// colleague's name once they write).
 async fn invite(call: &Call<'_>) -> Result<Option<String>, Error> {
-    let (bridge, chat) = (call.bridge, call.chat);
-    let target = match operator_named(bridge, "invite", call.argument).await {
-        Ok(user) => user,
+    let (target, channel_id) = match colleague(call, "invite").await {
+        Ok(found) => found,
         Err(answer) => return Ok(Some(answer)),
     };
-    if chat.operator_user_id.as_deref() == Some(target.id.as_str()) {
-        return Ok(Some(answers::already_operator(&target.username)));
-    }
-    let Some(channel_id) = chat.channel_id.as_deref() else {
-        return Ok(Some(answers::try_again()));
-    };
     Ok(Some(
-        match add_to_channel(bridge, channel_id, &target).await {
+        match add_to_channel(call.bridge, channel_id, &target).await {
             Ok(()) => answers::invited(&target.username, &target.display_name()),
             Err(answer) => answer,
         },
     ))
+}
+
+/// The colleague named by `!transfer` or `!invite` (`command`) and the chat's channel, or the
+/// answer that says why not: no such operator, already the chat's operator, or no channel yet.
+async fn colleague<'c>(call: &'c Call<'_>, command: &str) -> Result<(User, &'c str), String> {
+    let target = operator_named(call.bridge, command, call.argument).await?;
+    if call.chat.operator_user_id.as_deref() == Some(target.id.as_str()) {
+        return Err(answers::already_operator(&target.username));
+    }
+    let channel_id = call
+        .chat
+        .channel_id
+        .as_deref()
+        .ok_or_else(answers::try_again)?;
+    Ok((target, channel_id))
 }
 
 /// `!info`: the visitor's details and their earlier chats by e-mail.
