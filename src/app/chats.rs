@@ -151,9 +151,7 @@ pub async fn close_visitor_left(
         .close_chat_if_left(chat_id, &closing, unseen_since, now_ms())
         .await?;
     Ok(closed.map(|(chat, notice)| {
-        state.hub.message(&notice);
-        state.hub.chat(&chat);
-        state.wake_outbox();
+        state.chat_changed(&chat, &notice);
         chat
     }))
 }
@@ -257,9 +255,7 @@ pub async fn close_by_operator(
 async fn close(state: &App, id: &str, closing: &Closing<'_>) -> Result<ChatRow, StoreError> {
     match state.store.close_chat(id, closing, now_ms()).await? {
         Some((chat, notice)) => {
-            state.hub.message(&notice);
-            state.hub.chat(&chat);
-            state.wake_outbox();
+            state.chat_changed(&chat, &notice);
             Ok(chat)
         }
         None => state.store.get_chat(id).await?.ok_or(StoreError::NotFound),
@@ -279,9 +275,7 @@ pub async fn accept(
         .accept_chat(chat_id, operator, &name, now_ms())
         .await?;
     if let AcceptOutcome::Accepted { chat, notice } = &outcome {
-        state.hub.message(notice);
-        state.hub.chat(chat);
-        state.wake_outbox();
+        state.chat_changed(chat, notice);
     }
     Ok(outcome)
 }

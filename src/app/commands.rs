@@ -208,8 +208,8 @@ async fn transfer(call: &Call<'_>) -> Result<Option<String>, Error> {
         .await?
     {
         Some((chat, notice)) => {
-            state.hub.message(&notice);
-            state.hub.chat(&chat);
+            // The reply to the channel was stored with the handover.
+            state.chat_changed(&chat, &notice);
             Ok(None)
         }
         // Ended, or handed to someone else, while this command ran.

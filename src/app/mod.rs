@@ -30,7 +30,7 @@ use crate::{
     mattermost::{Bridge, BridgeSlot},
     metrics::Metrics,
     security::ActionSigner,
-    storage::{Store, blobs::Blobs},
+    storage::{Store, blobs::Blobs, chats::ChatRow, messages::MessageRow},
 };
 
 /// The application's handles. Cheap to clone; everything inside is shared.
@@ -74,6 +74,14 @@ impl App {
     /// during a short outage waits in the outbox.
     pub fn accepting_chats(&self) -> bool {
         self.bridge().is_some_and(|b| b.is_resolved())
+    }
+
+    /// After a chat's new state was committed with its notice (and the outbox tasks stored with
+    /// them): shows both on the visitor's sockets, then wakes the outbox.
+    pub fn chat_changed(&self, chat: &ChatRow, notice: &MessageRow) {
+        self.hub.message(notice);
+        self.hub.chat(chat);
+        self.wake_outbox();
     }
 
     /// Tells the outbox worker there is work (the leader's, with several instances).
