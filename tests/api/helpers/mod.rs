@@ -202,7 +202,7 @@ impl Drop for TestDatabase {
 }
 
 /// Binds first so `public_url` (the callback address Mattermost uses) has the real port.
-pub async fn start(mut settings: Settings) -> Application {
+async fn start(mut settings: Settings) -> Application {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     settings.listen = addr;
