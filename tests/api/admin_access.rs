@@ -1,7 +1,7 @@
 //! Access control route by route: anonymous and under-privileged requests are refused, and
 //! forms need the session's token and parley's own origin.
 
-use parley::app::accounts::{self, Role};
+use parley::app::accounts::Role;
 
 use crate::helpers::{
     backoffice::{Agent, PASSWORD, location, offline_message, sales_department, signed_in},
@@ -60,9 +60,7 @@ async fn every_route_refuses_anonymous_and_under_privileged_requests() {
     let chat = app.start_simple_chat("Hello").await;
     let offline = offline_message(&app).await;
     let department = sales_department(&app).await;
-    let (target, _) = accounts::invite(&app.state.store, &app.url, "t@example.com", Role::Manager)
-        .await
-        .unwrap();
+    let (target, _) = app.invite("t@example.com", Role::Manager).await;
     let anonymous = Agent::new(&app);
     let manager = signed_in(&app, "m@example.com", Role::Manager).await;
     let manager_csrf = manager.csrf().await;
@@ -134,9 +132,7 @@ async fn forms_without_the_session_token_or_from_another_origin_are_refused() {
     let chat = app.start_simple_chat("Please keep me").await;
     let offline = offline_message(&app).await;
     let department = sales_department(&app).await;
-    let (target, _) = accounts::invite(&app.state.store, &app.url, "t@example.com", Role::Manager)
-        .await
-        .unwrap();
+    let (target, _) = app.invite("t@example.com", Role::Manager).await;
     let admin = signed_in(&app, "a@example.com", Role::Admin).await;
     let other = signed_in(&app, "b@example.com", Role::Admin).await;
     let others_token = other.csrf().await;
@@ -161,7 +157,7 @@ async fn forms_without_the_session_token_or_from_another_origin_are_refused() {
             .await;
         assert_eq!(response.status(), 403, "POST {path} from another origin");
     }
-    assert!(app.state.store.get_chat(&chat.id).await.unwrap().is_some());
+    assert!(!app.chat_gone(&chat.id).await);
     assert_eq!(admin.page("/admin").await.0, 200, "still signed in");
 
     // The sign-in form is protected too (double-submit token).

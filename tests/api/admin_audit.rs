@@ -15,12 +15,7 @@ async fn the_audit_log_is_searchable_and_shows_bridge_errors() {
     app.sim.fail_next_requests(1, 400);
     app.start_simple_chat("refused").await;
     wait_until("the refusal is recorded", || async {
-        !app.state
-            .store
-            .list_bridge_errors(5)
-            .await
-            .unwrap()
-            .is_empty()
+        !app.bridge_errors().await.is_empty()
     })
     .await;
 

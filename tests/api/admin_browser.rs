@@ -3,7 +3,6 @@
 //! transcript, changing a setting, on a laptop and a phone; and an admin connecting Mattermost
 //! in the settings (`tests/browser/connection_flow.mjs`).
 
-use parley::app::accounts;
 use serde_json::{Value, json};
 
 use crate::helpers::{run_browser_script, screenshot_dir};
@@ -25,10 +24,7 @@ async fn a_manager_sets_up_finds_a_chat_and_changes_a_setting_in_chromium() {
     app.sim.post_as(&app.alice, &channel, answer).await;
     app.wait_for_message(&chat, |m| m["sender"] == "operator")
         .await;
-    let link = accounts::first_run_link(&app.state.store, &app.url)
-        .await
-        .unwrap()
-        .expect("no manager exists yet");
+    let link = app.first_run_link().await.expect("no manager exists yet");
 
     // Act
     let screenshots = screenshot_dir();
@@ -63,10 +59,7 @@ async fn a_manager_sets_up_finds_a_chat_and_changes_a_setting_in_chromium() {
 async fn an_admin_connects_mattermost_in_chromium_and_parley_goes_online() {
     // Arrange: parley without Mattermost; the simulator ready with the bot.
     let app = spawn_app_with(|s| s.mattermost = None).await;
-    let link = accounts::first_run_link(&app.state.store, &app.url)
-        .await
-        .unwrap()
-        .expect("no manager exists yet");
+    let link = app.first_run_link().await.expect("no manager exists yet");
     let screenshots = screenshot_dir();
 
     // Act
@@ -81,7 +74,7 @@ async fn an_admin_connects_mattermost_in_chromium_and_parley_goes_online() {
         ],
     )
     .await;
-    wait_until("parley is online", || async { app.state.online() }).await;
+    wait_until("parley is online", || async { app.is_online() }).await;
     let chat = app.start_simple_chat("Hello after connecting").await;
     app.request_post(&chat).await;
     assert!(screenshots.join("admin-settings.png").exists());

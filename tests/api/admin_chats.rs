@@ -20,12 +20,7 @@ async fn the_dashboard_shows_chats_the_connection_and_bridge_errors() {
     app.sim.fail_next_requests(1, 403);
     let refused = app.start_simple_chat("This one fails").await;
     wait_until("the refusal is recorded", || async {
-        !app.state
-            .store
-            .list_bridge_errors(5)
-            .await
-            .unwrap()
-            .is_empty()
+        !app.bridge_errors().await.is_empty()
     })
     .await;
     app.start_simple_chat("Waiting for help").await;
@@ -251,7 +246,7 @@ async fn deleting_a_chat_removes_it_with_its_files_and_is_audited() {
         .await;
     assert_eq!(file.status(), 200);
     assert!(file.bytes().await.unwrap().starts_with(b"\x89PNG"));
-    let files_dir = app.state.settings.data_dir.join("files").join(&chat.id);
+    let files_dir = app.data_dir().join("files").join(&chat.id);
     assert!(files_dir.exists());
 
     // Act: the confirmation page, then the deletion.
@@ -267,8 +262,8 @@ async fn deleting_a_chat_removes_it_with_its_files_and_is_audited() {
     // Assert
     assert_eq!(response.status(), 303);
     assert_eq!(location(&response), "/admin/chats?deleted=1");
-    assert!(app.state.store.get_chat(&chat.id).await.unwrap().is_none());
-    assert!(app.state.store.get_file(&file_id).await.unwrap().is_none());
+    assert!(app.chat_gone(&chat.id).await);
+    assert!(app.file_gone(&file_id).await);
     assert!(!files_dir.exists(), "the files are gone from disk");
     assert_eq!(
         agent

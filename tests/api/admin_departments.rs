@@ -52,7 +52,7 @@ async fn managers_create_preview_edit_and_delete_departments_and_it_is_audited()
             .unwrap()
             .contains("channel `no-such-channel` not found")
     );
-    assert!(app.state.store.list_departments().await.unwrap().is_empty());
+    assert!(app.departments().await.is_empty());
 
     // Preview: the templates filled with a sample visitor, visitor text escaped, not saved.
     let response = agent
@@ -79,7 +79,7 @@ async fn managers_create_preview_edit_and_delete_departments_and_it_is_audited()
     );
     assert!(html.contains("Hi Jane Doe, welcome to &lt;Sales&gt;"));
     assert!(html.contains("Chat: Jane Doe"), "default display name");
-    assert!(app.state.store.list_departments().await.unwrap().is_empty());
+    assert!(app.departments().await.is_empty());
 
     // Create.
     let response = agent
@@ -97,7 +97,7 @@ async fn managers_create_preview_edit_and_delete_departments_and_it_is_audited()
         )
         .await;
     assert_eq!(response.status(), 303);
-    let rows = app.state.store.list_departments().await.unwrap();
+    let rows = app.departments().await;
     assert_eq!(rows.len(), 1);
     let id = rows[0].id;
     assert_eq!(rows[0].hours.as_deref(), Some("mon-fri 09:00-17:30"));
@@ -128,7 +128,7 @@ async fn managers_create_preview_edit_and_delete_departments_and_it_is_audited()
         )
         .await;
     assert_eq!(response.status(), 303);
-    let row = app.state.store.get_department(id).await.unwrap().unwrap();
+    let row = app.department(id).await.unwrap();
     assert_eq!(row.name, "Sales team");
     assert_eq!(row.hours, None, "emptied: always open");
     assert_eq!(row.text_title.as_deref(), Some("Talk to sales"));
@@ -149,7 +149,7 @@ async fn managers_create_preview_edit_and_delete_departments_and_it_is_audited()
             .unwrap()
             .contains("1 waiting or active chat")
     );
-    assert!(app.state.store.get_department(id).await.unwrap().is_some());
+    assert!(app.department(id).await.is_some());
     let (_, html) = agent.page(&format!("/admin/chats/{}", chat.id)).await;
     assert!(html.contains("Sales team"), "the chat shows its department");
     let (_, html) = agent.page(&format!("/admin/chats?department={id}")).await;
@@ -161,7 +161,7 @@ async fn managers_create_preview_edit_and_delete_departments_and_it_is_audited()
         .submit(&format!("/admin/departments/{id}/delete"), &[])
         .await;
     assert_eq!(response.status(), 303);
-    assert!(app.state.store.get_department(id).await.unwrap().is_none());
+    assert!(app.department(id).await.is_none());
 
     // Audited.
     let log = audit(&app).await;

@@ -46,14 +46,7 @@ async fn managers_are_invited_and_get_new_password_links() {
     assert!(response.text().await.unwrap().contains("exists already"));
 
     // A reset link sets a new password and ends the old sessions.
-    let id = app
-        .state
-        .store
-        .get_manager_by_email("new.person@example.com")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = app.manager_id("new.person@example.com").await;
     let response = admin
         .submit(&format!("/admin/managers/{id}/reset"), &[])
         .await;
@@ -78,7 +71,7 @@ async fn managers_are_invited_and_get_new_password_links() {
 #[tokio::test]
 async fn parley_admin_create_manager_prints_a_working_link() {
     let app = spawn_app().await;
-    let dir = app.state.settings.data_dir.clone();
+    let dir = app.data_dir().to_path_buf();
     let envs = [
         ("PARLEY_DATABASE_URL", app.database_url()),
         ("PARLEY_PUBLIC_URL", app.url.clone()),

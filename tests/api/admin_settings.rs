@@ -50,7 +50,7 @@ async fn settings_are_validated_stored_served_to_the_widget_and_audited() {
         json!({"title": "Talk to Acme", "color": "#aa3300", "greeting": "Hi! We answer within minutes.",
                "position": "left", "fields": {"name": "required", "email": "hidden"}})
     );
-    let delay = parley::app::settings::delete_after(&app.state.store, &app.state.settings).await;
+    let delay = app.delete_after_in_force().await;
     assert_eq!(delay, Duration::from_secs(6 * 3600));
     let log = audit(&app).await;
     assert!(log.iter().any(|(a, _, d)| a == "settings_changed"

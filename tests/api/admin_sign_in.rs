@@ -1,7 +1,7 @@
 //! Signing in to the back office: the first-run link, the per-account limit on sign-ins and
 //! its audit lines, and a disabled manager signed out.
 
-use parley::app::accounts::{self, Role};
+use parley::app::accounts::Role;
 use reqwest::header;
 
 use crate::helpers::{
@@ -13,9 +13,9 @@ use crate::helpers::{
 async fn the_first_run_link_creates_the_first_admin_once() {
     // Arrange
     let app = spawn_app().await;
-    let link = accounts::first_run_link(&app.state.store, &app.url)
+    let link = app
+        .first_run_link()
         .await
-        .unwrap()
         .expect("no manager yet, so there is a first-run link");
     assert!(link.starts_with(&format!("{}/admin/setup/", app.url)));
 
@@ -47,10 +47,7 @@ async fn the_first_run_link_creates_the_first_admin_once() {
     let (status, _) = Agent::new(&app).page(&link).await;
     assert_eq!(status, 410, "the link works once");
     assert!(
-        accounts::first_run_link(&app.state.store, &app.url)
-            .await
-            .unwrap()
-            .is_none(),
+        app.first_run_link().await.is_none(),
         "no first-run link once a manager exists"
     );
     let (agent2, response) = log_in(&app, "boss@example.com", PASSWORD).await;
@@ -90,7 +87,7 @@ async fn sign_in_is_limited_per_account_and_failures_are_audited() {
     let (_, unknown) = log_in(&app, "nobody@example.com", PASSWORD).await;
     assert_eq!(unknown.status(), 401, "other accounts are not blocked");
     // Counted on one line per reason (see tests/api/signin_attacks.rs).
-    let (log, _) = app.state.store.list_audit("", "", 500, 0).await.unwrap();
+    let log = app.audit_entries().await;
     let failed: i64 = log
         .iter()
         .filter(|r| r.action == "sign_in_failed" && r.actor.as_deref() == Some("m@example.com"))
@@ -104,14 +101,7 @@ async fn a_disabled_manager_is_signed_out_and_cannot_sign_in() {
     let app = spawn_app().await;
     let admin = signed_in(&app, "a@example.com", Role::Admin).await;
     let manager = signed_in(&app, "m@example.com", Role::Manager).await;
-    let id = app
-        .state
-        .store
-        .get_manager_by_email("m@example.com")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = app.manager_id("m@example.com").await;
 
     let response = admin
         .submit(&format!("/admin/managers/{id}/disable"), &[])

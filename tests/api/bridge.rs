@@ -596,7 +596,7 @@ async fn operator_messages_survive_a_dropped_event_stream() {
     })
     .await;
 
-    wait_until("parley is back online", || async { app.state.online() }).await;
+    wait_until("parley is back online", || async { app.is_online() }).await;
     app.sim
         .post_as(&app.alice, &channel_id, "and one more")
         .await;

@@ -14,10 +14,10 @@ use axum::{
 };
 use base64::Engine as _;
 use mattermost_sim::{MattermostSim, SimUser};
-use parley::{http::state::AppState, jobs::lifecycle, storage::now_ms};
+use parley::storage::now_ms;
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{TestApp, backoffice::department, spawn_app_with};
 use crate::helpers::{run_browser_script, screenshot_dir};
 
 /// The newest request post in the requests channel.
@@ -40,15 +40,13 @@ fn newest_request(op: &Operator) -> Value {
 /// reminder is due (the widget is connected, so its chat does not time out).
 async fn remind(State(op): State<Operator>) -> Json<Value> {
     let after = op
-        .state
-        .settings
+        .app
+        .settings()
         .remind_after
         .expect("reminders are on by default");
     let now = now_ms() + after.as_millis() as i64 + 1_000;
-    match lifecycle::run_once(&op.state, now).await {
-        Ok(report) => Json(json!({"ok": true, "reminded": report.reminded})),
-        Err(e) => Json(json!({"ok": false, "error": e.to_string()})),
-    }
+    let report = op.app.run_lifecycle_once(now).await;
+    Json(json!({"ok": true, "reminded": report.reminded}))
 }
 
 /// The newest request post: its text and whether it still has its Accept button.
@@ -66,7 +64,9 @@ struct Operator {
     requests_channel_id: String,
     parley_url: String,
     channel: Arc<Mutex<Option<String>>>,
-    state: AppState,
+    /// The app itself, for the job steps and the departments the script asks for (a failing
+    /// step fails the request, and so the script).
+    app: Arc<TestApp>,
 }
 
 async fn host_page(State(op): State<Operator>) -> Html<String> {
@@ -196,10 +196,8 @@ async fn channel_files(State(op): State<Operator>) -> Json<Value> {
 async fn presence(State(op): State<Operator>, Json(body): Json<Value>) -> Json<Value> {
     op.sim
         .set_status(&op.alice.id, body["status"].as_str().unwrap_or("online"));
-    match parley::jobs::presence::run_once(&op.state).await {
-        Ok(_) => Json(json!({"ok": true})),
-        Err(e) => Json(json!({"ok": false, "error": e.to_string()})),
-    }
+    op.app.poll_presence().await;
+    Json(json!({"ok": true}))
 }
 
 /// The bot's posts in the requests channel containing `{"needle"}`.
@@ -219,30 +217,9 @@ async fn requests_posts(State(op): State<Operator>, Json(body): Json<Value>) -> 
 /// channel) as the back office would.
 async fn add_departments(State(op): State<Operator>, Json(body): Json<Value>) -> Json<Value> {
     for d in body["departments"].as_array().cloned().unwrap_or_default() {
-        let mut row = parley::storage::departments::DepartmentRow {
-            id: 0,
-            name: d["name"].as_str().unwrap_or("Sales").into(),
-            team: "support".into(),
-            channel: "requests".into(),
-            position: 0,
-            hours: None,
-            timezone: "UTC".into(),
-            text_title: None,
-            text_greeting: d["greeting"].as_str().map(str::to_owned),
-            text_offline: None,
-            template_request: None,
-            template_channel_display_name: None,
-            template_channel_header: None,
-            template_first_post: None,
-            created_at: 0,
-            updated_at: 0,
-        };
-        if let Err(e) = parley::app::departments::validate(&mut row) {
-            return Json(json!({"ok": false, "error": e.to_string()}));
-        }
-        if let Err(e) = op.state.store.insert_department(&row).await {
-            return Json(json!({"ok": false, "error": e.to_string()}));
-        }
+        let mut row = department(d["name"].as_str().unwrap_or("Sales"), "support", "requests");
+        row.text_greeting = d["greeting"].as_str().map(str::to_owned);
+        op.app.add_department(row).await;
     }
     Json(json!({"ok": true}))
 }
@@ -298,10 +275,12 @@ async fn the_widget_works_in_chromium_from_another_origin() {
     let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
     let site_url = format!("http://{}", listener.local_addr().unwrap());
     let allowed = site_url.clone();
-    let app = spawn_app_with(move |s| {
-        s.allowed_origins = parley::config::AllowedOrigins::List(vec![allowed]);
-    })
-    .await;
+    let app = Arc::new(
+        spawn_app_with(move |s| {
+            s.allowed_origins = parley::config::AllowedOrigins::List(vec![allowed]);
+        })
+        .await,
+    );
     let operator = Operator {
         sim: app.sim.clone(),
         alice: app.alice.clone(),
@@ -309,7 +288,7 @@ async fn the_widget_works_in_chromium_from_another_origin() {
         requests_channel_id: app.requests_channel_id.clone(),
         parley_url: app.url.clone(),
         channel: Arc::default(),
-        state: app.state.clone(),
+        app: app.clone(),
     };
     let site = Router::new()
         .route("/", get(host_page))

@@ -2,11 +2,7 @@
 //! the cleanup job): delete, else archive; a 404 with Mattermost's channel error id means the
 //! channel is gone, a bare 404 (a proxy in front of the wrong path) is a failure, never "gone".
 
-use parley::{
-    app::accounts::Role,
-    jobs::cleanup::{self, Report},
-    storage::cleanup::ChannelRemoval,
-};
+use parley::{app::accounts::Role, jobs::cleanup::Report, storage::cleanup::ChannelRemoval};
 
 use crate::helpers::{
     TestApp, VisitorChat,
@@ -22,7 +18,7 @@ async fn ended_chat(app: &TestApp) -> (VisitorChat, String, i64) {
     assert_eq!(app.close(&chat).await.status(), 200);
     app.wait_for_bot_post(&channel, "ended the chat").await;
     wait_until("the outbox is drained", || app.outbox_empty()).await;
-    let row = app.state.store.get_chat(&chat.id).await.unwrap().unwrap();
+    let row = app.chat(&chat.id).await;
     (
         chat,
         channel,
@@ -47,7 +43,7 @@ async fn delete_in_back_office(app: &TestApp, chat: &VisitorChat) -> String {
         .submit(&format!("/admin/chats/{}/delete", chat.id), &[])
         .await;
     assert_eq!(response.status(), 303);
-    assert!(app.state.store.get_chat(&chat.id).await.unwrap().is_none());
+    assert!(app.chat_gone(&chat.id).await);
     audit(app)
         .await
         .into_iter()
@@ -101,14 +97,9 @@ async fn the_back_office_says_what_became_of_the_channel() {
     assert_ne!(app.sim.channel(&channel).unwrap()["delete_at"], 0);
 
     let (chat, channel, closed_at) = ended_chat(&app).await;
-    let report = cleanup::run_once(
-        &app.state.store,
-        &app.state.bridge().unwrap(),
-        app.state.settings.delete_after,
-        closed_at + app.state.settings.delete_after.as_millis() as i64,
-    )
-    .await
-    .unwrap();
+    let report = app
+        .run_cleanup_once(closed_at + app.settings().delete_after.as_millis() as i64)
+        .await;
     assert_eq!(report.archived, 1, "{report}");
     let detail = delete_in_back_office(&app, &chat).await;
     assert!(
@@ -127,17 +118,8 @@ async fn the_cleanup_never_counts_a_bare_404_as_a_gone_channel() {
         let (chat, channel, closed_at) = ended_chat(&app).await;
         app.sim
             .bare_404_next("DELETE", &delete_paths(&channel)[step], 1);
-        let now = closed_at + app.state.settings.delete_after.as_millis() as i64;
-        let run = || async {
-            cleanup::run_once(
-                &app.state.store,
-                &app.state.bridge().unwrap(),
-                app.state.settings.delete_after,
-                now,
-            )
-            .await
-            .unwrap()
-        };
+        let now = closed_at + app.settings().delete_after.as_millis() as i64;
+        let run = || app.run_cleanup_once(now);
 
         let report = run().await;
 
@@ -147,10 +129,7 @@ async fn the_cleanup_never_counts_a_bare_404_as_a_gone_channel() {
             "deletion allowed: {deletion_allowed}: {report}"
         );
         assert!(report.is_failure());
-        assert_eq!(
-            app.state.store.channel_removal(&chat.id).await.unwrap(),
-            None
-        );
+        assert_eq!(app.channel_removal(&chat.id).await, None);
         assert_eq!(app.sim.channel(&channel).unwrap()["delete_at"], 0);
 
         // The next run removes it.
@@ -173,9 +152,6 @@ async fn the_cleanup_never_counts_a_bare_404_as_a_gone_channel() {
         } else {
             ChannelRemoval::Archived
         };
-        assert_eq!(
-            app.state.store.channel_removal(&chat.id).await.unwrap(),
-            Some(recorded)
-        );
+        assert_eq!(app.channel_removal(&chat.id).await, Some(recorded));
     }
 }

@@ -4,10 +4,7 @@
 
 use std::{process::Output, time::Duration};
 
-use parley::{
-    jobs::cleanup::{self, Report},
-    storage::cleanup::ChannelRemoval,
-};
+use parley::{jobs::cleanup::Report, storage::cleanup::ChannelRemoval};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, VisitorChat, binary, spawn_app, spawn_app_with, wait_until};
@@ -27,7 +24,7 @@ async fn ended_chat(app: &TestApp, text: &str) -> EndedChat {
     assert_eq!(app.close(&chat).await.status(), 200);
     app.wait_for_bot_post(&channel_id, "ended the chat").await;
     wait_until("the outbox is drained", || app.outbox_empty()).await;
-    let row = app.state.store.get_chat(&chat.id).await.unwrap().unwrap();
+    let row = app.chat(&chat.id).await;
     EndedChat {
         chat,
         channel_name: row.channel_name.unwrap(),
@@ -38,20 +35,12 @@ async fn ended_chat(app: &TestApp, text: &str) -> EndedChat {
 
 /// One cleanup run as the server would do it at `now` (ms), with the app's delay (24 h).
 async fn run_at(app: &TestApp, now: i64) -> Report {
-    let bridge = app.state.bridge().unwrap();
-    cleanup::run_once(
-        &app.state.store,
-        &bridge,
-        app.state.settings.delete_after,
-        now,
-    )
-    .await
-    .expect("the cleanup runs")
+    app.run_cleanup_once(now).await
 }
 
 /// The moment `ended` has been over for exactly the configured delay.
 fn delay_later(app: &TestApp, ended: &EndedChat) -> i64 {
-    ended.closed_at + app.state.settings.delete_after.as_millis() as i64
+    ended.closed_at + app.settings().delete_after.as_millis() as i64
 }
 
 fn deletes_sent(app: &TestApp) -> usize {
@@ -63,7 +52,7 @@ fn deletes_sent(app: &TestApp) -> usize {
 }
 
 async fn removal(app: &TestApp, chat: &VisitorChat) -> Option<ChannelRemoval> {
-    app.state.store.channel_removal(&chat.id).await.unwrap()
+    app.channel_removal(&chat.id).await
 }
 
 fn is_chat_channel_name(name: &str) -> bool {
@@ -77,7 +66,7 @@ fn is_chat_channel_name(name: &str) -> bool {
 async fn channels_of_chats_ended_long_enough_ago_are_deleted_permanently() {
     let app = spawn_app().await;
     assert_eq!(
-        app.state.settings.delete_after,
+        app.settings().delete_after,
         Duration::from_secs(24 * 3600),
         "the default delay"
     );
@@ -354,12 +343,11 @@ async fn the_scheduled_cleanup_waits_for_the_last_messages_of_a_chat() {
     let app = spawn_app_with(|settings| settings.delete_after = Duration::ZERO).await;
     // The server's own schedule first runs 30 s after start; here the same loop runs often.
     let stop = CancellationToken::new();
-    tokio::spawn(cleanup::run_every(
-        app.state.app.clone(),
+    app.spawn_cleanup_every(
         stop.clone(),
         Duration::from_millis(10),
         Duration::from_millis(20),
-    ));
+    );
     let chat = app.start_simple_chat("short one").await;
     let channel_id = app.accept(&chat, &app.alice).await;
     app.wait_for_bot_post(&channel_id, "short one").await;

@@ -1,7 +1,7 @@
 //! The client address behind a proxy: taken from the right of `X-Forwarded-For`, where the
 //! trusted proxy wrote it, so a visitor's own header forges nothing (issue 12, item 3).
 
-use parley::{app::accounts, config::ProxyTrust};
+use parley::config::ProxyTrust;
 use reqwest::header;
 use serde_json::json;
 
@@ -84,22 +84,13 @@ async fn chats_and_the_audit_log_store_the_address_the_proxy_saw() {
         .unwrap();
     assert_eq!(response.status(), 201);
     let body: serde_json::Value = response.json().await.unwrap();
-    let chat = app
-        .state
-        .store
-        .get_chat(body["id"].as_str().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let chat = app.chat(body["id"].as_str().unwrap()).await;
 
     // Assert
     assert_eq!(chat.visitor_ip.as_deref(), Some("203.0.113.7"));
 
     // Act: the first admin is created through the proxy by someone who forged an entry.
-    let link = accounts::first_run_link(&app.state.store, &app.url)
-        .await
-        .unwrap()
-        .unwrap();
+    let link = app.first_run_link().await.unwrap();
     let xff = appended("6.6.6.6", "198.51.100.30");
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -137,7 +128,7 @@ async fn chats_and_the_audit_log_store_the_address_the_proxy_saw() {
     assert_eq!(response.status(), 303, "the first admin is created");
 
     // Assert
-    let (rows, _) = app.state.store.list_audit("", "", 50, 0).await.unwrap();
+    let rows = app.audit_entries().await;
     assert!(!rows.is_empty(), "the sign-up is audited");
     for row in rows {
         assert_eq!(row.ip.as_deref(), Some("198.51.100.30"), "{row:?}");

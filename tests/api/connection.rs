@@ -5,23 +5,19 @@
 //! the token never appears in a page or the audit log; a saved connection is used at the next
 //! start; with several instances (PostgreSQL) a change saved on one applies on all.
 
-use parley::{
-    app::accounts::{self, Role},
-    http::state::AppState,
-};
+use parley::app::accounts::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     helpers::backoffice::{Agent, audit, location, signed_in, use_setup_link},
-    helpers::{TestApp, spawn_app, spawn_app_with, start, wait_until},
+    helpers::{TestApp, spawn_app, spawn_app_with, wait_until},
 };
 
 /// An app started without any Mattermost settings (the simulator is ready, unused).
 async fn offline_app() -> TestApp {
     let app = spawn_app_with(|s| s.mattermost = None).await;
-    assert!(app.state.bridge().is_none());
+    assert!(app.bridge().is_none());
     app
 }
 
@@ -53,7 +49,7 @@ fn error_code(html: &str) -> Option<String> {
 
 /// Whether the stored settings hold any part of a Mattermost connection.
 async fn connection_stored(app: &TestApp) -> bool {
-    let stored = app.state.store.list_settings().await.unwrap();
+    let stored = app.stored_settings().await;
     stored.keys().any(|k| k.starts_with("mattermost."))
 }
 
@@ -162,13 +158,13 @@ async fn an_admin_connects_mattermost_in_the_back_office_and_it_goes_online_with
         "/admin/settings?saved=connection#mattermost"
     );
     wait_until("parley connects to the configured Mattermost", || async {
-        app.state.online()
+        app.is_online()
     })
     .await;
     let chat = app.start_simple_chat("Is anybody there?").await;
     let post = app.request_post(&chat).await;
     assert_eq!(post["user_id"], app.bot.id.as_str());
-    let stored = app.state.store.list_settings().await.unwrap();
+    let stored = app.stored_settings().await;
     assert_eq!(stored["mattermost.url"], url);
     assert_eq!(stored["mattermost.team"], "support");
     assert_eq!(stored["mattermost.channel"], "requests");
@@ -238,7 +234,7 @@ async fn an_admin_connects_mattermost_in_the_back_office_and_it_goes_online_with
         .create_channel(&app.team_id, "vip-requests", "VIP requests", false);
     app.sim.add_channel_member(&vip, &app.bot.id);
     app.sim.add_channel_member(&vip, &app.alice.id);
-    let before = app.state.bridge().unwrap();
+    let before = app.bridge().unwrap();
     enter(
         &admin,
         &mut seen,
@@ -256,14 +252,14 @@ async fn an_admin_connects_mattermost_in_the_back_office_and_it_goes_online_with
     ];
     let response = admin.submit("/admin/settings/connection", &form).await;
     assert_eq!(response.status(), 303);
-    let after = app.state.bridge().unwrap();
+    let after = app.bridge().unwrap();
     assert!(
         !std::sync::Arc::ptr_eq(&before, &after),
         "the bridge was replaced"
     );
     assert_eq!(after.settings().channel, "vip-requests");
     wait_until("parley is online with the new bridge", || async {
-        app.state.online()
+        app.is_online()
     })
     .await;
     let second = app.start_simple_chat("Me too").await;
@@ -301,7 +297,7 @@ async fn an_admin_connects_mattermost_in_the_back_office_and_it_goes_online_with
         && !d.contains("token")
         && !d.contains("server:")));
     assert_eq!(
-        app.state.store.list_settings().await.unwrap()["mattermost.token"],
+        app.stored_settings().await["mattermost.token"],
         token,
         "a blank token kept the saved one"
     );
@@ -425,7 +421,7 @@ async fn wrong_values_are_refused_with_a_clear_message_and_nothing_is_saved() {
 
     // Nothing saved, nothing applied, nothing audited as changed.
     assert!(!connection_stored(&app).await);
-    assert!(app.state.bridge().is_none());
+    assert!(app.bridge().is_none());
     assert!(
         !audit(&app)
             .await
@@ -493,7 +489,7 @@ async fn a_connection_set_by_the_deployment_is_read_only() {
 
     // Assert
     assert!(!connection_stored(&app).await);
-    assert_eq!(app.state.bridge().unwrap().settings().channel, "requests");
+    assert_eq!(app.bridge().unwrap().settings().channel, "requests");
 }
 
 #[tokio::test]
@@ -507,35 +503,24 @@ async fn a_connection_saved_in_the_back_office_is_used_at_the_next_start() {
     app.stop().await;
 
     // Act: the same deployment settings (no Mattermost in them), the same database.
-    let settings = (*app.state.settings).clone();
-    assert!(settings.mattermost.is_none());
-    let restarted = start(settings).await;
-    let state = restarted.state().clone();
-    let base = format!("http://{}", restarted.local_addr());
-    let stop = restarted.shutdown_token();
-    let task = tokio::spawn(restarted.run_until_stopped());
+    assert!(app.settings().mattermost.is_none());
+    let mut restarted = app.another_instance().await;
 
     // Assert
-    wait_until("the restarted parley connects", || async { state.online() }).await;
-    assert_eq!(state.bridge().unwrap().settings().team, "support");
+    wait_until("the restarted parley connects", || async {
+        restarted.is_online()
+    })
+    .await;
+    assert_eq!(restarted.bridge().unwrap().settings().team, "support");
     let response = app
         .http
-        .post(format!("{base}/api/v1/chats"))
+        .post(format!("{}/api/v1/chats", restarted.url))
         .json(&json!({"name": "Erika", "message": "After the restart"}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    stop.cancel();
-    task.await.unwrap().unwrap();
-}
-
-/// Another instance on `first`'s database and settings.
-struct Instance {
-    url: String,
-    state: AppState,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    restarted.stop().await;
 }
 
 #[tokio::test]
@@ -546,23 +531,12 @@ async fn with_several_instances_a_change_saved_on_one_applies_on_all() {
     }
     // Arrange: A leads, B follows; neither has Mattermost.
     let a = offline_app().await;
-    let leads = |s: &AppState| s.cluster.as_ref().is_some_and(|c| c.is_leader());
-    wait_until("A leads", || async { leads(&a.state) }).await;
-    let b = {
-        let app = start((*a.state.settings).clone()).await;
-        Instance {
-            url: format!("http://{}", app.local_addr()),
-            state: app.state().clone(),
-            shutdown: app.shutdown_token(),
-            task: tokio::spawn(app.run_until_stopped()),
-        }
-    };
-    assert!(!leads(&b.state));
+    wait_until("A leads", || async { a.leads() }).await;
+    let mut b = a.another_instance().await;
+    assert!(!b.leads());
 
     // Act: an admin on the follower connects Mattermost.
-    let (_, link) = accounts::invite(&b.state.store, &b.url, "a@example.com", Role::Admin)
-        .await
-        .unwrap();
+    let (_, link) = b.invite("a@example.com", Role::Admin).await;
     let admin = Agent::at(&b.url);
     assert_eq!(use_setup_link(&admin, &link, None).await.status(), 303);
     let mut seen = Seen::default();
@@ -571,13 +545,13 @@ async fn with_several_instances_a_change_saved_on_one_applies_on_all() {
 
     // Assert: the leader took it (its event stream is up), and the follower knows it.
     wait_until("the leader connects with the saved connection", || async {
-        a.state.online()
+        a.is_online()
     })
     .await;
-    assert_eq!(a.state.bridge().unwrap().settings().channel, "requests");
+    assert_eq!(a.bridge().unwrap().settings().channel, "requests");
     wait_until(
         "the follower is online through the leader's state",
-        || async { b.state.online() },
+        || async { b.is_online() },
     )
     .await;
     let response = a
@@ -594,8 +568,7 @@ async fn with_several_instances_a_change_saved_on_one_applies_on_all() {
         token: chat["token"].as_str().unwrap().to_owned(),
     };
     a.request_post(&chat).await;
-    b.shutdown.cancel();
-    b.task.await.unwrap().unwrap();
+    b.stop().await;
 }
 
 #[tokio::test]

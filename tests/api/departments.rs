@@ -5,7 +5,7 @@
 use std::{process::Output, time::Duration};
 
 use mattermost_sim::{SimConfig, SimUser};
-use parley::{app::departments, storage::departments::DepartmentRow};
+use parley::storage::departments::DepartmentRow;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -15,9 +15,8 @@ use crate::helpers::{
 
 const ZWSP: char = '\u{200B}';
 
-async fn add(app: &TestApp, mut row: DepartmentRow) -> i64 {
-    departments::validate(&mut row).expect("a valid department");
-    app.state.store.insert_department(&row).await.unwrap()
+async fn add(app: &TestApp, row: DepartmentRow) -> i64 {
+    app.add_department(row).await
 }
 
 async fn status(app: &TestApp) -> Value {

@@ -31,7 +31,7 @@ async fn wait_for_file_posts(app: &TestApp, channel_id: &str, n: usize) -> Vec<V
 
 /// Every file stored under the data dir's `files/` (not `tmp/`).
 fn stored_files(app: &TestApp) -> Vec<String> {
-    let root = app.state.settings.data_dir.join("files");
+    let root = app.data_dir().join("files");
     let mut found = Vec::new();
     for chat_dir in std::fs::read_dir(&root).unwrap().flatten() {
         if chat_dir.file_name() == "tmp" {
@@ -294,10 +294,7 @@ async fn refused_files_get_clear_errors_and_nothing_is_kept() {
         stored_files(&app).is_empty(),
         "refused uploads keep no bytes"
     );
-    assert!(
-        tmp_is_empty(&app.state.settings.data_dir),
-        "no temporary leftovers"
-    );
+    assert!(tmp_is_empty(app.data_dir()), "no temporary leftovers");
     assert_eq!(app.messages(&chat).await.len(), 1, "only the first message");
 
     // A path in the name is display text only; the file lands in parley's own place.
@@ -312,9 +309,9 @@ async fn refused_files_get_clear_errors_and_nothing_is_kept() {
     assert_eq!(body["message"]["files"][0]["name"], "passwd.txt");
     let stored = stored_files(&app);
     assert_eq!(stored.len(), 1);
-    let files_dir = app.state.settings.data_dir.join("files");
+    let files_dir = app.data_dir().join("files");
     assert!(stored[0].starts_with(&files_dir.display().to_string()));
-    assert!(!app.state.settings.data_dir.join("etc").exists());
+    assert!(!app.data_dir().join("etc").exists());
 
     // The chat's allowance (2 KiB): 10 + 1000 + 1000 bytes fit, one more byte does not.
     let kb = vec![b'k'; 1000];

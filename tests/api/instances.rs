@@ -7,50 +7,14 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use parley::http::state::AppState;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, VisitorChat, spawn_app, start, wait_until};
+use crate::helpers::{VisitorChat, spawn_app, wait_until};
 
 /// Messages each way before the leader stops, and after.
 const BEFORE: usize = 8;
 const AFTER: usize = 8;
-
-/// A second instance on the first one's database, data directory and simulator.
-struct Instance {
-    url: String,
-    state: AppState,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Instance {
-    async fn beside(first: &TestApp) -> Self {
-        let settings = (*first.state.settings).clone();
-        let app = start(settings).await;
-        let state = app.state().clone();
-        let url = format!("http://{}", app.local_addr());
-        let shutdown = app.shutdown_token();
-        let task = tokio::spawn(app.run_until_stopped());
-        Self {
-            url,
-            state,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-fn leads(state: &AppState) -> bool {
-    state.cluster.as_ref().expect("on PostgreSQL").is_leader()
-}
 
 async fn start_chat(http: &reqwest::Client, base: &str) -> VisitorChat {
     let response = http
@@ -103,13 +67,14 @@ async fn two_instances_serve_any_visitor_and_the_leader_hands_over() {
     }
     // A leads (it started first); B follows and knows Mattermost's state from A.
     let mut a = spawn_app().await;
-    wait_until("A leads", || async { leads(&a.state) }).await;
-    let b = Instance::beside(&a).await;
+    wait_until("A leads", || async { a.leads() }).await;
+    // A second instance on A's database, data directory and simulator.
+    let mut b = a.another_instance().await;
     wait_until("B is online through the leader's state", || async {
-        b.state.online()
+        b.is_online()
     })
     .await;
-    assert!(!leads(&b.state), "only one instance leads");
+    assert!(!b.leads(), "only one instance leads");
     let status: Value = a
         .http
         .get(format!("{}/api/v1/status", b.url))
@@ -170,7 +135,7 @@ async fn two_instances_serve_any_visitor_and_the_leader_hands_over() {
     let stopped = Instant::now();
     a.stop().await;
     assert!(
-        a.state.store.ping().await.is_err(),
+        a.database_closed().await,
         "the stopped instance's database connections are closed"
     );
     for i in BEFORE..BEFORE + AFTER {
@@ -179,7 +144,7 @@ async fn two_instances_serve_any_visitor_and_the_leader_hands_over() {
             .post_as(&a.alice, &channel, &format!("operator-{i:02}"))
             .await;
     }
-    wait_until("B takes over", || async { leads(&b.state) }).await;
+    wait_until("B takes over", || async { b.leads() }).await;
     let took = stopped.elapsed();
     assert!(took < Duration::from_secs(5), "took over in {took:?}");
 

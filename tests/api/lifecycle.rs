@@ -5,11 +5,7 @@
 
 use std::time::Duration;
 
-use parley::{
-    app::chats,
-    jobs::lifecycle,
-    storage::{chats::Operator, now_ms},
-};
+use parley::{jobs::lifecycle, storage::now_ms};
 use serde_json::{Value, json};
 
 use crate::{
@@ -30,13 +26,7 @@ async fn run_job_in(app: &TestApp, ahead: i64) -> lifecycle::Report {
 
 /// The chat's status as stored (asking the API would count as the visitor being here).
 async fn stored_status(app: &TestApp, chat: &VisitorChat) -> String {
-    app.state
-        .store
-        .get_chat(&chat.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .status
+    app.chat(&chat.id).await.status
 }
 
 /// What Mattermost sends parley when someone clicks the request's Accept button: also a
@@ -51,7 +41,7 @@ async fn click_accept_anyway(app: &TestApp, chat: &VisitorChat, post_id: &str) -
             "channel_id": app.requests_channel_id,
             "context": {
                 "action": "accept", "chat_id": chat.id,
-                "signature": app.state.signer.sign("accept", &chat.id),
+                "signature": app.accept_signature(&chat.id),
             }
         }))
         .send()
@@ -199,11 +189,10 @@ async fn a_connected_widget_is_never_timed_out_and_the_timeout_counts_from_its_g
     let going = now_ms();
     drop(second);
     wait_until("the socket's going is noted", || async {
-        !app.state.hub.connected_chats().contains(&other.id)
-            && app.state.store.visitor_seen_at(&other.id).await.unwrap() >= going
+        !app.has_live_socket(&other.id) && app.visitor_seen_at(&other.id).await >= going
     })
     .await;
-    let seen = app.state.store.visitor_seen_at(&other.id).await.unwrap();
+    let seen = app.visitor_seen_at(&other.id).await;
     app.run_lifecycle_once(seen + TIMEOUT - 1_000).await;
     assert_eq!(stored_status(&app, &other).await, "active");
     app.run_lifecycle_once(seen + TIMEOUT + 1_000).await;
@@ -251,21 +240,14 @@ async fn a_visitor_coming_back_at_the_moment_the_job_judges_keeps_the_chat() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     // The job judges at a moment when the visitor has just been away for the timeout...
     let unseen_since = now_ms();
-    let left = app
-        .state
-        .store
-        .list_chats_left(unseen_since, 100)
-        .await
-        .unwrap();
+    let left = app.chats_left_since(unseen_since).await;
     assert!(left.contains(&chat.id));
     tokio::time::sleep(Duration::from_millis(5)).await;
     // ...and the widget reconnects before the job ends the chat.
     let mut live = open_live(&app, &chat, 0).await;
     let ready = next_matching(&mut live, |v| v["type"] == "ready").await;
     assert_eq!(ready["chat"]["status"], "pending");
-    let ended = chats::close_visitor_left(&app.state, &chat.id, unseen_since)
-        .await
-        .unwrap();
+    let ended = app.end_if_visitor_left(&chat, unseen_since).await;
     assert!(ended.is_none(), "the visitor came back: the chat stays");
     assert_eq!(stored_status(&app, &chat).await, "pending");
 
@@ -273,9 +255,7 @@ async fn a_visitor_coming_back_at_the_moment_the_job_judges_keeps_the_chat() {
     let late = app.start_simple_chat("hello again").await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let unseen_since = now_ms();
-    let ended = chats::close_visitor_left(&app.state, &late.id, unseen_since)
-        .await
-        .unwrap();
+    let ended = app.end_if_visitor_left(&late, unseen_since).await;
     assert!(ended.is_some());
     let mut live = open_live(&app, &late, 0).await;
     let ready = next_matching(&mut live, |v| v["type"] == "ready").await;
@@ -314,7 +294,7 @@ async fn visitors_reconnecting_while_the_job_runs_keep_their_chat_or_see_it_end(
                 .await;
             }
         } else {
-            let seen = app.state.store.visitor_seen_at(&chat.id).await.unwrap();
+            let seen = app.visitor_seen_at(&chat.id).await;
             assert!(seen >= unseen_since, "kept chats were seen in time");
         }
     }
@@ -430,23 +410,16 @@ async fn a_reminder_held_up_by_an_outage_is_dropped_if_the_chat_was_accepted_mea
     // retrying ahead of the reminder, and the reminder was not reached in time. Left is the
     // first message, which waits for the chat's channel.
     wait_until("the request is delivered", || async {
-        app.state.store.outbox_depth().await.unwrap() == 1
+        app.outbox_depth().await == 1
     })
     .await;
     app.sim.set_down(true);
     assert_eq!(run_job_in(&app, REMIND_AFTER + 1_000).await.reminded, 1);
-    let operator = Operator {
-        user_id: app.alice.id.clone(),
-        username: "alice".into(),
-        name: "Alice Operator".into(),
-    };
-    chats::accept(&app.state, &chat.id, &operator)
-        .await
-        .unwrap();
+    app.accept_as(&chat, &app.alice, "Alice Operator").await;
     // Still down: the reminder is dropped (that needs no Mattermost call). Left are the first
     // message and the new channel, which wait for Mattermost.
     wait_until("the reminder is dropped", || async {
-        app.state.store.outbox_depth().await.unwrap() == 2
+        app.outbox_depth().await == 2
     })
     .await;
     app.sim.set_down(false);

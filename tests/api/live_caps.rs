@@ -87,7 +87,7 @@ async fn a_chat_keeps_its_newest_sockets_and_the_oldest_are_told_why() {
     // Arrange: the default cap (8 a chat).
     let app = spawn_app_with(|_| {}).await;
     let chat = app.start_simple_chat("Hello").await;
-    let cap = app.state.settings.live.per_chat;
+    let cap = app.settings().live.per_chat;
     assert_eq!(cap, 8);
 
     // Act: two tabs more than the cap, one after the other.

@@ -115,7 +115,7 @@ async fn a_note_is_kept_in_the_transcript_and_never_reaches_the_visitor() {
     .await;
     assert!(frames.iter().all(|f| !f.to_string().contains("VIP")));
 
-    let transcript = app.state.store.list_transcript(&chat.id).await.unwrap();
+    let transcript = app.transcript(&chat.id).await;
     let notes: Vec<_> = transcript.iter().filter(|m| m.internal == 1).collect();
     assert_eq!(notes.len(), 1, "one note: {transcript:?}");
     assert_eq!(notes[0].body, "VIP customer, called back by phone");
@@ -152,7 +152,7 @@ async fn transfer_hands_the_chat_to_another_operator_and_tells_the_visitor() {
         app.chat_state(&chat).await["operator"]["name"],
         "Bob Helper"
     );
-    let stored = app.state.store.get_chat(&chat.id).await.unwrap().unwrap();
+    let stored = app.chat(&chat.id).await;
     assert_eq!(
         stored.operator_user_id.as_deref(),
         Some(app.bob.id.as_str())
@@ -370,9 +370,9 @@ async fn a_command_seen_again_after_a_reconnect_is_applied_once() {
     // Afresh: parley fetches every post since the last operator message, commands included.
     let catch_ups_before = catch_ups(&app, &channel_id);
     app.sim.set_websockets_down(true);
-    wait_until("parley notices", || async { !app.state.online() }).await;
+    wait_until("parley notices", || async { !app.is_online() }).await;
     app.sim.set_websockets_down(false);
-    wait_until("parley is back", || async { app.state.online() }).await;
+    wait_until("parley is back", || async { app.is_online() }).await;
     wait_until("parley caught up over REST", || async {
         catch_ups(&app, &channel_id) > catch_ups_before
     })
@@ -392,11 +392,8 @@ async fn a_command_seen_again_after_a_reconnect_is_applied_once() {
         "{all:?}"
     );
     let notes = app
-        .state
-        .store
-        .list_transcript(&chat_id)
+        .transcript(&chat_id)
         .await
-        .unwrap()
         .into_iter()
         .filter(|m| m.internal == 1)
         .count();
@@ -478,14 +475,14 @@ async fn a_visitor_typing_shows_in_mattermost_and_is_never_queued() {
 
     // While the event stream is down typing is dropped, not delivered later.
     app.sim.set_websockets_down(true);
-    wait_until("parley notices", || async { !app.state.online() }).await;
+    wait_until("parley notices", || async { !app.is_online() }).await;
     let mut during = open_live(&app, &chat, 0).await;
     next_matching(&mut during, |v| v["type"] == "ready").await;
     send_typing(&mut during).await;
     // Handled (and dropped) before the stream is back.
     handled(&mut during).await;
     app.sim.set_websockets_down(false);
-    wait_until("parley is back", || async { app.state.online() }).await;
+    wait_until("parley is back", || async { app.is_online() }).await;
     let mut after = open_live(&app, &chat, 0).await;
     next_matching(&mut after, |v| v["type"] == "ready").await;
     send_typing(&mut after).await;
@@ -552,7 +549,7 @@ async fn edits_and_deletes_reach_the_widget_and_the_list() {
         !app.messages(&chat).await.iter().any(|m| m["id"] == oops_id),
         "the list leaves deleted messages out"
     );
-    let kept = app.state.store.list_transcript(&chat.id).await.unwrap();
+    let kept = app.transcript(&chat.id).await;
     let kept = kept.iter().find(|m| m.id == oops_id).unwrap();
     assert!(kept.deleted_at.is_some(), "kept for the back office");
     assert_eq!(kept.body, "wrong chat, sorry");
@@ -591,7 +588,7 @@ async fn edits_and_deletes_made_while_parley_was_not_listening_are_caught_up() {
         .await;
 
     app.sim.set_websockets_down(true);
-    wait_until("parley notices", || async { !app.state.online() }).await;
+    wait_until("parley notices", || async { !app.is_online() }).await;
     app.sim
         .edit_post_as(
             &app.alice,
@@ -776,7 +773,7 @@ async fn a_reaction_made_while_parley_was_not_listening_still_accepts() {
         .unwrap()
         .to_owned();
     app.sim.set_websockets_down(true);
-    wait_until("parley notices", || async { !app.state.online() }).await;
+    wait_until("parley notices", || async { !app.is_online() }).await;
     app.sim
         .react_as(&app.alice, &post_id, "white_check_mark")
         .await;

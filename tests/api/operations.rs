@@ -69,7 +69,7 @@ async fn readyz_answers_503_and_says_why_while_mattermost_is_down() {
 
     app.sim.set_down(true);
     wait_until("parley notices Mattermost is down", || async {
-        !app.state.online()
+        !app.is_online()
     })
     .await;
     let (status, body) = readyz(&app).await;
@@ -88,7 +88,7 @@ async fn readyz_answers_503_and_says_why_while_mattermost_is_down() {
 
     // Back up: ready again.
     app.sim.set_down(false);
-    wait_until("parley reconnects", || async { app.state.online() }).await;
+    wait_until("parley reconnects", || async { app.is_online() }).await;
     assert_eq!(readyz(&app).await.0, 200);
 }
 
@@ -220,7 +220,7 @@ async fn metrics_count_mattermost_errors_backlog_and_reconnects() {
 
     // Back again: the stream reconnected (counted) and the backlog drains.
     app.sim.set_down(false);
-    wait_until("parley reconnects", || async { app.state.online() }).await;
+    wait_until("parley reconnects", || async { app.is_online() }).await;
     app.wait_for_bot_post(&channel, "Anyone there?").await;
     wait_until("the outbox is empty", || app.outbox_empty()).await;
     let after = metrics(&app).await;

@@ -19,7 +19,7 @@ fn request_posts(app: &TestApp, chat: &VisitorChat) -> Vec<Value> {
 
 /// Whether parley has recorded the chat's request post.
 async fn recorded_request_post(app: &TestApp, chat: &VisitorChat) -> bool {
-    let row = app.state.store.get_chat(&chat.id).await.unwrap().unwrap();
+    let row = app.chat(&chat.id).await;
     row.request_post_id.is_some()
 }
 
@@ -120,7 +120,7 @@ async fn a_chat_ended_while_its_request_post_is_on_its_way_gets_one_settled_post
             "{order:?}: exactly one request post: {posts:#?}"
         );
         assert!(!has_button(&posts[0]), "{order:?}: no live Accept button");
-        let row = app.state.store.get_chat(&chat.id).await.unwrap().unwrap();
+        let row = app.chat(&chat.id).await;
         assert_eq!(
             row.request_post_id.as_deref(),
             posts[0]["id"].as_str(),
@@ -262,7 +262,7 @@ async fn a_retried_request_post_is_found_again_after_an_edit_not_its_old_copy() 
         recorded_request_post(&app, &chat)
     })
     .await;
-    let chat_row = app.state.store.get_chat(&chat.id).await.unwrap().unwrap();
+    let chat_row = app.chat(&chat.id).await;
     assert_eq!(
         chat_row.request_post_id.as_deref(),
         Some(post_id.as_str()),
@@ -303,7 +303,7 @@ async fn a_retry_that_overlaps_a_create_still_being_saved_doubles_nothing() {
     .await;
     let posts = request_posts(&app, &chat);
     assert_eq!(posts.len(), 1, "one request post: {posts:#?}");
-    let row = app.state.store.get_chat(&chat.id).await.unwrap().unwrap();
+    let row = app.chat(&chat.id).await;
     assert_eq!(row.request_post_id.as_deref(), posts[0]["id"].as_str());
 }
 

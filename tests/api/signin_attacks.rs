@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use parley::{app::accounts::Role, jobs::retention, storage::now_ms};
+use parley::{app::accounts::Role, storage::now_ms};
 use reqwest::{StatusCode, header};
 
 use crate::helpers::{
@@ -169,8 +169,9 @@ struct AuditLine {
 }
 
 async fn audit_lines(app: &TestApp) -> Vec<AuditLine> {
-    let (rows, _) = app.state.store.list_audit("", "", 10_000, 0).await.unwrap();
-    rows.into_iter()
+    app.audit_entries()
+        .await
+        .into_iter()
         .map(|r| AuditLine {
             actor: r.actor,
             action: r.action,
@@ -186,7 +187,7 @@ async fn a_flood_of_sign_ins_is_bounded_and_refused_with_503_beyond_the_queue() 
     // Arrange: enough requests to fill every slot and the queue several times over, from as
     // many loopback addresses as the per-address limit (20 a minute) needs.
     let app = spawn_app().await;
-    let work = &app.state.sign_in.password_work;
+    let work = app.password_checks();
     let requests = (work.capacity() * 4).max(160);
     let addresses = requests.div_ceil(20);
     assert!(addresses < 250, "enough loopback addresses");
@@ -403,28 +404,21 @@ async fn the_retention_deletes_old_audit_lines_and_ended_failure_windows() {
         401
     );
     let day = 86_400_000;
-    let keep = app.state.settings.audit_retention;
+    let keep = app.settings().audit_retention;
     assert_eq!(keep, Some(Duration::from_secs(365 * 86_400)), "the default");
-    let store = &app.state.store;
-    let count = || async { store.list_audit("", "", 1000, 0).await.unwrap().1 };
+    let count = || app.audit_count();
     let lines = count().await;
     assert!(lines >= 2);
 
     // Act + Assert: nothing is old enough yet; a year and a day later everything is, unless
     // the retention is off.
-    let soon = retention::delete_expired(store, keep, now_ms() + 364 * day)
-        .await
-        .unwrap();
+    let soon = app.delete_expired(keep, now_ms() + 364 * day).await;
     assert_eq!(soon.audit_lines, 0);
     assert_eq!(soon.failure_windows, 1, "the failure window ended long ago");
     assert_eq!(count().await, lines);
-    let forever = retention::delete_expired(store, None, now_ms() + 1000 * day)
-        .await
-        .unwrap();
+    let forever = app.delete_expired(None, now_ms() + 1000 * day).await;
     assert_eq!(forever.audit_lines, 0);
-    let later = retention::delete_expired(store, keep, now_ms() + 366 * day)
-        .await
-        .unwrap();
+    let later = app.delete_expired(keep, now_ms() + 366 * day).await;
     assert_eq!(later.audit_lines as i64, lines);
     assert_eq!(count().await, 0);
 }
@@ -434,10 +428,7 @@ async fn a_browser_that_signed_in_before_keeps_its_own_budget_while_the_account_
     // Arrange: the owner set the password in this browser, then signed out.
     let app = spawn_app().await;
     let owner = Browser::new(&app, 40);
-    let (_, link) =
-        parley::app::accounts::invite(&app.state.store, &app.url, "m@example.com", Role::Admin)
-            .await
-            .unwrap();
+    let (_, link) = app.invite("m@example.com", Role::Admin).await;
     let html = owner
         .get(&link[app.url.len()..])
         .await
@@ -529,7 +520,7 @@ async fn parley_admin_unlock_clears_a_lock() {
         owner.sign_in("m@example.com", PASSWORD).await.1,
         "account_locked"
     );
-    let dir = app.state.settings.data_dir.clone();
+    let dir = app.data_dir().to_path_buf();
     let envs = [("PARLEY_DATABASE_URL", app.database_url())];
 
     // Act: the real binary, in another process.

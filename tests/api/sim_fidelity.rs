@@ -15,7 +15,7 @@ async fn a_vanished_channel_does_not_stop_the_catch_up_of_the_other_chats() {
     app.wait_for_bot_post(&channel, "second").await;
 
     app.sim.set_websockets_down(true);
-    wait_until("parley notices", || async { !app.state.online() }).await;
+    wait_until("parley notices", || async { !app.is_online() }).await;
     app.sim.delete_channel_permanently(&gone_channel);
     app.sim
         .post_as(&app.bob, &channel, "written while parley was away")
@@ -46,7 +46,7 @@ async fn parley_answers_the_keep_alive_pings_and_keeps_its_socket() {
     // The settings apply to sockets opened from now on.
     app.sim.drop_websockets();
     wait_until("parley connects again", || async {
-        app.sim.websocket_connections() == 1 && app.state.online()
+        app.sim.websocket_connections() == 1 && app.is_online()
     })
     .await;
     let upgrades = websocket_upgrades(&app);
@@ -61,7 +61,7 @@ async fn parley_answers_the_keep_alive_pings_and_keeps_its_socket() {
         upgrades,
         "the socket was never dropped"
     );
-    assert!(app.state.online());
+    assert!(app.is_online());
 }
 
 /// `/api/v1/status` after a presence poll.

@@ -284,7 +284,7 @@ async fn the_connection_form_sends_the_token_to_no_redirect_and_no_other_server(
         );
     }
     // `parley doctor` (the same client) says so too, and follows no redirect either.
-    let mut settings = (*app.state.settings).clone();
+    let mut settings = app.settings().clone();
     settings.mattermost = Some(parley::config::MattermostSettings {
         url: redirecting.parse().unwrap(),
         token: token.to_owned().into(),
@@ -308,11 +308,8 @@ async fn the_connection_form_sends_the_token_to_no_redirect_and_no_other_server(
         elsewhere_seen.lock().unwrap()
     );
     assert!(
-        app.state
-            .store
-            .list_settings()
+        app.stored_settings()
             .await
-            .unwrap()
             .keys()
             .all(|k| !k.starts_with("mattermost.")),
         "nothing saved"
@@ -373,15 +370,7 @@ async fn only_allowed_origins_may_use_the_visitor_api() {
                 .is_none()
         );
     }
-    let chats: i64 = app
-        .state
-        .store
-        .count_chats_by_status()
-        .await
-        .unwrap()
-        .iter()
-        .map(|(_, n)| n)
-        .sum();
+    let chats = app.chat_count().await;
     assert_eq!(chats, 0, "no refused request started a chat");
 
     let own = app.url.clone();
@@ -550,7 +539,7 @@ async fn doctor_and_back_office_say_which_websites_are_allowed() {
         let listed = origins.clone();
         let app = spawn_app_with(move |s| s.allowed_origins = listed).await;
         let own = app.url.clone();
-        let report = parley::app::doctor::run(&app.state.settings).await;
+        let report = parley::app::doctor::run(app.settings()).await;
         let check = report.get("origins").expect("doctor checks the origins");
         let expected = if any {
             parley::app::doctor::Verdict::Warning

@@ -331,7 +331,7 @@ async fn the_log_names_the_connection_in_force_and_says_connected_once() {
 mod readiness {
     use std::time::Duration;
 
-    use parley::{app::connection, config::MattermostSettings};
+    use parley::config::MattermostSettings;
     use serde_json::Value;
 
     use crate::{
@@ -367,9 +367,9 @@ mod readiness {
         app.sim.add_channel_member(&lobby, &app.alice.id);
         let mm = MattermostSettings {
             channel: "lobby".into(),
-            ..app.state.bridge().unwrap().settings().clone()
+            ..app.bridge().unwrap().settings().clone()
         };
-        connection::apply(&app.state, Some(mm));
+        app.apply_connection(mm);
 
         let body =
             wait_for_readyz(&app, 503, |b| b["problems"].to_string().contains("invite")).await;
@@ -398,7 +398,7 @@ mod readiness {
 mod callbacks {
     use std::time::Duration;
 
-    use parley::app::{accounts::Role, connection};
+    use parley::app::accounts::Role;
     use serde_json::Value;
 
     use super::run;
@@ -431,8 +431,8 @@ mod callbacks {
         // Mattermost now refuses to call loopback addresses (as a real server does by default).
         app.sim
             .set_config(|c| c.allowed_untrusted_internal_connections = String::new());
-        let mm = app.state.bridge().unwrap().settings().clone();
-        connection::apply(&app.state, Some(mm));
+        let mm = app.bridge().unwrap().settings().clone();
+        app.apply_connection(mm);
         let (status, body) = wait_for_readyz(&app, |b| b["callbacks"] == "failing").await;
         assert_eq!(status, 200, "a warning, not unready: {body}");
         let warning = body["warnings"][0].as_str().unwrap();
@@ -461,7 +461,7 @@ mod callbacks {
         let app = spawn_app().await;
         let dir = tempfile::tempdir().unwrap();
         let database = app.database_url();
-        let data_dir = app.state.settings.data_dir.display().to_string();
+        let data_dir = app.data_dir().display().to_string();
         let sim_url = app.sim.url();
         let doctor = |public_url: String| {
             let (database, data_dir, sim_url, token) = (

@@ -17,7 +17,7 @@ async fn upload(app: &TestApp, chat: &VisitorChat, bytes: Vec<u8>) -> (u16, Valu
 
 /// Files under the data dir's `files/` (kept and temporary).
 fn files_on_disk(app: &TestApp) -> usize {
-    walk(&app.state.settings.data_dir.join("files"))
+    walk(&app.data_dir().join("files"))
 }
 
 fn walk(dir: &std::path::Path) -> usize {

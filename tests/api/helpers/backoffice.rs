@@ -5,11 +5,7 @@
 
 use std::{collections::HashMap, sync::Mutex};
 
-use parley::{
-    app::accounts::{self, Role},
-    app::departments,
-    storage::departments::DepartmentRow,
-};
+use parley::{app::accounts::Role, storage::departments::DepartmentRow};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
@@ -162,9 +158,7 @@ pub async fn use_setup_link(agent: &Agent, link: &str, email: Option<&str>) -> r
 
 /// An agent signed in as a new manager with `role`.
 pub async fn signed_in(app: &TestApp, email: &str, role: Role) -> Agent {
-    let (_, link) = accounts::invite(&app.state.store, &app.url, email, role)
-        .await
-        .unwrap();
+    let (_, link) = app.invite(email, role).await;
     let agent = Agent::new(app);
     let response = use_setup_link(&agent, &link, None).await;
     assert_eq!(response.status(), 303, "setting the password signs in");
@@ -186,8 +180,9 @@ pub async fn log_in(app: &TestApp, email: &str, password: &str) -> (Agent, reqwe
 }
 
 pub async fn audit(app: &TestApp) -> Vec<(String, String, String)> {
-    let (rows, _) = app.state.store.list_audit("", "", 500, 0).await.unwrap();
-    rows.into_iter()
+    app.audit_entries()
+        .await
+        .into_iter()
         .map(|r| {
             (
                 r.action,
@@ -226,9 +221,8 @@ pub fn department(name: &str, team: &str, channel: &str) -> DepartmentRow {
 
 /// A department "Sales" routed to the simulator's team and requests channel.
 pub async fn sales_department(app: &TestApp) -> i64 {
-    let mut row = department("Sales", "support", "requests");
-    departments::validate(&mut row).unwrap();
-    app.state.store.insert_department(&row).await.unwrap()
+    app.add_department(department("Sales", "support", "requests"))
+        .await
 }
 
 /// An offline message sent through the visitor API; returns its id.

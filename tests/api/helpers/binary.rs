@@ -38,7 +38,7 @@ pub fn parley_in(dir: &Path, args: &[&str]) -> Command {
 
 /// `parley <args>` on the app's database and data directory (no Mattermost settings).
 pub fn parley_on(app: &TestApp, args: &[&str]) -> Command {
-    let mut command = parley_in(&app.state.settings.data_dir, args);
+    let mut command = parley_in(app.data_dir(), args);
     command.env("PARLEY_DATABASE_URL", app.database_url());
     command
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use parley::jobs;
+use tokio_util::sync::CancellationToken;
 
 use super::{TestApp, poll_until, wait_until};
 
@@ -71,5 +72,42 @@ impl TestApp {
             !self.is_online()
         })
         .await
+    }
+
+    /// One cleanup run as the server would do it at `now` (Unix ms), with the deployment's
+    /// delay.
+    pub async fn run_cleanup_once(&self, now: i64) -> jobs::cleanup::Report {
+        let bridge = self.state.bridge().expect("a Mattermost connection");
+        jobs::cleanup::run_once(
+            &self.state.store,
+            &bridge,
+            self.state.settings.delete_after,
+            now,
+        )
+        .await
+        .expect("the cleanup runs")
+    }
+
+    /// Runs the server's cleanup loop on its own schedule (`first` after now, then `every`)
+    /// until `stop` is cancelled.
+    pub fn spawn_cleanup_every(&self, stop: CancellationToken, first: Duration, every: Duration) {
+        tokio::spawn(jobs::cleanup::run_every(
+            self.state.app.clone(),
+            stop,
+            first,
+            every,
+        ));
+    }
+
+    /// One retention run at `now` (Unix ms), keeping the audit log for `keep` (`None`:
+    /// forever).
+    pub async fn delete_expired(
+        &self,
+        keep: Option<Duration>,
+        now: i64,
+    ) -> jobs::retention::Report {
+        jobs::retention::delete_expired(&self.state.store, keep, now)
+            .await
+            .expect("a retention run")
     }
 }

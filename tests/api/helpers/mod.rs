@@ -5,6 +5,7 @@
 
 pub mod backoffice;
 pub mod binary;
+mod inspect;
 pub mod jobs;
 pub mod live;
 
@@ -29,10 +30,13 @@ pub struct TestApp {
     pub bob: SimUser,
     pub team_id: String,
     pub requests_channel_id: String,
-    pub state: AppState,
+    /// Private to the helpers: tests read through the typed helpers (helpers/inspect.rs,
+    /// helpers/jobs.rs), never the app's internals.
+    state: AppState,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    _dir: tempfile::TempDir,
+    /// `None` for another instance on an app's data directory (the first app owns it).
+    _dir: Option<tempfile::TempDir>,
     _database: Option<TestDatabase>,
 }
 
@@ -112,7 +116,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         state,
         shutdown,
         task: Some(task),
-        _dir: dir,
+        _dir: Some(dir),
         _database: database,
     };
     // Without the background jobs nothing connects (the event stream is one of them).
@@ -198,7 +202,7 @@ impl Drop for TestDatabase {
 }
 
 /// Binds first so `public_url` (the callback address Mattermost uses) has the real port.
-pub async fn start(mut settings: Settings) -> Application {
+async fn start(mut settings: Settings) -> Application {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     settings.listen = addr;
@@ -243,6 +247,32 @@ where
 }
 
 impl TestApp {
+    /// Another parley on this app's settings: its database, data directory and simulator (a
+    /// second instance of a cluster, or the same deployment started again after
+    /// [`TestApp::stop`]). It does not wait for a Mattermost connection.
+    pub async fn another_instance(&self) -> TestApp {
+        let app = start((*self.state.settings).clone()).await;
+        let state = app.state().clone();
+        let url = format!("http://{}", app.local_addr());
+        let shutdown = app.shutdown_token();
+        let task = tokio::spawn(app.run_until_stopped());
+        TestApp {
+            url,
+            http: reqwest::Client::new(),
+            sim: self.sim.clone(),
+            bot: self.bot.clone(),
+            alice: self.alice.clone(),
+            bob: self.bob.clone(),
+            team_id: self.team_id.clone(),
+            requests_channel_id: self.requests_channel_id.clone(),
+            state,
+            shutdown,
+            task: Some(task),
+            _dir: None,
+            _database: None,
+        }
+    }
+
     /// Stops the app and waits until it has (its jobs ended, its database connections
     /// closed); the simulator and the database stay.
     pub async fn stop(&mut self) {
@@ -420,10 +450,6 @@ impl TestApp {
             self.messages(chat).await.into_iter().find(|m| pred(m))
         })
         .await
-    }
-
-    pub async fn outbox_empty(&self) -> bool {
-        self.state.store.outbox_depth().await.unwrap() == 0
     }
 }
 
