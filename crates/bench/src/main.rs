@@ -404,6 +404,10 @@ impl Parley {
             .env("PARLEY_MATTERMOST_CHANNEL", "requests")
             .env("PARLEY_RATE_LIMIT_CHATS_PER_MINUTE", "100000000")
             .env("PARLEY_RATE_LIMIT_MESSAGES_PER_MINUTE", "100000000")
+            // Every visitor of the bench is one address (loopback): the caps on sockets per
+            // address and waiting for their token would refuse the idle-socket phase.
+            .env("PARLEY_MAX_SOCKETS_PER_ADDRESS", "100000")
+            .env("PARLEY_MAX_PENDING_SOCKETS", "100000")
             .env("PARLEY_REMIND_AFTER_MINUTES", "0")
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
@@ -441,6 +445,7 @@ impl Parley {
             .timeout(Duration::from_secs(1))
             .build()?;
         let mut alive = None;
+        let mut last_answer = String::from("no answer");
         while self.started.elapsed() < Duration::from_secs(30) {
             if alive.is_none() {
                 if probe
@@ -451,14 +456,15 @@ impl Parley {
                 {
                     alive = Some(self.started.elapsed());
                 }
-            } else if let Ok(r) = probe.get(format!("{}/readyz", self.url)).send().await
-                && r.status() == 200
-            {
-                return Ok((alive.unwrap_or_default(), self.started.elapsed()));
+            } else if let Ok(r) = probe.get(format!("{}/readyz", self.url)).send().await {
+                if r.status() == 200 {
+                    return Ok((alive.unwrap_or_default(), self.started.elapsed()));
+                }
+                last_answer = r.text().await.unwrap_or_default();
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        bail!("parley did not become ready within 30 s (see its log)")
+        bail!("parley did not become ready within 30 s; /readyz said: {last_answer}")
     }
 
     fn rss_kb(&self) -> u64 {
