@@ -1,7 +1,8 @@
 //! The application core: what parley does, apart from how it is reached. The use cases take
 //! [`App`], a set of narrow handles (storage, the bridge slot, the live hub, the outbox, the
 //! cluster); the HTTP layer, the jobs and the event stream call them. Nothing here knows of
-//! axum or of the jobs' loops (`docs/architecture.md`, "What may import what").
+//! axum or of the jobs' loops (`docs/decisions.md`, "The application core"; checked by
+//! `tests/api/architecture.rs`).
 
 pub mod accounts;
 pub mod attachments;

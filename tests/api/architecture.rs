@@ -1,5 +1,6 @@
-//! The "what may import what" table of `docs/architecture.md`, checked against the source: every
-//! `use crate::…` and `crate::…` path in `src/**` must go to a layer its own layer may import.
+//! The "what may import what" table (`docs/decisions.md`, "The application core"; first drawn in
+//! the shared architecture brief), checked against the source: every `use crate::…` and
+//! `crate::…` path in `src/**` must go to a layer its own layer may import.
 //! A new top-level module fails the test until it is given a row.
 
 use std::{
@@ -280,7 +281,7 @@ fn every_import_follows_the_layer_table() {
     );
     assert!(
         broken.is_empty(),
-        "imports that break the table in docs/architecture.md:\n{}",
+        "imports that break the layer table (MAY_IMPORT; docs/decisions.md, \"The application core\"):\n{}",
         broken.join("\n")
     );
 }
