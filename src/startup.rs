@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -94,8 +94,7 @@ impl Application {
             connection: BridgeSlot::new(bridge),
             signer,
             blobs,
-            outbox_wakeup: Arc::new(Notify::new()),
-            outbox_handoffs: Default::default(),
+            outbox: Default::default(),
             metrics,
             cluster,
         };

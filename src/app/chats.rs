@@ -92,7 +92,7 @@ pub async fn post_visitor_message(
             state.hub.message(message);
             // The outbox worker takes the task as it is, without reading it back; when it
             // cannot (another instance runs it, or the chat has no channel yet), it reads it.
-            if !state.outbox_handoffs.give(task, chat, message) {
+            if !state.outbox.handoffs.give(task, chat, message) {
                 state.wake_outbox();
             }
         }

@@ -20,9 +20,7 @@ pub mod upload_room;
 use std::sync::Arc;
 
 pub use error::Error;
-use outbox::HandOffs;
-
-use tokio::sync::Notify;
+use outbox::Outbox;
 
 use crate::{
     cluster::{Cluster, Note},
@@ -46,11 +44,9 @@ pub struct App {
     pub signer: ActionSigner,
     /// Where attached files are kept.
     pub blobs: Blobs,
-    /// Wakes the outbox worker when a task is added.
-    pub outbox_wakeup: Arc<Notify>,
-    /// Gives a visitor message's delivery task straight to the outbox worker, when it runs
-    /// in this process.
-    pub outbox_handoffs: HandOffs,
+    /// The outbox's handle: wakes its worker and hands it a visitor message's task straight
+    /// from the request, when the worker runs in this process.
+    pub outbox: Outbox,
     /// This process's Prometheus metrics (`/metrics`).
     pub metrics: Metrics,
     /// With PostgreSQL: this instance among others (events, leadership); `None` on SQLite.
@@ -87,7 +83,7 @@ impl App {
 
     /// Tells the outbox worker there is work (the leader's, with several instances).
     pub fn wake_outbox(&self) {
-        self.outbox_wakeup.notify_one();
+        self.outbox.wake_here();
         if let Some(cluster) = self.cluster.as_ref().filter(|c| !c.is_leader()) {
             cluster.send(Note::Wake);
         }

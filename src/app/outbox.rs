@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::{
     app::App,
@@ -18,6 +18,27 @@ use crate::{
 /// Visitor messages' tasks waiting to be taken by the dispatcher at most (more are read from
 /// the database instead).
 pub const HANDOFF_CAPACITY: usize = 1024;
+
+/// The outbox's handle, as the core holds it: the way to wake the worker of this process and
+/// the way to hand it a task. Cheap to clone; clones share both.
+#[derive(Clone, Debug, Default)]
+pub struct Outbox {
+    wakeup: Arc<Notify>,
+    /// Open while the worker runs in this process.
+    pub handoffs: HandOffs,
+}
+
+impl Outbox {
+    /// Wakes this process's worker (`App::wake_outbox` also tells the leader's).
+    pub fn wake_here(&self) {
+        self.wakeup.notify_one();
+    }
+
+    /// Resolves when the worker is woken (for the worker's loop).
+    pub async fn woken(&self) {
+        self.wakeup.notified().await;
+    }
+}
 
 /// A visitor message's delivery task, given by the request that stored it to the dispatcher
 /// with what delivering it needs, so that neither is read back from the database: at a

@@ -176,7 +176,7 @@ async fn deliver(state: &App, note: Note) {
         Note::Typing { chat, name } if hub.is_listened(&chat) => {
             hub.deliver(&chat, LiveEvent::Typing { name });
         }
-        Note::Wake if is_leader(state) => state.outbox_wakeup.notify_one(),
+        Note::Wake if is_leader(state) => state.outbox.wake_here(),
         Note::Connection => connection::reload(state).await,
         Note::VisitorTyping { channel } if is_leader(state) => {
             if let Some(bridge) = state.bridge() {

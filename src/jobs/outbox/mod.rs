@@ -59,7 +59,7 @@ const AFTER_STORE_ERROR: Duration = Duration::from_secs(1);
 /// drain request once the outbox itself is drained (`next.drains`).
 pub async fn run(state: App, shutdown: CancellationToken, next: Followers) {
     let mut worker = Worker::start(&state);
-    let (mut handed, mut drains) = state.outbox_handoffs.open();
+    let (mut handed, mut drains) = state.outbox.handoffs.open();
     let mut arrived = Vec::new();
     // What to read before the next dispatch: everything (at start, on the timer, after a lane
     // stopped early) or only tasks added since the last read (on a wake-up).
@@ -155,7 +155,7 @@ pub async fn run(state: App, shutdown: CancellationToken, next: Followers) {
                     read = Some(Read::All);
                 }
             },
-            _ = state.outbox_wakeup.notified() => {
+            _ = state.outbox.woken() => {
                 read = Some(read.unwrap_or(Read::New));
                 next.wake.notify_one();
             }
@@ -184,7 +184,7 @@ pub async fn run(state: App, shutdown: CancellationToken, next: Followers) {
         }
     }
     // Tasks still waiting to be taken are in the database for the next run.
-    state.outbox_handoffs.close();
+    state.outbox.handoffs.close();
     worker.finish().await;
 }
 
@@ -215,7 +215,7 @@ pub async fn run_once(state: &App, now: i64) -> Result<Outcome, StoreError> {
 /// the worker's loop when it runs in this process; otherwise passes of [`run_once`] and of
 /// `offline_posts::run_once` until neither has anything due.
 pub async fn drain_until_idle(state: &App) {
-    if let Some(drained) = state.outbox_handoffs.drain() {
+    if let Some(drained) = state.outbox.handoffs.drain() {
         // The loop answers; if it stops first, there is nothing left to wait for.
         let _ = drained.await;
         return;
