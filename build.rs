@@ -31,6 +31,11 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let script = widget_script(Path::new(WIDGET_DIR));
     fs::write(out.join("widget.js"), script).expect("cannot write $OUT_DIR/widget.js");
+    // The order, for the test that checks the served script holds every part.
+    println!(
+        "cargo:rustc-env=PARLEY_WIDGET_PARTS={}",
+        WIDGET_PARTS.join(",")
+    );
 }
 
 /// Reads a part and tells cargo to rebuild when it changes.

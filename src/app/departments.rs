@@ -274,22 +274,12 @@ mod tests {
 
     fn row() -> DepartmentRow {
         DepartmentRow {
-            id: 0,
-            name: " Sales ".into(),
-            team: "support".into(),
-            channel: "~sales-requests".into(),
-            position: 0,
             hours: Some("Mon-Fri 9:00-17:30".into()),
             timezone: "Europe/Berlin".into(),
             text_title: Some("  ".into()),
-            text_greeting: None,
-            text_offline: None,
             template_request: Some("".into()),
-            template_channel_display_name: None,
-            template_channel_header: None,
             template_first_post: Some("".into()),
-            created_at: 0,
-            updated_at: 0,
+            ..DepartmentRow::new(" Sales ", "support", "~sales-requests")
         }
     }
 

@@ -114,24 +114,7 @@ pub async fn run(command: DepartmentCommand, settings: &Settings) -> Result<Stri
                     "a department needs at least --name, --team and --channel".into(),
                 ));
             };
-            let mut row = DepartmentRow {
-                id: 0,
-                name: name.clone(),
-                team: team.clone(),
-                channel: channel.clone(),
-                position: 0,
-                hours: None,
-                timezone: "UTC".into(),
-                text_title: None,
-                text_greeting: None,
-                text_offline: None,
-                template_request: None,
-                template_channel_display_name: None,
-                template_channel_header: None,
-                template_first_post: None,
-                created_at: 0,
-                updated_at: 0,
-            };
+            let mut row = DepartmentRow::new(name, team, channel);
             apply(&mut row, &fields);
             validate(&mut row)?;
             let note = check(settings, &row, fields.no_check).await?;

@@ -26,6 +26,31 @@ pub struct DepartmentRow {
     pub updated_at: i64,
 }
 
+impl DepartmentRow {
+    /// A new department routed to `team`'s `channel`, with every other value its default
+    /// (always open, UTC, the widget's own texts, the default templates).
+    pub fn new(name: &str, team: &str, channel: &str) -> Self {
+        Self {
+            id: 0,
+            name: name.to_owned(),
+            team: team.to_owned(),
+            channel: channel.to_owned(),
+            position: 0,
+            hours: None,
+            timezone: "UTC".into(),
+            text_title: None,
+            text_greeting: None,
+            text_offline: None,
+            template_request: None,
+            template_channel_display_name: None,
+            template_channel_header: None,
+            template_first_post: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+}
+
 const COLUMNS: &str = "id, name, team, channel, position, hours, timezone, text_title, \
     text_greeting, text_offline, template_request, template_channel_display_name, \
     template_channel_header, template_first_post, created_at, updated_at";

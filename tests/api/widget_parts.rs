@@ -103,18 +103,7 @@ async fn the_served_widget_is_one_script_with_every_part_the_css_and_every_trans
 
     // Every script part, in build.rs's order (each part once).
     let mut at = 0;
-    for name in [
-        "setup.js",
-        "i18n.js",
-        "api.js",
-        "dom.js",
-        "view.js",
-        "messages.js",
-        "files.js",
-        "chat.js",
-        "socket.js",
-        "main.js",
-    ] {
+    for name in env!("PARLEY_WIDGET_PARTS").split(',') {
         let text = fs::read_to_string(dir.join(name)).unwrap();
         let found = js[at..]
             .find(&text)

@@ -160,10 +160,7 @@ pub(super) async fn deliver(
             }
         }
         OutboxTask::Reminder { key } => {
-            // Accepted or ended while the reminder waited (e.g. during an outage): say nothing.
-            if chat.status() != ChatStatus::Pending {
-                return Ok(None);
-            }
+            // A chat no longer waiting was let go above, before asking Mattermost anything.
             let link = chat
                 .request_post_id
                 .as_deref()

@@ -199,24 +199,7 @@ pub async fn audit(app: &TestApp) -> Vec<(String, String, String)> {
 
 /// A department as the back office or the CLI would save it (validate it first).
 pub fn department(name: &str, team: &str, channel: &str) -> DepartmentRow {
-    DepartmentRow {
-        id: 0,
-        name: name.into(),
-        team: team.into(),
-        channel: channel.into(),
-        position: 0,
-        hours: None,
-        timezone: "UTC".into(),
-        text_title: None,
-        text_greeting: None,
-        text_offline: None,
-        template_request: None,
-        template_channel_display_name: None,
-        template_channel_header: None,
-        template_first_post: None,
-        created_at: 0,
-        updated_at: 0,
-    }
+    DepartmentRow::new(name, team, channel)
 }
 
 /// A department "Sales" routed to the simulator's team and requests channel.
