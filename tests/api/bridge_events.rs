@@ -3,7 +3,20 @@
 //! catch-up of the new connection applies it, once; a failed typing event is only logged and
 //! the connection goes on.
 
-use crate::helpers::{TestApp, spawn_app, wait_until};
+use mattermost_sim::SimUser;
+
+use crate::helpers::{TestApp, VisitorChat, spawn_app, wait_until};
+
+/// An accepted chat, and a colleague parley has never seen (not in the requests channel, so
+/// not polled for presence) in its channel: applying what she does asks Mattermost who she is.
+async fn chat_with_a_stranger(app: &TestApp) -> (VisitorChat, String, SimUser) {
+    let chat = app.start_simple_chat("hello").await;
+    let channel_id = app.accept(&chat, &app.alice).await;
+    let carol = app.sim.create_user("carol", "Carol", "Jones");
+    app.sim.add_team_member(&app.team_id, &carol.id);
+    app.sim.add_channel_member(&channel_id, &carol.id);
+    (chat, channel_id, carol)
+}
 
 /// How often parley listed a channel's posts (its catch-up after a fresh connection).
 fn catch_ups(app: &TestApp, channel_id: &str) -> usize {
@@ -27,13 +40,7 @@ fn user_lookup_answered(app: &TestApp, user_id: &str, status: u16) -> bool {
 #[tokio::test]
 async fn a_post_that_could_not_be_applied_is_applied_by_the_catch_up_of_a_fresh_connection() {
     let app = spawn_app().await;
-    let chat = app.start_simple_chat("hello").await;
-    let channel_id = app.accept(&chat, &app.alice).await;
-    // A colleague parley has never seen (not in the requests channel, so not polled for
-    // presence): applying her first post asks Mattermost who she is.
-    let carol = app.sim.create_user("carol", "Carol", "Jones");
-    app.sim.add_team_member(&app.team_id, &carol.id);
-    app.sim.add_channel_member(&channel_id, &carol.id);
+    let (chat, channel_id, carol) = chat_with_a_stranger(&app).await;
     let catch_ups_before = catch_ups(&app, &channel_id);
 
     // That look-up fails once (a proxy's bare 404): the post cannot be applied.
@@ -65,11 +72,7 @@ async fn a_post_that_could_not_be_applied_is_applied_by_the_catch_up_of_a_fresh_
 #[tokio::test]
 async fn a_typing_event_that_could_not_be_applied_does_not_end_the_connection() {
     let app = spawn_app().await;
-    let chat = app.start_simple_chat("hello").await;
-    let channel_id = app.accept(&chat, &app.alice).await;
-    let carol = app.sim.create_user("carol", "Carol", "Jones");
-    app.sim.add_team_member(&app.team_id, &carol.id);
-    app.sim.add_channel_member(&channel_id, &carol.id);
+    let (chat, channel_id, carol) = chat_with_a_stranger(&app).await;
     let catch_ups_before = catch_ups(&app, &channel_id);
 
     app.sim
