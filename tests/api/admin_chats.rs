@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use parley::app::accounts::Role;
-use reqwest::{header, multipart};
+use reqwest::header;
 use serde_json::{Value, json};
 
 use crate::helpers::{
+    PNG,
     backoffice::{audit, location, offline_message, sales_department, signed_in},
-    poll_until, spawn_app, spawn_app_with, wait_until,
+    poll_until, spawn_app, spawn_app_with, upload, wait_until,
 };
 
 #[tokio::test]
@@ -221,21 +222,9 @@ async fn deleting_a_chat_removes_it_with_its_files_and_is_audited() {
     let agent = signed_in(&app, "m@example.com", Role::Manager).await;
     let chat = app.start_simple_chat("Please forget me").await;
     let channel = app.accept(&chat, &app.alice).await;
-    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\x90wS\xde\0\0\0\x0cIDATx\x9cc\xf8\xff\xff?\0\x05\xfe\x02\xfe\xa7\x35\x81\x84\0\0\0\0IEND\xaeB`\x82";
-    let form = multipart::Form::new().part(
-        "file",
-        multipart::Part::bytes(png.to_vec()).file_name("me.png"),
-    );
-    let response = app
-        .http
-        .post(app.api(&format!("/chats/{}/files", chat.id)))
-        .bearer_auth(&chat.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let file_id = response.json::<Value>().await.unwrap()["message"]["files"][0]["id"]
+    let (status, body) = upload(&app, &chat, None, &[("me.png", PNG)]).await;
+    assert_eq!(status, 201);
+    let file_id = body["message"]["files"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();

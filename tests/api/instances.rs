@@ -16,21 +16,6 @@ use crate::helpers::{VisitorChat, spawn_app, wait_until};
 const BEFORE: usize = 8;
 const AFTER: usize = 8;
 
-async fn start_chat(http: &reqwest::Client, base: &str) -> VisitorChat {
-    let response = http
-        .post(format!("{base}/api/v1/chats"))
-        .json(&json!({"name": "Erika Visitor", "email": "erika@example.com", "message": "Hello from B"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "starting a chat");
-    let body: Value = response.json().await.unwrap();
-    VisitorChat {
-        id: body["id"].as_str().unwrap().to_owned(),
-        token: body["token"].as_str().unwrap().to_owned(),
-    }
-}
-
 async fn send(http: &reqwest::Client, base: &str, chat: &VisitorChat, text: &str) {
     let response = http
         .post(format!("{base}/api/v1/chats/{}/messages", chat.id))
@@ -91,7 +76,9 @@ async fn two_instances_serve_any_visitor_and_the_leader_hands_over() {
 
     // The visitor is on B; the request goes out through A's outbox; Alice accepts.
     let http = reqwest::Client::new();
-    let chat = start_chat(&http, &b.url).await;
+    let chat = b
+        .start_chat(json!({"name": "Erika Visitor", "email": "erika@example.com", "message": "Hello from B"}))
+        .await;
     let channel = a.accept(&chat, &a.alice).await;
 
     let ws_url = format!(
